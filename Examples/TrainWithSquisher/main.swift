@@ -1,0 +1,2 @@
+import Squisher
+print("placeholder")

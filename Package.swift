@@ -1,0 +1,62 @@
+// swift-tools-version: 6.1
+// Squisher: the diagonal Fisher information of a neural network, "for free".
+import PackageDescription
+
+/// Library modules by role; each entry is (name, dependencies). The import graph points one way:
+/// tensor core <- layers <- optimizers <- estimators <- applications <- command-line tool.
+let libraries: [(name: String, dependencies: [String])] = [
+    ("SquisherTensor", ["CSquisherKernels"]),
+    ("SquisherIO", ["SquisherTensor"]),
+    ("SquisherLayers", ["SquisherTensor"]),
+    ("SquisherOptimizers", ["SquisherLayers"]),
+    ("SquisherData", ["SquisherIO"]),
+    ("SquisherTraining", ["SquisherOptimizers", "SquisherData"]),
+    ("SquisherEstimators", ["SquisherTraining", "SquisherIO"]),
+    ("SquisherCheckpoints", ["SquisherIO"]),
+    ("SquisherApplications", ["SquisherEstimators", "SquisherCheckpoints"]),
+]
+let umbrella = "Squisher"
+
+/// Test targets: (name, module under test and helpers, bundles test resources).
+let testTargets: [(name: String, dependencies: [String], resources: Bool)] = [
+    ("SquisherTensorTests", ["SquisherTensor"], false),
+    ("SquisherIOTests", ["SquisherIO"], true),
+    ("SquisherLayersTests", ["SquisherLayers"], false),
+    ("SquisherOptimizersTests", ["SquisherOptimizers", "SquisherIO"], true),
+    ("SquisherTrainingTests", ["Squisher"], false),
+    ("SquisherEstimatorsTests", ["Squisher"], true),
+    ("SquisherCheckpointsTests", ["SquisherCheckpoints"], true),
+    ("SquisherApplicationsTests", ["Squisher"], false),
+]
+
+let examples = ["TrainWithSquisher"]
+
+let package = Package(
+    name: "Squisher",
+    products: [
+        .library(name: umbrella, targets: [umbrella]),
+        .executable(name: "squisher", targets: ["SquisherCLI"]),
+        .executable(name: "squisher-bench", targets: ["SquisherBenchmarks"]),
+    ] + examples.map { .executable(name: $0, targets: [$0]) },
+    targets: [
+        .target(name: "CSquisherKernels"),
+    ] + libraries.map { library in
+        .target(
+            name: library.name,
+            dependencies: library.dependencies.map { .target(name: $0) },
+            resources: library.name == "SquisherData" ? [.copy("Resources/digits.csv")] : nil
+        )
+    } + [
+        .target(name: umbrella, dependencies: libraries.map { .target(name: $0.name) }),
+        .executableTarget(name: "SquisherCLI", dependencies: [.target(name: umbrella)]),
+        .executableTarget(name: "SquisherBenchmarks", dependencies: [.target(name: umbrella)]),
+    ] + examples.map {
+        .executableTarget(name: $0, dependencies: [.target(name: umbrella)], path: "Examples/\($0)")
+    } + testTargets.map { test in
+        .testTarget(
+            name: test.name,
+            dependencies: test.dependencies.map { .target(name: $0) },
+            resources: test.resources ? [.copy("Resources")] : nil
+        )
+    }
+)

@@ -1,0 +1,61 @@
+import SquisherTensor
+
+/// A fully connected layer `y = x Wᵀ + b`, as PyTorch's `nn.Linear`.
+///
+/// - `weight`: `[outputFeatures, inputFeatures]`; `bias`: `[outputFeatures]`.
+/// - Input `[N, ..., inputFeatures]`, output `[N, ..., outputFeatures]` (acts on the last axis).
+/// - Initialization as PyTorch: weight and bias uniform in ±1/sqrt(inputFeatures).
+public final class Linear: Layer {
+    public let typeName = "Linear"
+    public let inputFeatures: Int
+    public let outputFeatures: Int
+    public let weight: Parameter
+    public let bias: Parameter?
+    private var cachedInput: Tensor?
+
+    /// Creates a layer with PyTorch's default initialization drawn from `generator`.
+    public init(inputFeatures: Int, outputFeatures: Int, bias: Bool = true, generator: inout SplitMix64) {
+        self.inputFeatures = inputFeatures
+        self.outputFeatures = outputFeatures
+        let bound = 1 / Float(max(inputFeatures, 1)).squareRoot()
+        weight = Parameter(.uniform(shape: [outputFeatures, inputFeatures], low: -bound, high: bound, using: &generator))
+        self.bias = bias ? Parameter(.uniform(shape: [outputFeatures], low: -bound, high: bound, using: &generator)) : nil
+    }
+
+    public var localParameters: [(name: String, parameter: Parameter)] {
+        [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
+    }
+
+    public func forward(_ input: Tensor, mode: LayerMode) throws(TensorError) -> Tensor {
+        guard input.rank >= 2, input.shape.last == inputFeatures else {
+            throw .shapeMismatch(operation: "Linear(\(inputFeatures)->\(outputFeatures)) forward", expected: "input [N, ..., \(inputFeatures)]", actual: input.shape)
+        }
+        cachedInput = input
+        let rows = input.count / inputFeatures
+        var output = try Tensor.matmul(input.reshaped([rows, inputFeatures]), weight.value, transposeB: true)
+        if let bias {
+            bias.value.withUnsafeBufferPointer { b in
+                output.withUnsafeMutableBufferPointer { y in
+                    for r in 0..<rows { axpy(count: outputFeatures, alpha: 1, x: b.baseAddress!, y: y.baseAddress! + r * outputFeatures) }
+                }
+            }
+        }
+        return try output.reshaped(Array(input.shape.dropLast()) + [outputFeatures])
+    }
+
+    public func backward(_ outputGradient: Tensor, accumulateParameterGradients: Bool) throws(TensorError) -> Tensor {
+        guard let input = cachedInput else { throw .invalidArgument(argument: "Linear.backward", reason: "called before forward") }
+        try outputGradient.checkShape(Array(input.shape.dropLast()) + [outputFeatures], "Linear(\(inputFeatures)->\(outputFeatures)) backward")
+        let rows = input.count / inputFeatures
+        let g = try outputGradient.reshaped([rows, outputFeatures])
+        if accumulateParameterGradients {
+            if weight.requiresGradient {
+                try weight.gradient.addScaled(Tensor.matmul(g, input.reshaped([rows, inputFeatures]), transposeA: true))
+            }
+            if let bias, bias.requiresGradient {
+                try bias.gradient.addScaled(g.sumOverLeadingAxis())
+            }
+        }
+        return try Tensor.matmul(g, weight.value).reshaped(input.shape)
+    }
+}

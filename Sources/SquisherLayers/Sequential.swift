@@ -1,0 +1,86 @@
+import SquisherTensor
+
+/// Applies child layers in order, like PyTorch's `nn.Sequential`.
+///
+/// Children are named `"0"`, `"1"`, ... by default (PyTorch's naming), or explicitly
+/// (`("fc1", Linear(...))`), so parameter names match a PyTorch model's `state_dict()` keys.
+public final class Sequential: LayerContainer {
+    public let typeName = "Sequential"
+    public private(set) var children: [(name: String, layer: any Layer)]
+    public var localParameters: [(name: String, parameter: Parameter)] { [] }
+
+    /// Inputs of each child in the last forward (index i: input of child i).
+    private var childInputs: [Tensor] = []
+
+    /// Children named by their index, as `nn.Sequential(a, b, c)`.
+    public init(_ layers: [any Layer]) {
+        children = layers.enumerated().map { (String($0.offset), $0.element) }
+    }
+
+    /// Children with explicit names, as `nn.Sequential(OrderedDict(...))`.
+    /// - Throws: ``TensorError/invalidArgument(argument:reason:)`` on an empty or repeated name.
+    public init(named layers: [(String, any Layer)]) throws(TensorError) {
+        var seen = Set<String>()
+        for (name, _) in layers {
+            guard !name.isEmpty, !name.contains("."), seen.insert(name).inserted else {
+                throw .invalidArgument(argument: "layer name '\(name)'", reason: "names must be unique, non-empty and contain no '.'")
+            }
+        }
+        children = layers.map { ($0.0, $0.1) }
+    }
+
+    public func forward(_ input: Tensor, mode: LayerMode) throws(TensorError) -> Tensor {
+        var x = input
+        var inputs: [Tensor] = []
+        inputs.reserveCapacity(children.count)
+        for (_, layer) in children {
+            inputs.append(x)
+            x = try layer.forward(x, mode: mode)
+        }
+        childInputs = inputs
+        return x
+    }
+
+    /// The model's output for a batch in evaluation mode.
+    public func callAsFunction(_ input: Tensor) throws(TensorError) -> Tensor {
+        try forward(input, mode: .evaluation)
+    }
+
+    public func backward(_ outputGradient: Tensor, accumulateParameterGradients: Bool) throws(TensorError) -> Tensor {
+        do {
+            return try backward(outputGradient, accumulateParameterGradients: accumulateParameterGradients, observer: nil)
+        } catch let error as TensorError {
+            throw error
+        } catch {
+            throw .invalidArgument(argument: "backward", reason: "\(error)")  // unreachable without an observer
+        }
+    }
+
+    /// Backward through the last forward, calling `observer` for every leaf layer (recursively
+    /// through nested `Sequential`s) with its input and output gradient.
+    /// - Parameters:
+    ///   - pathPrefix: prepended to child names (used for nesting; `""` at the top).
+    /// - Throws: ``TensorError`` from the layers, or whatever the observer throws.
+    public func backward(
+        _ outputGradient: Tensor, accumulateParameterGradients: Bool,
+        observer: (any BackwardObserver)?, pathPrefix: String = ""
+    ) throws -> Tensor {
+        guard childInputs.count == children.count else {
+            throw TensorError.invalidArgument(argument: "Sequential.backward", reason: "called before forward")
+        }
+        var gradient = outputGradient
+        for index in children.indices.reversed() {
+            let (name, layer) = children[index]
+            let path = pathPrefix + name
+            if let nested = layer as? Sequential {
+                gradient = try nested.backward(
+                    gradient, accumulateParameterGradients: accumulateParameterGradients,
+                    observer: observer, pathPrefix: path + ".")
+            } else {
+                try observer?.observe(layer: layer, path: path, input: childInputs[index], outputGradient: gradient)
+                gradient = try layer.backward(gradient, accumulateParameterGradients: accumulateParameterGradients)
+            }
+        }
+        return gradient
+    }
+}

@@ -1,0 +1,86 @@
+/// Element-wise arithmetic on tensors of equal shape, and with scalars.
+extension Tensor {
+    /// Applies `transform` to every scalar.
+    @inlinable
+    public func map(_ transform: (Float) -> Float) -> Tensor {
+        var result = self
+        result.withUnsafeMutableBufferPointer { out in
+            for i in out.indices { out[i] = transform(out[i]) }
+        }
+        return result
+    }
+
+    /// Combines two tensors of equal shape element by element.
+    /// - Throws: ``TensorError/shapeMismatch(operation:expected:actual:)`` when shapes differ.
+    @inlinable
+    public func zipWith(
+        _ other: Tensor, _ operation: String = "element-wise operation", _ combine: (Float, Float) -> Float
+    ) throws(TensorError) -> Tensor {
+        try other.checkShape(shape, operation)
+        var result = self
+        other.withUnsafeBufferPointer { rhs in
+            result.withUnsafeMutableBufferPointer { out in
+                for i in out.indices { out[i] = combine(out[i], rhs[i]) }
+            }
+        }
+        return result
+    }
+
+    /// `self += alpha * other`, element-wise (axpy).
+    /// - Throws: ``TensorError/shapeMismatch(operation:expected:actual:)`` when shapes differ.
+    @inlinable
+    public mutating func addScaled(_ other: Tensor, _ alpha: Float = 1) throws(TensorError) {
+        try other.checkShape(shape, "addScaled")
+        other.withUnsafeBufferPointer { x in
+            self.withUnsafeMutableBufferPointer { y in
+                axpy(count: y.count, alpha: alpha, x: x.baseAddress!, y: y.baseAddress!)
+            }
+        }
+    }
+
+    /// Multiplies every scalar by `factor` in place.
+    @inlinable
+    public mutating func scale(by factor: Float) {
+        withUnsafeMutableBufferPointer { y in
+            for i in y.indices { y[i] *= factor }
+        }
+    }
+
+    /// Element-wise sum.
+    public static func + (lhs: Tensor, rhs: Tensor) throws(TensorError) -> Tensor { try lhs.zipWith(rhs, "+") { $0 + $1 } }
+    /// Element-wise difference.
+    public static func - (lhs: Tensor, rhs: Tensor) throws(TensorError) -> Tensor { try lhs.zipWith(rhs, "-") { $0 - $1 } }
+    /// Element-wise (Hadamard) product.
+    public static func * (lhs: Tensor, rhs: Tensor) throws(TensorError) -> Tensor { try lhs.zipWith(rhs, "*") { $0 * $1 } }
+    /// Scalar multiple.
+    public static func * (lhs: Float, rhs: Tensor) -> Tensor { rhs.map { lhs * $0 } }
+
+    /// Sets every scalar to zero, keeping the shape.
+    @inlinable
+    public mutating func zero() {
+        withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+    }
+
+    /// True when every scalar is finite (no NaN, no infinity).
+    public var isFinite: Bool { scalars.allSatisfy(\.isFinite) }
+}
+
+/// `y += alpha * x` over `count` floats, 16 lanes at a time (multiply-add, not `addProduct`:
+/// see STYLE.md on the libm `fmaf` trap).
+@inlinable
+public func axpy(count: Int, alpha: Float, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+    var i = 0
+    let a = SIMD16<Float>(repeating: alpha)
+    x.withMemoryRebound(to: Float.self, capacity: count) { x in
+        while i + 16 <= count {
+            let xv = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
+            let yv = UnsafeRawPointer(y + i).loadUnaligned(as: SIMD16<Float>.self)
+            UnsafeMutableRawPointer(y + i).storeBytes(of: a * xv + yv, as: SIMD16<Float>.self)
+            i += 16
+        }
+    }
+    while i < count {
+        y[i] = alpha * x[i] + y[i]
+        i += 1
+    }
+}
