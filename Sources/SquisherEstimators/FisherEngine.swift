@@ -1,0 +1,51 @@
+import Foundation
+import SquisherData
+import SquisherLayers
+import SquisherTensor
+
+/// The shared loop of the data-based Fisher variants: per mini-batch, one forward pass in
+/// evaluation mode, then one backward pass per output gradient that `outputGradients` returns for
+/// the batch's logits, observed by a ``SquaredGradientCollector``.
+struct FisherEngine {
+    var estimator: String
+    var batchSize: Int
+    var rules: PerSampleRuleRegistry
+
+    /// - Parameter outputGradients: for (logits `[B, C]`, probabilities `[B, C]` in Double, labels),
+    ///   the per-sample output gradients to backpropagate and the scale of each pass.
+    func run(
+        model: any Layer, data: Dataset?,
+        outputGradients: (_ probabilities: [Double], _ classes: Int, _ labels: [Int]) throws -> [(Tensor, Float)]
+    ) throws -> (NamedTensors, EstimationCost) {
+        guard let data else { throw EstimatorError(estimator: estimator, problem: "needs a data set, got none") }
+        guard data.count > 0 else { throw EstimatorError(estimator: estimator, problem: "the data set is empty") }
+        guard batchSize >= 1 else { throw EstimatorError(estimator: estimator, problem: "batch size must be >= 1, got \(batchSize)") }
+        guard let sequential = model as? Sequential else {
+            throw EstimatorError(estimator: estimator, problem: "per-sample rules need a Sequential model, got \(model.typeName)")
+        }
+        let start = Date()
+        let collector = SquaredGradientCollector(registry: rules, estimator: estimator)
+        var cost = EstimationCost()
+        var peakBatchBytes = 0
+        for batch in try data.batches(size: batchSize) {
+            let logits = try sequential.forward(batch.inputs, mode: .evaluation)
+            cost.forwardPasses += 1
+            guard logits.rank == 2 else {
+                throw EstimatorError(estimator: estimator, problem: "expected logits [N, classes] from the model, got shape \(logits.shape)")
+            }
+            let classes = logits.shape[1]
+            let probabilities = try logits.softmaxRows().scalars.map(Double.init)
+            let passes = try outputGradients(probabilities, classes, batch.labels)
+            for (gradient, scale) in passes {
+                collector.scale = scale
+                _ = try sequential.backward(gradient, accumulateParameterGradients: false, observer: collector)
+                cost.backwardPasses += 1
+            }
+            peakBatchBytes = max(peakBatchBytes, 4 * logits.count * (1 + passes.count))
+        }
+        cost.samplesTouched = data.count
+        cost.seconds = Date().timeIntervalSince(start)
+        cost.peakExtraBytes = collector.accumulatorBytes + collector.peakTemporaryBytes + peakBatchBytes
+        return (collector.result(for: model), cost)
+    }
+}

@@ -1,0 +1,97 @@
+import SquisherLayers
+import SquisherTensor
+
+/// Computes `Σ_n (∂ℓ_n/∂θ)²` for one layer's parameters from the layer input and the per-sample
+/// output gradient, without a loop over single-sample backward passes (BackPACK's extensions keyed
+/// by layer type, "SumGradSquared").
+///
+/// `outputGradient` row `n` must be `∂ℓ_n/∂(output_n)` for sample `n`'s own loss term (a sum
+/// reduction, possibly pre-scaled by the caller). Rules are registered per layer type in a
+/// ``PerSampleRuleRegistry``; users add rules for their own layers.
+public protocol PerSampleSquaredGradientRule {
+    /// Adds `scale · Σ_n (∂ℓ_n/∂θ)²` into `accumulators[localName]` (shape of the parameter) for each
+    /// of the layer's parameters that requires a gradient, and returns the bytes of temporaries it
+    /// allocated (for cost accounting).
+    func accumulateSquaredGradients(
+        layer: any Layer, input: Tensor, outputGradient: Tensor, scale: Float,
+        into accumulators: inout [String: Tensor]
+    ) throws -> Int
+}
+
+/// Per-sample rules by layer type. Layers without parameters need no rule; a layer with
+/// parameters and no rule is an error that names it (never a silent skip).
+public struct PerSampleRuleRegistry {
+    private var rules: [ObjectIdentifier: any PerSampleSquaredGradientRule] = [:]
+
+    /// An empty registry.
+    public init() {}
+
+    /// The built-in rules: `Linear`, `Conv2d`, `LayerNorm`, `Embedding`.
+    public static var standard: PerSampleRuleRegistry {
+        var registry = PerSampleRuleRegistry()
+        registry.register(LinearSquaredGradientRule(), for: Linear.self)
+        registerBuiltInRules(into: &registry)
+        return registry
+    }
+
+    /// Registers (or replaces) the rule for a layer type.
+    public mutating func register(_ rule: any PerSampleSquaredGradientRule, for type: (some Layer).Type) {
+        rules[ObjectIdentifier(type)] = rule
+    }
+
+    /// The rule for this layer's dynamic type, if any.
+    public func rule(for layer: any Layer) -> (any PerSampleSquaredGradientRule)? {
+        rules[ObjectIdentifier(type(of: layer))]
+    }
+}
+
+/// `Linear`: with input `X` `[N, in]` and output gradient `Δ` `[N, out]`,
+/// `Σ_n (∂ℓ_n/∂W)² = (Δ⊙Δ)ᵀ (X⊙X)` (one matrix product) and `Σ_n (∂ℓ_n/∂b)² = Σ_n Δ_n⊙Δ_n`.
+/// For inputs with extra axes `[N, T, in]` each sample's gradient sums over positions first,
+/// `∂ℓ_n/∂W = Δ_nᵀ X_n`, then is squared (one product per sample).
+public struct LinearSquaredGradientRule: PerSampleSquaredGradientRule {
+    public init() {}
+
+    public func accumulateSquaredGradients(
+        layer: any Layer, input: Tensor, outputGradient: Tensor, scale: Float,
+        into accumulators: inout [String: Tensor]
+    ) throws -> Int {
+        guard let linear = layer as? Linear else { throw TensorError.invalidArgument(argument: "layer", reason: "expected Linear, got \(layer.typeName)") }
+        let n = input.shape[0], inFeatures = linear.inputFeatures, outFeatures = linear.outputFeatures
+        let positions = input.count / max(n * inFeatures, 1)
+        var temporaryBytes = 0
+        if positions == 1 {
+            let x2 = try input.reshaped([n, inFeatures]).map { $0 * $0 }
+            let d2 = try outputGradient.reshaped([n, outFeatures]).map { $0 * $0 }
+            temporaryBytes = 4 * (x2.count + d2.count + outFeatures * inFeatures)
+            if linear.weight.requiresGradient {
+                let w = try Tensor.matmul(d2, x2, transposeA: true)
+                try accumulators["weight", default: Tensor(zeros: [outFeatures, inFeatures])].addScaled(w, scale)
+            }
+            if let bias = linear.bias, bias.requiresGradient {
+                try accumulators["bias", default: Tensor(zeros: [outFeatures])].addScaled(d2.sumOverLeadingAxis(), scale)
+            }
+        } else {
+            let x = try input.reshaped([n, positions, inFeatures])
+            let d = try outputGradient.reshaped([n, positions, outFeatures])
+            var weightSum = Tensor(zeros: [outFeatures, inFeatures])
+            var biasSum = Tensor(zeros: [outFeatures])
+            temporaryBytes = 4 * (2 * outFeatures * inFeatures + outFeatures + positions * (inFeatures + outFeatures))
+            for sample in 0..<n {
+                let xs = try Tensor(shape: [positions, inFeatures], scalars: Array(x.scalars[(sample * positions * inFeatures)..<((sample + 1) * positions * inFeatures)]))
+                let ds = try Tensor(shape: [positions, outFeatures], scalars: Array(d.scalars[(sample * positions * outFeatures)..<((sample + 1) * positions * outFeatures)]))
+                let g = try Tensor.matmul(ds, xs, transposeA: true)
+                try weightSum.addScaled(g.map { $0 * $0 })
+                let gb = try ds.sumOverLeadingAxis()
+                try biasSum.addScaled(gb.map { $0 * $0 })
+            }
+            if linear.weight.requiresGradient {
+                try accumulators["weight", default: Tensor(zeros: [outFeatures, inFeatures])].addScaled(weightSum, scale)
+            }
+            if let bias = linear.bias, bias.requiresGradient {
+                try accumulators["bias", default: Tensor(zeros: [outFeatures])].addScaled(biasSum, scale)
+            }
+        }
+        return temporaryBytes
+    }
+}

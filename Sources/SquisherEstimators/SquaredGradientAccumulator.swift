@@ -1,0 +1,114 @@
+import Foundation
+import SquisherData
+import SquisherLayers
+import SquisherOptimizers
+import SquisherTensor
+
+/// A Squisher for **any** optimizer (SGD included): accumulates squared mini-batch gradients itself
+/// from the optimizer's post-step hook, with no change to the training loop [1].
+///
+/// - `.ema(beta2:)`: `v_t = β₂ v_{t−1} + (1−β₂) ḡ_t²` with the same rounding as PyTorch's Adam, so
+///   that with Adam's β₂ it equals Adam's `exp_avg_sq` bit for bit.
+/// - `.runningSum`: `v_t = v_{t−1} + ḡ_t²` (Adagrad-like; with a sum-reduced loss of batch size
+///   `B` this is the joint empirical Fisher accumulated over the run).
+/// Accumulation starts at step ``startStep`` (1-based); ``biasCorrection`` uses the number of
+/// accumulated steps.
+///
+/// [1]: Li, Dangel, Tam, Raffel 2025, Fishers for Free?
+public final class SquaredGradientAccumulator: TrainingObserver, SensitivityEstimator {
+    /// The accumulation rule.
+    public enum Rule: Sendable, Hashable {
+        case ema(beta2: Float)
+        case runningSum
+    }
+
+    public var name: String {
+        switch rule {
+        case .ema(let beta2): "squisher-ema\(beta2)"
+        case .runningSum: "squisher-sum"
+        }
+    }
+    public let requirement = EstimatorRequirement.trainingRun
+    public let rule: Rule
+    /// First optimizer step (1-based) that is accumulated.
+    public let startStep: Int
+    /// Divide an EMA by `1 − β₂ᵏ` for `k` accumulated steps.
+    public var biasCorrection: Bool
+    /// The rescaling of the result.
+    public var scaling: SquisherScaling
+
+    /// Accumulated values by parameter name.
+    public private(set) var accumulated = NamedTensors()
+    /// Steps accumulated so far.
+    public private(set) var accumulatedSteps = 0
+    private var handle: HookHandle?
+
+    /// - Throws: ``EstimatorError`` for `beta2` outside [0, 1) or `startStep < 1`.
+    public init(rule: Rule, startStep: Int = 1, biasCorrection: Bool = false, scaling: SquisherScaling = .none) throws(EstimatorError) {
+        if case .ema(let beta2) = rule, !(0..<1).contains(beta2) {
+            throw EstimatorError(estimator: "squisher-ema", problem: "beta2 must be in [0, 1), got \(beta2)")
+        }
+        guard startStep >= 1 else { throw EstimatorError(estimator: "squisher", problem: "startStep must be >= 1, got \(startStep)") }
+        self.rule = rule
+        self.startStep = startStep
+        self.biasCorrection = biasCorrection
+        self.scaling = scaling
+    }
+
+    @discardableResult
+    public func attach(to optimizer: any Optimizer) -> HookHandle {
+        let handle = optimizer.registerStepPostHook { [weak self] event in self?.record(event) }
+        self.handle = handle
+        return handle
+    }
+
+    /// Stops observing the optimizer it was last attached to.
+    public func detach() {
+        handle?.remove()
+        handle = nil
+    }
+
+    /// Adds one step's gradients (as the optimizer applied them).
+    public func record(_ event: StepEvent) {
+        guard event.step >= startStep else { return }
+        accumulatedSteps += 1
+        for (name, gradient) in event.gradients {
+            var v = accumulated[name] ?? Tensor(zeros: gradient.shape)
+            accumulated[name] = nil  // keep `v` uniquely referenced: update in place
+            switch rule {
+            case .ema(let beta2):
+                let oneMinusBeta2 = Float(1 - Double(beta2))
+                gradient.withUnsafeBufferPointer { g in
+                    v.withUnsafeMutableBufferPointer { v in
+                        for i in 0..<g.count { v[i] = (v[i] * beta2).addingProduct(oneMinusBeta2 * g[i], g[i]) }
+                    }
+                }
+            case .runningSum:
+                gradient.withUnsafeBufferPointer { g in
+                    v.withUnsafeMutableBufferPointer { v in
+                        for i in 0..<g.count { v[i] = g[i] * g[i] + v[i] }
+                    }
+                }
+            }
+            accumulated[name] = v
+        }
+    }
+
+    public func estimate(model: any Layer, data: Dataset?) throws -> Importance {
+        var factor = scaling.multiplier
+        if biasCorrection, case .ema(let beta2) = rule, accumulatedSteps > 0 {
+            factor /= 1 - Foundation.pow(Double(beta2), Double(accumulatedSteps))
+        }
+        var values = NamedTensors()
+        for (name, parameter) in model.namedParameters {
+            var v = accumulated[name] ?? Tensor(zeros: parameter.value.shape)
+            if factor != 1 { v.scale(by: Float(factor)) }
+            values[name] = v
+        }
+        return try Importance(
+            values: values, estimator: name,
+            conventions: ["scaling": scaling.label, "bias_correction": biasCorrection ? "on" : "off",
+                          "steps": "\(accumulatedSteps)", "start_step": "\(startStep)"],
+            cost: .free)
+    }
+}
