@@ -27,6 +27,7 @@ let testTargets: [(name: String, dependencies: [String], resources: Bool)] = [
     ("SquisherEstimatorsTests", ["Squisher"], true),
     ("SquisherCheckpointsTests", ["SquisherCheckpoints"], true),
     ("SquisherApplicationsTests", ["Squisher"], false),
+    ("SquisherCommandsTests", ["SquisherCommands"], true),
 ]
 
 let examples = ["TrainWithSquisher"]
@@ -48,7 +49,8 @@ let package = Package(
         )
     } + [
         .target(name: umbrella, dependencies: libraries.map { .target(name: $0.name) }),
-        .executableTarget(name: "SquisherCLI", dependencies: [.target(name: umbrella)]),
+        .target(name: "SquisherCommands", dependencies: [.target(name: umbrella)]),
+        .executableTarget(name: "SquisherCLI", dependencies: ["SquisherCommands"]),
         .executableTarget(name: "SquisherBenchmarks", dependencies: [.target(name: umbrella)]),
     ] + examples.map {
         .executableTarget(name: $0, dependencies: [.target(name: umbrella)], path: "Examples/\($0)")

@@ -1,1 +1,4 @@
-print("squisher")
+import Foundation
+import SquisherCommands
+
+exit(SquisherTool.main(Array(CommandLine.arguments.dropFirst())))
