@@ -1,25 +1,47 @@
 import Foundation
 import SquisherTensor
 
-/// A parsed safetensors file (https://github.com/huggingface/safetensors): an 8-byte little-endian
-/// header length `n`, `n` bytes of JSON mapping tensor names to `{dtype, shape, data_offsets}`
-/// (offsets relative to the end of the header, `[begin, end)`), optional `__metadata__` of strings,
-/// then the raw little-endian, row-major data.
+/// A parsed safetensors file (https://github.com/huggingface/safetensors).
 ///
-/// The header is validated on open: offsets within the data, sizes matching dtype × shape, tensors
-/// contiguous and non-overlapping. Tensors are decoded on demand.
+/// Layout: an 8-byte little-endian unsigned header length `N`; `N` bytes of UTF-8 JSON, an object
+/// mapping each tensor name to `{"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}`
+/// (byte offsets relative to the first byte after the header, `[begin, end)`), with an optional
+/// `"__metadata__"` object of string values; then the raw data, little-endian and row-major
+/// (C order), as PyTorch's `safetensors.torch.save_file` writes it.
+///
+/// The whole header is validated on open, following the reference implementation's rules:
+/// the header length fits the file (and at most 100 MB), the header starts with `{` and is strict
+/// JSON without duplicate keys, every entry is an object with a known dtype, a shape of
+/// non-negative integers and two in-bounds offsets whose span equals dtype size × element count,
+/// and the tensors tile the data section exactly (no gap, no overlap, nothing after the last).
+/// Trailing spaces in the header (padding to 8 bytes) are allowed. Unknown keys inside an entry
+/// are ignored.
+///
+/// The file is memory-mapped (`Data(contentsOf:options: .alwaysMapped)`): opening reads only the
+/// header, and each tensor is decoded when asked for, so memory stays bounded by the tensors in use.
+///
+/// Endianness: values are converted from little-endian with `.littleEndian`, so decoding is
+/// correct on any host; on the supported little-endian hosts (x86-64, arm64) it costs nothing.
 public struct SafeTensorsFile: Sendable {
     /// One tensor's header entry.
     public struct Entry: Sendable, Hashable {
+        /// The element type.
         public var dtype: SafeTensorsDType
+        /// The shape, outermost first (`[]` for a scalar).
         public var shape: [Int]
-        /// Byte range within the data section.
+        /// Byte range within the data section (relative to the first byte after the header).
         public var byteRange: Range<Int>
+
+        /// The number of elements, the product of `shape` (1 for a scalar).
+        public var elementCount: Int { shape.reduce(1, *) }
     }
+
+    /// The largest header accepted, 100 MB (the reference implementation's limit).
+    public static let maximumHeaderLength = 100_000_000
 
     /// The file path (for messages).
     public let path: String
-    /// Tensor names in data order.
+    /// Tensor names in data order (by byte offset).
     public let names: [String]
     /// Header entries by name.
     public let entries: [String: Entry]
@@ -28,7 +50,7 @@ public struct SafeTensorsFile: Sendable {
     private let data: Data
     private let dataStart: Int
 
-    /// Opens and validates a file.
+    /// Opens (memory-maps) and validates a file.
     /// - Throws: ``SafeTensorsError`` naming the file and the violated rule.
     public init(contentsOf url: URL) throws(SafeTensorsError) {
         let path = url.path
@@ -40,69 +62,72 @@ public struct SafeTensorsFile: Sendable {
     }
 
     /// Parses bytes already in memory; `path` is used in messages.
+    /// - Throws: ``SafeTensorsError`` naming `path` and the violated rule.
     public init(data bytes: Data, path: String) throws(SafeTensorsError) {
         func fail(_ problem: String) -> SafeTensorsError { SafeTensorsError(path: path, problem: problem) }
-        guard bytes.count >= 8 else { throw fail("file is \(bytes.count) bytes, shorter than the 8-byte header length") }
+        guard bytes.count >= 8 else {
+            throw fail("file is \(bytes.count) bytes, shorter than the 8-byte header length field")
+        }
         var headerLength: UInt64 = 0
         for i in 0..<8 { headerLength |= UInt64(bytes[bytes.startIndex + i]) << (8 * UInt64(i)) }
         guard headerLength <= UInt64(bytes.count - 8) else {
-            throw fail("header length \(headerLength) exceeds the \(bytes.count - 8) bytes after the length field")
+            throw fail("header length \(headerLength) exceeds the \(bytes.count - 8) bytes after the length field (truncated file or not a safetensors file)")
         }
-        let headerData = bytes.subdata(in: (bytes.startIndex + 8)..<(bytes.startIndex + 8 + Int(headerLength)))
-        guard let json = try? JSONSerialization.jsonObject(with: headerData), let header = json as? [String: Any] else {
-            throw fail("header is not a JSON object")
+        guard headerLength <= UInt64(Self.maximumHeaderLength) else {
+            throw fail("header length \(headerLength) exceeds the limit of \(Self.maximumHeaderLength) bytes")
         }
+        let headerStart = bytes.startIndex + 8
+        let headerBytes = [UInt8](bytes[headerStart..<(headerStart + Int(headerLength))])
+        guard headerBytes.first == UInt8(ascii: "{") else {
+            throw fail("header does not start with '{' (not a safetensors JSON header)")
+        }
+        let json: HeaderJSON
+        do { json = try HeaderJSONParser.parse(headerBytes) } catch {
+            throw fail("header is not valid JSON: \(error.message)")
+        }
+        guard case .object(let members) = json else { throw fail("header is not a JSON object") }
+
         let dataStart = 8 + Int(headerLength)
         let dataCount = bytes.count - dataStart
         var entries: [String: Entry] = [:]
         var metadata: [String: String] = [:]
-        for (name, value) in header {
+        for (name, value) in members {
             if name == "__metadata__" {
-                guard let map = value as? [String: Any] else { throw fail("__metadata__ is not an object") }
+                guard case .object(let map) = value else {
+                    throw fail("__metadata__ is \(value.kindDescription), expected an object of strings")
+                }
                 for (key, item) in map {
-                    guard let string = item as? String else { throw fail("__metadata__ value for '\(key)' is not a string") }
+                    guard case .string(let string) = item else {
+                        throw fail("__metadata__ value for '\(key)' is \(item.kindDescription), expected a string")
+                    }
                     metadata[key] = string
                 }
                 continue
             }
-            guard let object = value as? [String: Any] else { throw fail("entry for tensor '\(name)' is not an object") }
-            guard let dtypeName = object["dtype"] as? String, let dtype = SafeTensorsDType(rawValue: dtypeName) else {
-                throw fail("tensor '\(name)' has an unknown or missing dtype \(String(describing: object["dtype"]))")
-            }
-            guard let shapeValues = object["shape"] as? [Any],
-                  let shape = try? shapeValues.map({ (v: Any) throws -> Int in
-                      guard let n = v as? NSNumber, let i = Int(exactly: n.doubleValue), i >= 0 else { throw fail("") }
-                      return i
-                  })
-            else { throw fail("tensor '\(name)' has a missing or invalid shape (expected a list of non-negative integers)") }
-            guard let offsets = object["data_offsets"] as? [NSNumber], offsets.count == 2,
-                  let begin = Int(exactly: offsets[0].doubleValue), let end = Int(exactly: offsets[1].doubleValue),
-                  begin >= 0, begin <= end
-            else { throw fail("tensor '\(name)' has invalid data_offsets (expected [begin, end] with begin <= end)") }
-            guard end <= dataCount else {
-                throw fail("tensor '\(name)' data_offsets [\(begin), \(end)] reach past the \(dataCount) data bytes (truncated file?)")
-            }
-            let (elements, overflow) = shape.reduce((1, false)) { acc, d in
-                let r = acc.0.multipliedReportingOverflow(by: d)
-                return (r.partialValue, acc.1 || r.overflow)
-            }
-            guard !overflow, elements.multipliedReportingOverflow(by: dtype.byteCount) == (end - begin, false) else {
-                throw fail("tensor '\(name)' spans \(end - begin) bytes but \(dtype.rawValue) \(shape) needs \(overflow ? -1 : elements * dtype.byteCount)")
-            }
-            entries[name] = Entry(dtype: dtype, shape: shape, byteRange: begin..<end)
+            entries[name] = try Self.parseEntry(name: name, value: value, dataCount: dataCount, fail: fail)
         }
-        // Tensors must tile the data section without gaps or overlaps.
-        let ordered = entries.sorted { ($0.value.byteRange.lowerBound, $0.value.byteRange.upperBound, $0.key) < ($1.value.byteRange.lowerBound, $1.value.byteRange.upperBound, $1.key) }
+        // Tensors must tile the data section: sorted by offset, each starting where the previous
+        // ended, the last ending at the end of the file.
+        let ordered = entries.sorted {
+            ($0.value.byteRange.lowerBound, $0.value.byteRange.upperBound, $0.key)
+                < ($1.value.byteRange.lowerBound, $1.value.byteRange.upperBound, $1.key)
+        }
         var cursor = 0
+        var previous = "the start of the data section"
         for (name, entry) in ordered {
-            guard entry.byteRange.lowerBound == cursor else {
-                throw fail(entry.byteRange.lowerBound < cursor
-                    ? "tensor '\(name)' overlaps the previous tensor (starts at \(entry.byteRange.lowerBound), previous ends at \(cursor))"
-                    : "gap before tensor '\(name)' (starts at \(entry.byteRange.lowerBound), previous ends at \(cursor))")
+            let begin = entry.byteRange.lowerBound
+            if begin < cursor {
+                throw fail("tensor '\(name)' overlaps \(previous) (starts at byte \(begin), \(previous) ends at \(cursor))")
+            }
+            if begin > cursor {
+                throw fail("gap of \(begin - cursor) bytes before tensor '\(name)' (it starts at byte \(begin), \(previous) ends at \(cursor))")
             }
             cursor = entry.byteRange.upperBound
+            previous = "tensor '\(name)'"
         }
-        guard cursor == dataCount else { throw fail("data section has \(dataCount) bytes but the tensors cover \(cursor)") }
+        guard cursor == dataCount else {
+            throw fail("data section has \(dataCount) bytes but the tensors cover only \(cursor) (\(dataCount - cursor) trailing bytes)")
+        }
         self.path = path
         self.names = ordered.map(\.key)
         self.entries = entries
@@ -111,81 +136,120 @@ public struct SafeTensorsFile: Sendable {
         self.dataStart = dataStart
     }
 
-    private func entry(_ name: String) throws(SafeTensorsError) -> Entry {
+    private static func parseEntry(
+        name: String, value: HeaderJSON, dataCount: Int, fail: (String) -> SafeTensorsError
+    ) throws(SafeTensorsError) -> Entry {
+        guard case .object(let fields) = value else {
+            throw fail("entry for tensor '\(name)' is \(value.kindDescription), expected an object with dtype, shape and data_offsets")
+        }
+        func field(_ key: String) -> HeaderJSON? { fields.first { $0.key == key }?.value }
+        guard let dtypeValue = field("dtype") else { throw fail("tensor '\(name)' has no dtype") }
+        guard case .string(let dtypeName) = dtypeValue else {
+            throw fail("tensor '\(name)' dtype is \(dtypeValue.kindDescription), expected a string")
+        }
+        guard let dtype = SafeTensorsDType(rawValue: dtypeName) else {
+            let known = SafeTensorsDType.allCases.map(\.rawValue).joined(separator: ", ")
+            throw fail("tensor '\(name)' has unknown or unsupported dtype '\(dtypeName)' (supported: \(known))")
+        }
+        guard case .array(let shapeValues)? = field("shape") else {
+            throw fail("tensor '\(name)' has a missing or invalid shape (expected a list of non-negative integers)")
+        }
+        var shape: [Int] = []
+        for item in shapeValues {
+            guard let dimension = item.nonNegativeInteger else {
+                throw fail("tensor '\(name)' shape contains \(item.kindDescription), expected a list of non-negative integers")
+            }
+            shape.append(dimension)
+        }
+        guard case .array(let offsetValues)? = field("data_offsets"), offsetValues.count == 2,
+              let begin = offsetValues[0].nonNegativeInteger, let end = offsetValues[1].nonNegativeInteger
+        else {
+            throw fail("tensor '\(name)' has invalid data_offsets (expected [begin, end], two non-negative integers)")
+        }
+        guard begin <= end else {
+            throw fail("tensor '\(name)' data_offsets [\(begin), \(end)] end before they begin")
+        }
+        guard end <= dataCount else {
+            throw fail("tensor '\(name)' data_offsets [\(begin), \(end)] reach past the \(dataCount) data bytes (truncated file?)")
+        }
+        var elements = 1
+        var overflow = false
+        for dimension in shape {
+            let product = elements.multipliedReportingOverflow(by: dimension)
+            elements = product.partialValue
+            overflow = overflow || product.overflow
+        }
+        let bytes = elements.multipliedReportingOverflow(by: dtype.byteCount)
+        guard !overflow, !bytes.overflow, bytes.partialValue == end - begin else {
+            let needed = overflow || bytes.overflow ? "more than Int.max" : "\(bytes.partialValue)"
+            throw fail("tensor '\(name)' data_offsets [\(begin), \(end)] span \(end - begin) bytes but \(dtype.rawValue) of shape \(shape) needs \(needed)")
+        }
+        return Entry(dtype: dtype, shape: shape, byteRange: begin..<end)
+    }
+
+    /// The header entry of tensor `name`.
+    /// - Throws: ``SafeTensorsError`` when there is no such tensor.
+    public func entry(_ name: String) throws(SafeTensorsError) -> Entry {
         guard let entry = entries[name] else {
-            throw SafeTensorsError(path: path, problem: "no tensor named '\(name)'")
+            throw SafeTensorsError(path: path, problem: "no tensor named '\(name)' (the file holds \(names.count) tensors)")
         }
         return entry
     }
 
-    /// Calls `body` with the raw bytes of tensor `name`.
+    /// Calls `body` with the raw (little-endian) bytes of tensor `name`, without copying them.
+    /// The pointer is valid only during `body`.
     public func withRawBytes<R>(of name: String, _ body: (UnsafeRawBufferPointer) -> R) throws(SafeTensorsError) -> R {
         let entry = try entry(name)
-        return data.withUnsafeBytes { raw in
-            body(UnsafeRawBufferPointer(rebasing: raw[(dataStart + entry.byteRange.lowerBound)..<(dataStart + entry.byteRange.upperBound)]))
-        }
+        let begin = dataStart + entry.byteRange.lowerBound
+        let end = dataStart + entry.byteRange.upperBound
+        return data.withUnsafeBytes { raw in body(UnsafeRawBufferPointer(rebasing: raw[begin..<end])) }
     }
 
-    /// Tensor `name` decoded to `Double` (exact for F64/F32/F16/BF16 and integers below 2⁵³).
+    /// Tensor `name` decoded to `Double`, row-major: exact for F64, F32, F16 and BF16 and for
+    /// integers of magnitude up to 2⁵³.
     public func doubles(_ name: String) throws(SafeTensorsError) -> [Double] {
         let entry = try entry(name)
-        let count = entry.shape.reduce(1, *)
         return try withRawBytes(of: name) { raw in
-            (0..<count).map { i -> Double in
-                let offset = i * entry.dtype.byteCount
-                switch entry.dtype {
-                case .float64: return Double(bitPattern: raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self).littleEndian)
-                case .float32: return Double(Float(bitPattern: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self).littleEndian))
-                case .float16: return Double(Float(float16Bits: raw.loadUnaligned(fromByteOffset: offset, as: UInt16.self).littleEndian))
-                case .bfloat16: return Double(Float(bitPattern: UInt32(raw.loadUnaligned(fromByteOffset: offset, as: UInt16.self).littleEndian) << 16))
-                case .int64: return Double(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: Int64.self)))
-                case .int32: return Double(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: Int32.self)))
-                case .int16: return Double(Int16(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: Int16.self)))
-                case .int8: return Double(raw.loadUnaligned(fromByteOffset: offset, as: Int8.self))
-                case .uint8, .bool: return Double(raw.loadUnaligned(fromByteOffset: offset, as: UInt8.self))
-                }
+            [Double](unsafeUninitializedCapacity: entry.elementCount) { buffer, initialized in
+                SafeTensorsCodec.decode(raw, dtype: entry.dtype, into: buffer)
+                initialized = buffer.count
             }
         }
     }
 
-    /// Tensor `name` converted to a float32 ``Tensor`` of its shape.
+    /// Tensor `name` converted to a float32 ``Tensor`` of its shape. F32, F16 and BF16 are exact;
+    /// F64 rounds to nearest even (as PyTorch's `.float()`); integers above 2²⁴ may round.
     public func tensor(_ name: String) throws(SafeTensorsError) -> Tensor {
         let entry = try entry(name)
-        return Tensor(uncheckedShape: entry.shape, scalars: try doubles(name).map { Float($0) })
+        let scalars = try withRawBytes(of: name) { raw in
+            [Float](unsafeUninitializedCapacity: entry.elementCount) { buffer, initialized in
+                SafeTensorsCodec.decode(raw, dtype: entry.dtype, into: buffer)
+                initialized = buffer.count
+            }
+        }
+        return Tensor(uncheckedShape: entry.shape, scalars: scalars)
     }
 
-    /// Integer tensor `name` (I64/I32/I16/I8/U8/BOOL) as `Int`s.
-    /// - Throws: when the tensor holds floating-point data.
+    /// Integer tensor `name` (I64/I32/I16/I8/U8/BOOL) as `Int`s, row-major.
+    /// - Throws: ``SafeTensorsError`` when the tensor holds floating-point data.
     public func integers(_ name: String) throws(SafeTensorsError) -> [Int] {
         let entry = try entry(name)
-        guard ![.float64, .float32, .float16, .bfloat16].contains(entry.dtype) else {
+        guard !entry.dtype.isFloatingPoint else {
             throw SafeTensorsError(path: path, problem: "tensor '\(name)' is \(entry.dtype.rawValue), expected an integer dtype")
         }
-        return try doubles(name).map { Int($0) }
+        return try withRawBytes(of: name) { raw in
+            [Int](unsafeUninitializedCapacity: entry.elementCount) { buffer, initialized in
+                SafeTensorsCodec.decodeIntegers(raw, dtype: entry.dtype, into: buffer)
+                initialized = buffer.count
+            }
+        }
     }
 
-    /// Every tensor converted to float32, in data order.
+    /// Every tensor converted to float32, in data order. Holds all of them in memory at once;
+    /// for large files iterate over ``names`` with ``tensor(_:)`` instead.
     public func allTensors() throws(SafeTensorsError) -> NamedTensors {
         var result = NamedTensors()
         for name in names { result[name] = try tensor(name) }
         return result
-    }
-}
-
-extension Float {
-    /// Decodes IEEE binary16 bits.
-    init(float16Bits bits: UInt16) {
-        let sign = UInt32(bits >> 15) << 31
-        let exponent = Int((bits >> 10) & 0x1F)
-        let mantissa = UInt32(bits & 0x3FF)
-        if exponent == 0 {
-            // Zero or subnormal: mantissa * 2^-24.
-            let magnitude = Float(mantissa) * 0x1p-24
-            self = sign != 0 ? -magnitude : magnitude
-        } else if exponent == 31 {
-            self = Float(bitPattern: sign | 0x7F80_0000 | (mantissa << 13))
-        } else {
-            self = Float(bitPattern: sign | (UInt32(exponent - 15 + 127) << 23) | (mantissa << 13))
-        }
     }
 }

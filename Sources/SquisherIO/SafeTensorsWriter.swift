@@ -1,34 +1,41 @@
 import Foundation
 import SquisherTensor
 
-/// Writes safetensors files atomically (to a temporary file in the same folder, then renamed).
+/// Writes whole safetensors files atomically (a temporary file in the same folder, renamed over
+/// the destination), through ``SafeTensorsStreamWriter``.
+///
+/// Tensors are stored in the order of the ``NamedTensors``; the header lists `__metadata__` first
+/// (keys sorted) and is padded with spaces to a multiple of 8 bytes. Float32 values are converted
+/// to the chosen dtype with round-to-nearest-even (F64 is exact; F16 and BF16 have a relative
+/// rounding error of at most 2⁻¹¹ and 2⁻⁸ in the normal range, see
+/// ``SafeTensorsDType/unitRoundoff``); a finite value that overflows F16/BF16, or a non-integer
+/// for an integer dtype, is an error naming the tensor and element.
 public enum SafeTensorsWriter {
-    /// Writes float32 tensors in the order of `tensors`, with optional string metadata.
-    /// - Throws: ``SafeTensorsError`` naming the destination when it cannot be written.
-    public static func write(_ tensors: NamedTensors, metadata: [String: String] = [:], to url: URL) throws(SafeTensorsError) {
-        var header: [String: Any] = [:]
-        if !metadata.isEmpty { header["__metadata__"] = metadata }
-        var offset = 0
-        for (name, tensor) in tensors {
-            header[name] = ["dtype": "F32", "shape": tensor.shape, "data_offsets": [offset, offset + 4 * tensor.count]]
-            offset += 4 * tensor.count
+    /// Writes every tensor with one `dtype` (float32 by default), with optional string metadata.
+    /// - Throws: ``SafeTensorsError`` naming the destination when it cannot be written or a value
+    ///   does not fit `dtype`.
+    public static func write(
+        _ tensors: NamedTensors, metadata: [String: String] = [:], dtype: SafeTensorsDType = .float32, to url: URL
+    ) throws(SafeTensorsError) {
+        try write(tensors, metadata: metadata, dtypes: [:], defaultDType: dtype, to: url)
+    }
+
+    /// Writes each tensor with its own dtype from `dtypes` (by tensor name), `defaultDType` for
+    /// tensors not in the map. To write "in the input's dtype", pass the entries' dtypes of the
+    /// ``SafeTensorsFile`` the tensors came from.
+    /// - Throws: ``SafeTensorsError`` naming the destination when `dtypes` names a tensor that is
+    ///   not being written, the file cannot be written, or a value does not fit its dtype.
+    public static func write(
+        _ tensors: NamedTensors, metadata: [String: String] = [:], dtypes: [String: SafeTensorsDType],
+        defaultDType: SafeTensorsDType = .float32, to url: URL
+    ) throws(SafeTensorsError) {
+        if let stray = dtypes.keys.sorted().first(where: { tensors[$0] == nil }) {
+            throw SafeTensorsError(path: url.path, problem: "dtypes names tensor '\(stray)', which is not among the tensors written")
         }
-        var headerBytes: Data
-        do { headerBytes = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys]) } catch {
-            throw SafeTensorsError(path: url.path, problem: "cannot encode the header (\(error))")
-        }
-        // Pad the header with spaces to a multiple of 8 bytes (as the reference implementation does).
-        while headerBytes.count % 8 != 0 { headerBytes.append(0x20) }
-        var file = Data(capacity: 8 + headerBytes.count + offset)
-        withUnsafeBytes(of: UInt64(headerBytes.count).littleEndian) { file.append(contentsOf: $0) }
-        file.append(headerBytes)
-        for (_, tensor) in tensors {
-            tensor.withUnsafeBufferPointer { buffer in
-                // Little-endian hosts only (x86-64, arm64): the bytes are already in file order.
-                file.append(UnsafeBufferPointer(start: UnsafeRawPointer(buffer.baseAddress)?.assumingMemoryBound(to: UInt8.self), count: buffer.count * 4))
-            }
-        }
-        try AtomicFile.write(file, to: url)
+        let specs = tensors.map { SafeTensorsStreamWriter.TensorSpec(name: $0.name, dtype: dtypes[$0.name] ?? defaultDType, shape: $0.tensor.shape) }
+        let writer = try SafeTensorsStreamWriter(to: url, tensors: specs, metadata: metadata)
+        for (name, tensor) in tensors { try writer.write(name, tensor) }
+        try writer.finish()
     }
 }
 
