@@ -14,6 +14,7 @@ let libraries: [(name: String, dependencies: [String])] = [
     ("SquisherEstimators", ["SquisherTraining", "SquisherIO"]),
     ("SquisherCheckpoints", ["SquisherIO"]),
     ("SquisherApplications", ["SquisherEstimators", "SquisherCheckpoints"]),
+    ("SquisherExperiments", ["SquisherApplications"]),
 ]
 let umbrella = "Squisher"
 
@@ -27,6 +28,7 @@ let testTargets: [(name: String, dependencies: [String], resources: Bool)] = [
     ("SquisherEstimatorsTests", ["Squisher"], true),
     ("SquisherCheckpointsTests", ["SquisherCheckpoints"], true),
     ("SquisherApplicationsTests", ["Squisher"], false),
+    ("SquisherExperimentsTests", ["Squisher"], false),
     ("SquisherCommandsTests", ["SquisherCommands"], true),
 ]
 

@@ -8,3 +8,4 @@
 @_exported import SquisherEstimators
 @_exported import SquisherCheckpoints
 @_exported import SquisherApplications
+@_exported import SquisherExperiments

@@ -18,12 +18,12 @@ public struct ProgressReporter: Sendable {
     public init(style: Style) { self.style = style }
 
     /// Reports `done` of `total` units of the task `label`. Bars redraw in place; lines are
-    /// printed only when the task completes (to keep logs short).
+    /// not printed (logs get ``message(_:)`` lines only).
     public func update(_ label: String, done: Int, total: Int, detail: String = "") {
         switch style {
         case .silent: return
         case .lines:
-            if done == total { Self.write("\(label): \(done)/\(total) \(detail)\n") }
+            return  // logs get the completion messages only
         case .bar:
             let width = 30
             let filled = total == 0 ? width : width * done / total

@@ -1,0 +1,26 @@
+import Foundation
+import Squisher
+
+/// `squisher estimate` (placeholder until the model-spec loader lands).
+enum EstimateCommand: Subcommand {
+    static let name = "estimate"
+    static let summary = "Compute an estimator for a model (JSON spec + safetensors weights) on CSV/IDX data."
+    static let positionalUsage = ""
+    static let discussion = "Not yet available."
+    static let options: [ParsedArguments.Option] = []
+    static func run(_ arguments: ParsedArguments, output: CommandOutput) throws -> Int32 {
+        throw CommandError("squisher estimate: not implemented yet", exitCode: 1)
+    }
+}
+
+/// `squisher ablate` (placeholder).
+enum AblateCommand: Subcommand {
+    static let name = "ablate"
+    static let summary = "The main job: every estimator in all six applications on digits, with a report."
+    static let positionalUsage = ""
+    static let discussion = "Not yet available."
+    static let options: [ParsedArguments.Option] = []
+    static func run(_ arguments: ParsedArguments, output: CommandOutput) throws -> Int32 {
+        throw CommandError("squisher ablate: not implemented yet", exitCode: 1)
+    }
+}
