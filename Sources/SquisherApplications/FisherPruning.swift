@@ -72,3 +72,35 @@ public struct FisherPruning: Sendable {
         total - Int((Double(total) * sparsity).rounded())
     }
 }
+
+extension FisherPruning {
+    /// The Fisher-free baseline: a uniformly random mask with the same sparsity and scope rules
+    /// (weights only when ``weightsOnly``), from a seeded generator.
+    /// - Throws: ``ApplicationError`` for a sparsity outside [0, 1).
+    public func randomMask(parameters: NamedTensors, sparsity: Double, seed: UInt64) throws(ApplicationError) -> ParameterMask {
+        try Validation.checkFraction(sparsity, argument: "sparsity", application: "pruning")
+        var generator = SplitMix64(seed: seed)
+        var scores = NamedTensors()
+        for (name, theta) in parameters where !weightsOnly || theta.rank >= 2 {
+            scores[name] = Tensor.uniform(shape: theta.shape, low: 0, high: 1, using: &generator)
+        }
+        if scope == .perTensor {
+            var masks = NamedTensors()
+            for (name, tensor) in scores {
+                masks[name] = ParameterMask.topK(scores: try! NamedTensors([(name, tensor)]), keepCount: Self.keepCount(tensor.count, sparsity)).masks[name]
+            }
+            return ParameterMask(masks: masks)
+        }
+        return ParameterMask.topK(scores: scores, keepCount: Self.keepCount(scores.scalarCount, sparsity))
+    }
+}
+
+extension FishMask {
+    /// The Fisher-free baseline: a uniformly random mask keeping the same number of entries.
+    /// - Throws: ``ApplicationError`` for a fraction outside (0, 1].
+    public func randomMask(parameters: NamedTensors, seed: UInt64) throws(ApplicationError) -> ParameterMask {
+        var generator = SplitMix64(seed: seed)
+        let random = Importance(unchecked: parameters.mapTensors { _, t in Tensor.uniform(shape: t.shape, low: 0, high: 1, using: &generator) }, estimator: "random")
+        return try mask(parameters: parameters, importance: random)
+    }
+}

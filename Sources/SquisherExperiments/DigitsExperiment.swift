@@ -58,4 +58,10 @@ public enum DigitsExperiment {
         return Run(model: model, optimizer: optimizer, train: train, test: test, testAccuracy: evaluation.accuracy,
                    testLoss: evaluation.loss, seconds: Date().timeIntervalSince(start))
     }
+
+    /// The samples of `data` whose label is in `classes`, labels unchanged (the 10-way head is kept).
+    public static func samples(of classes: [Int], in data: Dataset) throws -> Dataset {
+        let keep = Set(classes)
+        return try data.subset(data.labels.indices.filter { keep.contains(data.labels[$0]) })
+    }
 }
