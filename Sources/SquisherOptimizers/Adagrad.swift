@@ -130,11 +130,18 @@ public final class Adagrad: Optimizer {
             gradient.withUnsafeBufferPointer { g in
                 sum.withUnsafeMutableBufferPointer { s in
                     parameter.value.withUnsafeMutableBufferPointer { theta in
-                        for i in 0..<g.count {
-                            var d = sign * g[i]
-                            if weightDecay != 0 { d = theta[i] * weightDecay + d }
-                            s[i] = d * d + s[i]  // addcmul_(grad, grad, value=1)
-                            theta[i] = negativeCLR * d / (s[i].squareRoot() + eps) + theta[i]  // addcdiv_
+                        guard let gBase = g.baseAddress, let sBase = s.baseAddress, let thetaBase = theta.baseAddress else { return }
+                        let count = g.count
+                        var index = 0
+                        while index < count {
+                            var d = Lanes.load(gBase, index, count) * sign
+                            var value = Lanes.load(thetaBase, index, count)
+                            if weightDecay != 0 { d = value * weightDecay + d }
+                            let accumulated = d * d + Lanes.load(sBase, index, count)  // addcmul_(grad, grad, value=1)
+                            Lanes.store(accumulated, sBase, index, count)
+                            value = negativeCLR * d / (accumulated.squareRoot() + eps) + value  // addcdiv_
+                            Lanes.store(value, thetaBase, index, count)
+                            index += Lanes.width
                         }
                     }
                 }

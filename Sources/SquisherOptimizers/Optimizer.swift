@@ -46,7 +46,7 @@ extension Optimizer {
                 parameter.gradient = gradient
             }
         }
-        for (name, gradient) in gradients where !gradient.isFinite {
+        for (name, gradient) in gradients where !gradient.allFinite {
             throw .invalidArgument(argument: "gradient of '\(name)'", reason: "contains NaN or infinity at step \(stepCount + 1)")
         }
         try applyUpdate(gradients: gradients)

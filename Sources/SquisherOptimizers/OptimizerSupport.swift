@@ -74,3 +74,59 @@ enum OptimizerSupport {
         return state.steps.values.max() ?? 0
     }
 }
+
+/// 16-lane chunks for the element-wise update loops (`a * b + c`, never `addingProduct`, which
+/// is a libm call per lane on baseline x86-64). The last chunk is padded with zeros on load and
+/// only its valid lanes are stored, so one kernel serves the whole buffer.
+enum Lanes {
+    typealias Vector = SIMD16<Float>
+    static let width = 16
+
+    @inline(__always)
+    static func load(_ base: UnsafePointer<Float>, _ index: Int, _ count: Int) -> Vector {
+        if count - index >= width { return UnsafeRawPointer(base + index).loadUnaligned(as: Vector.self) }
+        var vector = Vector()
+        for lane in 0..<(count - index) { vector[lane] = base[index + lane] }
+        return vector
+    }
+
+    @inline(__always)
+    static func load(_ base: UnsafeMutablePointer<Float>, _ index: Int, _ count: Int) -> Vector {
+        load(UnsafePointer(base), index, count)
+    }
+
+    @inline(__always)
+    static func store(_ vector: Vector, _ base: UnsafeMutablePointer<Float>, _ index: Int, _ count: Int) {
+        if count - index >= width {
+            UnsafeMutableRawPointer(base + index).storeBytes(of: vector, as: Vector.self)
+            return
+        }
+        for lane in 0..<(count - index) { base[index + lane] = vector[lane] }
+    }
+
+    /// True when every element is finite (no NaN, no infinity): `x·0` is 0 for finite `x` and NaN
+    /// otherwise, and NaN survives the sums. Sixteen lanes, four accumulators.
+    static func allFinite(_ buffer: UnsafeBufferPointer<Float>) -> Bool {
+        guard let base = buffer.baseAddress else { return true }
+        let count = buffer.count
+        var a = Vector(), b = Vector(), c = Vector(), d = Vector()
+        var index = 0
+        while count - index >= 4 * width {
+            a += load(base, index, count) * 0
+            b += load(base, index + width, count) * 0
+            c += load(base, index + 2 * width, count) * 0
+            d += load(base, index + 3 * width, count) * 0
+            index += 4 * width
+        }
+        while index < count {
+            a += load(base, index, count) * 0
+            index += width
+        }
+        return ((a + b) + (c + d)).sum() == 0
+    }
+}
+
+extension Tensor {
+    /// True when every element is finite; a SIMD pass (``Tensor/isFinite`` walks the array).
+    var allFinite: Bool { withUnsafeBufferPointer { Lanes.allFinite($0) } }
+}

@@ -150,23 +150,33 @@ public final class RMSprop: Optimizer {
                     buffer.withUnsafeMutableBufferPointer { b in
                         average.withUnsafeMutableBufferPointer { a in
                             parameter.value.withUnsafeMutableBufferPointer { theta in
-                                for i in 0..<g.count {
-                                    var d = sign * g[i]
-                                    if weightDecay != 0 { d = theta[i] * weightDecay + d }
-                                    s[i] = s[i] * alpha + oneMinusAlpha * d * d
-                                    var variance = s[i]
-                                    if centered {
-                                        a[i] = oneMinusAlpha * (d - a[i]) + a[i]  // lerp_(grad, 1 - alpha)
+                                guard let gBase = g.baseAddress, let sBase = s.baseAddress, let thetaBase = theta.baseAddress else { return }
+                                let count = g.count
+                                var index = 0
+                                while index < count {
+                                    var d = Lanes.load(gBase, index, count) * sign
+                                    var value = Lanes.load(thetaBase, index, count)
+                                    if weightDecay != 0 { d = value * weightDecay + d }
+                                    let squareAvg = Lanes.load(sBase, index, count) * alpha + oneMinusAlpha * d * d
+                                    Lanes.store(squareAvg, sBase, index, count)
+                                    var variance = squareAvg
+                                    if centered, let aBase = a.baseAddress {
+                                        var gradAvg = Lanes.load(aBase, index, count)
+                                        gradAvg = oneMinusAlpha * (d - gradAvg) + gradAvg  // lerp_(grad, 1 - alpha)
+                                        Lanes.store(gradAvg, aBase, index, count)
                                         // addcmul(grad_avg, grad_avg, value=-1), clamped at 0 against rounding.
-                                        variance = max(-a[i] * a[i] + s[i], 0)
+                                        variance = pointwiseMax(-gradAvg * gradAvg + squareAvg, Lanes.Vector())
                                     }
                                     let denominator = variance.squareRoot() + eps
-                                    if mu > 0 {
-                                        b[i] = b[i] * mu + d / denominator
-                                        theta[i] = b[i] * negativeLR + theta[i]
+                                    if mu > 0, let bBase = b.baseAddress {
+                                        let momentumBuffer = Lanes.load(bBase, index, count) * mu + d / denominator
+                                        Lanes.store(momentumBuffer, bBase, index, count)
+                                        value = momentumBuffer * negativeLR + value
                                     } else {
-                                        theta[i] = negativeLR * d / denominator + theta[i]
+                                        value = negativeLR * d / denominator + value
                                     }
+                                    Lanes.store(value, thetaBase, index, count)
+                                    index += Lanes.width
                                 }
                             }
                         }

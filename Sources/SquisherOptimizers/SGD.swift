@@ -128,14 +128,22 @@ public final class SGD: Optimizer {
             gradient.withUnsafeBufferPointer { g in
                 buffer.withUnsafeMutableBufferPointer { b in
                     parameter.value.withUnsafeMutableBufferPointer { theta in
-                        for i in 0..<g.count {
-                            var d = sign * g[i]
-                            if weightDecay != 0 { d = theta[i] * weightDecay + d }
-                            if mu != 0 {
-                                b[i] = firstStep ? d : b[i] * mu + oneMinusDampening * d
-                                d = nesterov ? b[i] * mu + d : b[i]
+                        guard let gBase = g.baseAddress, let thetaBase = theta.baseAddress else { return }
+                        let count = g.count
+                        var index = 0
+                        while index < count {
+                            var d = Lanes.load(gBase, index, count) * sign
+                            var value = Lanes.load(thetaBase, index, count)
+                            if weightDecay != 0 { d = value * weightDecay + d }
+                            if mu != 0, let bBase = b.baseAddress {
+                                let previous = Lanes.load(bBase, index, count)
+                                let updated = firstStep ? d : previous * mu + oneMinusDampening * d
+                                Lanes.store(updated, bBase, index, count)
+                                d = nesterov ? updated * mu + d : updated
                             }
-                            theta[i] = d * negativeLR + theta[i]
+                            value = d * negativeLR + value
+                            Lanes.store(value, thetaBase, index, count)
+                            index += Lanes.width
                         }
                     }
                 }
