@@ -28,7 +28,7 @@ struct AdamOracleTests {
         let gradients = try Self.parameterNames.map { try oracle.tensor("grad_per_step/\($0)") }
         let perStep = try Self.parameterNames.map { try oracle.tensor("param_per_step/\($0)") }
 
-        var worstStepULP = 0, worstStepRelative = 0.0
+        var worstStepULP = 0, worstStepRelative = 0.0, firstStepULP = 0
         for t in 1...Self.steps {
             for (index, (_, parameter)) in model.enumerated() { parameter.gradient = row(gradients[index], t - 1) }
             try adam.step(batchSize: 32)
@@ -37,11 +37,15 @@ struct AdamOracleTests {
                 let expected = row(perStep[index], t - 1)
                 expectClose(parameter.value, expected, relative: 1e-4, absoluteFloor: 1e-7, "\(name) after step \(t)")
                 worstStepULP = max(worstStepULP, maxULPDistance(parameter.value, expected))
+                if t == 1 { firstStepULP = max(firstStepULP, maxULPDistance(parameter.value, expected)) }
                 worstStepRelative = max(worstStepRelative, compare(parameter.value.doubles, expected.doubles, relative: 1, absoluteFloor: 0).deviation.maxRelative)
             }
         }
-        // The first step involves one sqrt per element and no history: at most 1 ulp of sqrt
-        // propagated through one division and one add, so a few ulp at most.
+        // The first step has no history: a 1-ulp sqrt difference changes the update (~lr = 1e-3)
+        // by a relative 6e-8, below the ulp of most parameters; where a parameter is about as small
+        // as the update, the result's ulp is finer and the difference shows as a few ulp
+        // (measured: 2). Bound 4 ulp.
+        #expect(firstStepULP <= 4, "step 1 differs from PyTorch by \(firstStepULP) ulp")
         #expect(adam.stepCount == Self.steps)
 
         let state = adam.state
@@ -60,7 +64,7 @@ struct AdamOracleTests {
             finalULP = max(finalULP, maxULPDistance(parameter.value, final))
             finalRelative = max(finalRelative, compare(parameter.value.doubles, final.doubles, relative: 1, absoluteFloor: 0).deviation.maxRelative)
         }
-        print("AdamOracle(a): final params max \(finalULP) ulp, max rel \(finalRelative); over all steps max \(worstStepULP) ulp, max rel \(worstStepRelative)")
+        print("AdamOracle(a): step 1 max \(firstStepULP) ulp; final params max \(finalULP) ulp, max rel \(finalRelative); over all steps max \(worstStepULP) ulp, max rel \(worstStepRelative)")
     }
 
     /// (b) The whole trajectory from the model: our float32 forward/backward (GEMM, log-softmax,
