@@ -46,7 +46,7 @@ extension Optimizer {
                 parameter.gradient = gradient
             }
         }
-        for (name, gradient) in gradients where !gradient.isFinite {
+        for (name, gradient) in gradients where !gradient.allFinite {
             throw .invalidArgument(argument: "gradient of '\(name)'", reason: "contains NaN or infinity at step \(stepCount + 1)")
         }
         try applyUpdate(gradients: gradients)
@@ -85,14 +85,18 @@ extension Optimizer {
 
     /// The parameter values by name (shares storage).
     public func currentParameters() -> NamedTensors {
-        try! NamedTensors(parameters.map { ($0.name, $0.parameter.value) })
+        var result = NamedTensors()
+        for (name, parameter) in parameters { result[name] = parameter.value }
+        return result
     }
 }
 
 extension HookHandle {
     /// One handle that removes two registrations.
     static func combining(_ first: HookHandle, _ second: HookHandle, in registry: StepHookRegistry) -> HookHandle {
-        let handle = registry.addPost { _ in }  // placeholder registration owning the pair
+        // Hook ids start at 1, so id 0 names no registration: removing it only runs `onRemove`
+        // (an empty placeholder hook would make every step build a post-step event).
+        let handle = HookHandle(registry: registry, id: 0)
         handle.onRemove = { first.remove(); second.remove() }
         return handle
     }
