@@ -28,7 +28,6 @@ let testTargets: [(name: String, dependencies: [String], resources: Bool)] = [
     ("SquisherEstimatorsTests", ["Squisher"], true),
     ("SquisherCheckpointsTests", ["SquisherCheckpoints"], true),
     ("SquisherApplicationsTests", ["Squisher"], false),
-    ("SquisherExperimentsTests", ["Squisher"], false),
     ("SquisherCommandsTests", ["SquisherCommands"], true),
 ]
 
