@@ -77,9 +77,13 @@ struct SafeTensorsRoundTripTests {
         let file = try Self.write(values, dtype: .bfloat16, in: folder)
         let decoded = try file.tensor("x").scalars
         for (x, r) in zip(values, decoded) {
-            // Reference: round-to-nearest-even on the float32 bits, keep the top 16 bits.
-            let bits = x.bitPattern
-            let reference = Float(bitPattern: ((bits &+ 0x7FFF &+ ((bits >> 16) & 1)) >> 16) << 16)
+            // Reference: of the two bfloat16 neighbours of x (the truncation and the next value
+            // away from zero), the nearer by exact Double distance; on a tie the one whose last
+            // kept bit is 0 (IEEE round-to-nearest-even).
+            let truncated = x.bitPattern & 0xFFFF_0000
+            let down = Float(bitPattern: truncated), up = Float(bitPattern: truncated + 0x1_0000)
+            let dDown = abs(Double(x) - Double(down)), dUp = abs(Double(up) - Double(x))
+            let reference = dDown < dUp || (dDown == dUp && (truncated >> 16) & 1 == 0) ? down : up
             #expect(r.bitPattern == reference.bitPattern, "BF16 of \(x): got \(r), expected \(reference)")
             // Error bound 2⁻⁸·|x| (8 significand bits, round to nearest).
             #expect(abs(Double(r) - Double(x)) <= 0x1p-8 * abs(Double(x)))
@@ -163,6 +167,20 @@ struct SafeTensorsRoundTripTests {
         let range = #expect(throws: SafeTensorsError.self) { try SafeTensorsWriter.write(tensors, dtype: .int8, to: url) }
         #expect(range?.problem.contains("element 1") == true)
         #expect(folder.contents().isEmpty, "failed writes leave no file, temporary or final")
+    }
+
+    @Test func float16OverflowThreshold() throws {
+        // 65519 rounds down to 65504 (the largest half); 65520 is the midpoint to 65536 = 2¹⁶,
+        // which ties to even (mantissa 0 of the next binade): infinity, hence an error.
+        let folder = try TemporaryFolder()
+        var tensors = NamedTensors()
+        tensors["x"] = try Tensor(shape: [2], scalars: [65519, -65519])
+        let url = folder.file("h.safetensors")
+        try SafeTensorsWriter.write(tensors, dtype: .float16, to: url)
+        #expect(try SafeTensorsFile(contentsOf: url).doubles("x") == [65504, -65504])
+        tensors["x"] = try Tensor(shape: [2], scalars: [1, -65520])
+        let error = #expect(throws: SafeTensorsError.self) { try SafeTensorsWriter.write(tensors, dtype: .float16, to: url) }
+        #expect(error?.problem.contains("element 1: -65520.0 overflows F16") == true)
     }
 
     @Test func nanAndInfinityStayInFloatDTypes() throws {
