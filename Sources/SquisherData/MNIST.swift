@@ -17,11 +17,7 @@ public enum MNIST {
     public static func load(
         images imagesURL: URL, labels labelsURL: URL, layout: IDXLoader.ImageLayout = .channels, classCount: Int = 10
     ) throws(DataFileError) -> Dataset {
-        let labels = try IDXLoader.labels(labelsURL)
-        let images = try IDXLoader.images(imagesURL, layout: layout)
-        guard images.shape[0] == labels.count else {
-            throw DataFileError(path: imagesURL.path, problem: "holds \(images.shape[0]) images but the label file \(labelsURL.path) holds \(labels.count) labels; expected one label per image")
-        }
+        let (images, labels) = try IDXLoader.load(images: imagesURL, labels: labelsURL, layout: layout)
         if let bad = labels.firstIndex(where: { $0 >= classCount }) {
             throw DataFileError(path: labelsURL.path, problem: "label \(labels[bad]) of sample \(bad) is not below classCount \(classCount)")
         }

@@ -172,6 +172,18 @@ public enum IDXLoader {
         return file.withElementBytes { body in (0..<file.elementCount).map { Int(body[$0]) } }
     }
 
+    /// Reads an image file and its label file and checks that they hold one label per image.
+    /// - Throws: ``DataFileError`` naming the offending file: wrong magic (expected and actual
+    ///   in hex), truncated data, or image and label counts that differ (naming both files).
+    public static func load(images imagesURL: URL, labels labelsURL: URL, layout: ImageLayout = .channels) throws(DataFileError) -> (images: Tensor, labels: [Int]) {
+        let labels = try labels(labelsURL)
+        let images = try images(imagesURL, layout: layout)
+        guard images.shape[0] == labels.count else {
+            throw DataFileError(path: imagesURL.path, problem: "holds \(images.shape[0]) images but the label file \(labelsURL.path) holds \(labels.count) labels; expected one label per image")
+        }
+        return (images, labels)
+    }
+
     /// Encodes an IDX file: magic `0x0000TTNN`, big-endian dims, then `elements` (already
     /// big-endian for multi-byte types). For tests and for exporting small data sets.
     public static func encode(type: IDXFile.ElementType, shape: [Int], elementBytes: [UInt8]) -> Data {

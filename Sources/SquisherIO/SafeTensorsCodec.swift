@@ -169,6 +169,61 @@ enum SafeTensorsCodec {
         }
     }
 
+    /// Float32 to IEEE binary16 bits with round-to-nearest-even, or nil when a finite `x` rounds
+    /// past 65504 (|x| >= 65520). Integer-only fast path for float32 sources (one rounding).
+    @inline(__always)
+    static func halfBits(_ x: Float) -> UInt16? {
+        let f = x.bitPattern
+        let sign = UInt16(truncatingIfNeeded: (f >> 16) & 0x8000)
+        let a = f & 0x7FFF_FFFF
+        if a >= 0x7F80_0000 { return sign | (a > 0x7F80_0000 ? 0x7E00 : 0x7C00) }  // NaN (quiet) or infinity
+        if a >= 0x477F_F000 { return nil }  // >= 65520: rounds to infinity
+        if a < 0x3880_0000 {
+            // Below 2⁻¹⁴: subnormal half (or zero). |x|·2²⁴ is exact; rounding it to an integer is
+            // the RNE rounding to the subnormal grid; 1024 carries into the smallest normal.
+            let scaled = (Float(bitPattern: a) * 0x1p24).rounded(.toNearestOrEven)
+            return sign | UInt16(scaled)
+        }
+        let mantissa = a & 0x7F_FFFF
+        var h = ((a >> 23) - 112) << 10 | (mantissa >> 13)  // rebias 127 -> 15
+        let rest = mantissa & 0x1FFF
+        if rest > 0x1000 || (rest == 0x1000 && h & 1 == 1) { h += 1 }  // a carry may bump the exponent
+        return sign | UInt16(h)
+    }
+
+    /// Float32 to bfloat16 bits with round-to-nearest-even, or nil when a finite `x` rounds past
+    /// the largest bfloat16.
+    @inline(__always)
+    static func bfloat16Bits(_ x: Float) -> UInt16? {
+        let f = x.bitPattern
+        if x.isNaN { return UInt16(truncatingIfNeeded: f >> 16) | 0x0040 }  // keep sign, force quiet
+        let rounded = UInt16(truncatingIfNeeded: (f &+ 0x7FFF &+ ((f >> 16) & 1)) >> 16)
+        if rounded & 0x7F80 == 0x7F80 && x.isFinite { return nil }
+        return rounded
+    }
+
+    /// Encodes float32 `source` into `dtype` little-endian bytes at `out` (F32, F16 and BF16 on
+    /// fast paths; other dtypes through `Double`, exactly as the `Double` encoder).
+    static func encode(_ source: UnsafeBufferPointer<Float>, as dtype: SafeTensorsDType, startIndex: Int, into out: UnsafeMutableRawPointer) throws(EncodeFailure) {
+        switch dtype {
+        case .float32:
+            for (i, x) in source.enumerated() { out.storeBytes(of: x.bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self) }
+        case .float16, .bfloat16:
+            let half = dtype == .float16
+            for (i, x) in source.enumerated() {
+                guard let bits = half ? halfBits(x) : bfloat16Bits(x) else {
+                    throw EncodeFailure(index: startIndex + i, reason: "\(x) overflows \(dtype.rawValue) (largest finite \(half ? "65504" : "3.3895314e38"))")
+                }
+                out.storeBytes(of: bits.littleEndian, toByteOffset: 2 * i, as: UInt16.self)
+            }
+        default:
+            let widened = UnsafeMutableBufferPointer<Double>.allocate(capacity: source.count)
+            defer { widened.deallocate() }
+            for (i, x) in source.enumerated() { widened[i] = Double(x) }
+            try encode(UnsafeBufferPointer(widened), as: dtype, startIndex: startIndex, into: out)
+        }
+    }
+
     /// Encodes integers into `dtype`; floating-point dtypes receive the rounded value.
     static func encode(_ source: UnsafeBufferPointer<Int>, as dtype: SafeTensorsDType, startIndex: Int, into out: UnsafeMutableRawPointer) throws(EncodeFailure) {
         if let range = dtype.integerRange {

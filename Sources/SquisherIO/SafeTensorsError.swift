@@ -5,10 +5,12 @@ public struct SafeTensorsError: Error, Equatable, Sendable, CustomStringConverti
     /// What was wrong, e.g. "header length 9999 exceeds the file size 120".
     public var problem: String
 
+    /// Creates an error about the file at `path`.
     public init(path: String, problem: String) {
         self.path = path
         self.problem = problem
     }
 
+    /// `path: problem`.
     public var description: String { "\(path): \(problem)" }
 }

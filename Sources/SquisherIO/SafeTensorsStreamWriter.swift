@@ -215,11 +215,8 @@ public final class SafeTensorsStreamWriter {
             return
         }
         #endif
-        let widened = UnsafeMutableBufferPointer<Double>.allocate(capacity: Self.chunkElements)
-        defer { widened.deallocate() }
         try writeConverted(spec, scalars) { (slice: UnsafeBufferPointer<Float>, start: Int, out: UnsafeMutableRawPointer) throws(SafeTensorsCodec.EncodeFailure) in
-            for i in 0..<slice.count { widened[i] = Double(slice[i]) }
-            try SafeTensorsCodec.encode(UnsafeBufferPointer(rebasing: widened[0..<slice.count]), as: spec.dtype, startIndex: start, into: out)
+            try SafeTensorsCodec.encode(slice, as: spec.dtype, startIndex: start, into: out)
         }
         nextIndex += 1
     }

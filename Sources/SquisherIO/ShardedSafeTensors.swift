@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 import SquisherTensor
 
 /// A model saved as several safetensors shards with a Hugging Face index file,
@@ -14,8 +13,9 @@ import SquisherTensor
 /// holds it. Shards are opened (memory-mapped and validated) lazily, the first time one of their
 /// tensors is asked for, and kept open; tensors are decoded one at a time, so memory stays
 /// bounded by the tensors in use. Shard file names must be plain names in the index's folder
-/// (no `/`, no `..`). Safe to share between tasks (the shard cache is behind a mutex).
-public final class ShardedSafeTensors: Sendable {
+/// (no `/`, no `..`). Safe to share between tasks: the only mutable state, the cache of open
+/// shards, is guarded by a lock (`NSLock` rather than `Mutex`, which needs macOS 15).
+public final class ShardedSafeTensors: @unchecked Sendable {
     /// The index file (for messages).
     public let indexURL: URL
     /// Tensor names in the index's order.
@@ -27,7 +27,8 @@ public final class ShardedSafeTensors: Sendable {
     /// The index's `metadata` object, values as strings (numbers keep their literal text, e.g.
     /// `total_size`; nested values as compact JSON). Empty when absent.
     public let metadata: [String: String]
-    private let openShards = Mutex<[String: SafeTensorsFile]>([:])
+    private let lock = NSLock()
+    private var openShards: [String: SafeTensorsFile] = [:]
 
     /// Reads and validates the index (not the shards).
     /// - Throws: ``SafeTensorsError`` naming the index file: unreadable, not JSON, no
@@ -108,7 +109,7 @@ public final class ShardedSafeTensors: Sendable {
     }
 
     private func shardFile(_ shardName: String) throws(SafeTensorsError) -> SafeTensorsFile {
-        if let cached = openShards.withLock({ $0[shardName] }) { return cached }
+        if let cached = lock.withLock({ openShards[shardName] }) { return cached }
         let url = url(ofShard: shardName)
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw SafeTensorsError(path: indexURL.path, problem: "shard '\(shardName)' listed in the index is missing (looked for \(url.path))")
@@ -117,9 +118,9 @@ public final class ShardedSafeTensors: Sendable {
         do { file = try SafeTensorsFile(contentsOf: url) } catch {
             throw SafeTensorsError(path: error.path, problem: "\(error.problem) (shard of the index \(indexURL.path))")
         }
-        return openShards.withLock { shards in
-            if let existing = shards[shardName] { return existing }
-            shards[shardName] = file
+        return lock.withLock {
+            if let existing = openShards[shardName] { return existing }
+            openShards[shardName] = file
             return file
         }
     }
