@@ -21,7 +21,7 @@ let umbrella = "Squisher"
 /// Test targets: (name, module under test and helpers, bundles test resources).
 let testTargets: [(name: String, dependencies: [String], resources: Bool)] = [
     ("SquisherTensorTests", ["SquisherTensor"], false),
-    ("SquisherIOTests", ["SquisherIO"], true),
+    ("SquisherIOTests", ["SquisherData"], true),
     ("SquisherLayersTests", ["SquisherLayers"], false),
     ("SquisherOptimizersTests", ["SquisherOptimizers", "SquisherIO"], true),
     ("SquisherTrainingTests", ["Squisher"], false),
@@ -46,6 +46,7 @@ let package = Package(
         .target(
             name: library.name,
             dependencies: library.dependencies.map { .target(name: $0) },
+            exclude: library.name == "SquisherData" ? ["Resources/README.md"] : [],
             resources: library.name == "SquisherData" ? [.copy("Resources/digits.csv")] : nil
         )
     } + [
