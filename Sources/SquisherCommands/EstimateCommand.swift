@@ -13,14 +13,3 @@ enum EstimateCommand: Subcommand {
     }
 }
 
-/// `squisher ablate` (placeholder).
-enum AblateCommand: Subcommand {
-    static let name = "ablate"
-    static let summary = "The main job: every estimator in all six applications on digits, with a report."
-    static let positionalUsage = ""
-    static let discussion = "Not yet available."
-    static let options: [ParsedArguments.Option] = []
-    static func run(_ arguments: ParsedArguments, output: CommandOutput) throws -> Int32 {
-        throw CommandError("squisher ablate: not implemented yet", exitCode: 1)
-    }
-}

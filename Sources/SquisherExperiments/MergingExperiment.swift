@@ -33,7 +33,7 @@ public enum MergingExperiment {
 
         public func tables() -> [ResultTable] {
             let order = EstimatorChoice.allCases.filter { fisherMerging[$0] != nil }
-            let note = "Digits, \(groups.count) models fine-tuned from one base on class groups \(groups.map { "\($0)" }.joined(separator: " ")); accuracy (%) on all held-out digits, mean ± std over \(base.values.count) seed(s). Base (shared initialization) \(base.percent)%."
+            let note = "Digits, \(groups.count) models trained from one shared initialization on class groups \(groups.map { "\($0)" }.joined(separator: " ")); the merged body with each task's own head, accuracy (%) within each task on held-out digits averaged over tasks, mean ± std over \(base.values.count) seed(s). Base (shared initialization) \(base.percent)%."
             return [
                 ResultTable(identifier: "merging", title: "Fisher merging (Matena & Raffel 2022): merged accuracy",
                             columns: ["estimator", "accuracy (%)"],
