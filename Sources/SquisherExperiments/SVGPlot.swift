@@ -17,8 +17,8 @@ public enum SVGPlot {
     }
 
     static let palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
-    static let width = 560.0, height = 400.0
-    static let left = 70.0, right = 170.0, top = 40.0, bottom = 55.0
+    static let width = 660.0, height = 420.0
+    static let left = 80.0, right = 230.0, top = 40.0, bottom = 55.0
 
     static func escape(_ text: String) -> String {
         text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
@@ -62,7 +62,7 @@ public enum SVGPlot {
             svg += "<line x1=\"\(left - 5)\" y1=\"\(y)\" x2=\"\(left)\" y2=\"\(y)\" stroke=\"#333\"/><line x1=\"\(left)\" y1=\"\(y)\" x2=\"\(plotRight)\" y2=\"\(y)\" stroke=\"#eee\"/><text x=\"\(left - 8)\" y=\"\(y + 4)\" text-anchor=\"end\">\(escape(text))</text>\n"
         }
         svg += "<text x=\"\((left + plotRight) / 2)\" y=\"\(height - 12)\" text-anchor=\"middle\">\(escape(xLabel))</text>\n"
-        svg += "<text transform=\"translate(16 \((top + plotBottom) / 2)) rotate(-90)\" text-anchor=\"middle\">\(escape(yLabel))</text>\n"
+        svg += "<text transform=\"translate(18 \((top + plotBottom) / 2)) rotate(-90)\" text-anchor=\"middle\">\(escape(yLabel))</text>\n"
         return svg
     }
 
@@ -86,7 +86,9 @@ public enum SVGPlot {
         let plotRight = width - right, plotBottom = height - bottom
         func px(_ v: Double) -> Double { left + (v - low) / (high - low) * (plotRight - left) }
         func py(_ v: Double) -> Double { plotBottom - (v - low) / (high - low) * (plotBottom - top) }
-        let tickValues = logAxes ? Array(Int(ceil(low))...Int(floor(high))).map(Double.init) : ticks(low, high)
+        let decades = Array(Int(ceil(low))...max(Int(ceil(low)), Int(floor(high))))
+        let every = max(1, (decades.count + 6) / 7)
+        let tickValues = logAxes ? decades.filter { ($0 - decades[0]) % every == 0 }.map(Double.init) : ticks(low, high)
         let tickLabels = tickValues.map { logAxes ? "1e\(Int($0))" : label($0) }
         var svg = header(title) + axes(xLabel: xLabel, yLabel: yLabel, xTicks: zip(tickValues.map(px), tickLabels).map { ($0, $1) }, yTicks: zip(tickValues.map(py), tickLabels).map { ($0, $1) })
         if diagonal { svg += "<line x1=\"\(px(low))\" y1=\"\(py(low))\" x2=\"\(px(high))\" y2=\"\(py(high))\" stroke=\"#999\" stroke-dasharray=\"4 3\"/>\n" }
