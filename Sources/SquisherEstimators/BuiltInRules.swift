@@ -1,4 +1,133 @@
 import SquisherLayers
+import SquisherTensor
 
-/// Registers the rules for the remaining built-in layer types (Conv2d, LayerNorm, Embedding).
-func registerBuiltInRules(into registry: inout PerSampleRuleRegistry) {}
+/// Registers the rules for the remaining built-in layer types.
+func registerBuiltInRules(into registry: inout PerSampleRuleRegistry) {
+    registry.register(Conv2dSquaredGradientRule(), for: Conv2d.self)
+    registry.register(LayerNormSquaredGradientRule(), for: LayerNorm.self)
+    registry.register(EmbeddingSquaredGradientRule(), for: Embedding.self)
+}
+
+/// `Conv2d`: with the unfolded input `U_n` `[C·kh·kw, L]` (im2col, `L = outH·outW`) and the output
+/// gradient `Δ_n` `[O, L]` of sample `n`, the per-sample weight gradient is `Δ_n U_nᵀ` (one small
+/// matrix product per sample, as BackPACK's `BatchGrad` for convolutions) and the bias gradient
+/// `Σ_l Δ_n[:, l]`; both are squared and summed over samples.
+public struct Conv2dSquaredGradientRule: PerSampleSquaredGradientRule {
+    public init() {}
+
+    public func accumulateSquaredGradients(
+        layer: any Layer, input: Tensor, outputGradient: Tensor, scale: Float, into accumulators: inout [String: Tensor]
+    ) throws -> Int {
+        guard let conv = layer as? Conv2d else { throw TensorError.invalidArgument(argument: "layer", reason: "expected Conv2d, got \(layer.typeName)") }
+        let unfolded = try conv.unfold(input)
+        let n = unfolded.shape[0], k = unfolded.shape[1], l = unfolded.shape[2], o = conv.outputChannels
+        guard outputGradient.count == n * o * l else {
+            throw TensorError.shapeMismatch(operation: "\(conv) per-sample rule", expected: "output gradient with \(n * o * l) entries", actual: outputGradient.shape)
+        }
+        var weightSum = [Float](repeating: 0, count: o * k)
+        var biasSum = [Float](repeating: 0, count: o)
+        var perSample = [Float](repeating: 0, count: o * k)
+        unfolded.withUnsafeBufferPointer { u in
+            outputGradient.withUnsafeBufferPointer { d in
+                perSample.withUnsafeMutableBufferPointer { g in
+                    for sample in 0..<n {
+                        let delta = d.baseAddress! + sample * o * l
+                        gemm(transposeA: false, transposeB: true, m: o, n: k, k: l,
+                             a: delta, lda: l, b: u.baseAddress! + sample * k * l, ldb: l, c: g.baseAddress!, ldc: k)
+                        for i in 0..<(o * k) { weightSum[i] = g[i] * g[i] + weightSum[i] }
+                        for channel in 0..<o {
+                            var total: Float = 0
+                            for j in 0..<l { total += delta[channel * l + j] }
+                            biasSum[channel] = total * total + biasSum[channel]
+                        }
+                    }
+                }
+            }
+        }
+        if conv.weight.requiresGradient {
+            try accumulators["weight", default: Tensor(zeros: conv.weight.value.shape)].addScaled(Tensor(uncheckedShape: conv.weight.value.shape, scalars: weightSum), scale)
+        }
+        if let bias = conv.bias, bias.requiresGradient {
+            try accumulators["bias", default: Tensor(zeros: [o])].addScaled(Tensor(uncheckedShape: [o], scalars: biasSum), scale)
+        }
+        return 4 * (unfolded.count + 2 * o * k + o)
+    }
+}
+
+/// `LayerNorm`: with the normalized input `x̂` and output gradient `Δ`, sample `n`'s gradients are
+/// `Σ_positions Δ ⊙ x̂` (weight) and `Σ_positions Δ` (bias), squared and summed over samples.
+public struct LayerNormSquaredGradientRule: PerSampleSquaredGradientRule {
+    public init() {}
+
+    public func accumulateSquaredGradients(
+        layer: any Layer, input: Tensor, outputGradient: Tensor, scale: Float, into accumulators: inout [String: Tensor]
+    ) throws -> Int {
+        guard let norm = layer as? LayerNorm else { throw TensorError.invalidArgument(argument: "layer", reason: "expected LayerNorm, got \(layer.typeName)") }
+        guard norm.weight != nil || norm.bias != nil else { return 0 }
+        let xhat = try norm.normalized(input)
+        try outputGradient.checkShape(input.shape, "\(norm) per-sample rule")
+        let features = norm.featureCount, n = input.shape[0]
+        let positions = input.count / max(n * features, 1)
+        var weightSum = [Float](repeating: 0, count: features), biasSum = [Float](repeating: 0, count: features)
+        var weightSample = [Float](repeating: 0, count: features), biasSample = [Float](repeating: 0, count: features)
+        xhat.withUnsafeBufferPointer { x in
+            outputGradient.withUnsafeBufferPointer { d in
+                for sample in 0..<n {
+                    for f in 0..<features { weightSample[f] = 0; biasSample[f] = 0 }
+                    for position in 0..<positions {
+                        let offset = (sample * positions + position) * features
+                        for f in 0..<features {
+                            weightSample[f] = d[offset + f] * x[offset + f] + weightSample[f]
+                            biasSample[f] += d[offset + f]
+                        }
+                    }
+                    for f in 0..<features {
+                        weightSum[f] = weightSample[f] * weightSample[f] + weightSum[f]
+                        biasSum[f] = biasSample[f] * biasSample[f] + biasSum[f]
+                    }
+                }
+            }
+        }
+        if let weight = norm.weight, weight.requiresGradient {
+            try accumulators["weight", default: Tensor(zeros: weight.value.shape)].addScaled(Tensor(uncheckedShape: weight.value.shape, scalars: weightSum), scale)
+        }
+        if let bias = norm.bias, bias.requiresGradient {
+            try accumulators["bias", default: Tensor(zeros: bias.value.shape)].addScaled(Tensor(uncheckedShape: bias.value.shape, scalars: biasSum), scale)
+        }
+        return 4 * (xhat.count + 4 * features)
+    }
+}
+
+/// `Embedding`: sample `n`'s gradient of row `r` is the sum of the output gradients at the
+/// positions where its ids equal `r` (rows it does not use get 0); squared and summed over samples.
+public struct EmbeddingSquaredGradientRule: PerSampleSquaredGradientRule {
+    public init() {}
+
+    public func accumulateSquaredGradients(
+        layer: any Layer, input: Tensor, outputGradient: Tensor, scale: Float, into accumulators: inout [String: Tensor]
+    ) throws -> Int {
+        guard let embedding = layer as? Embedding else { throw TensorError.invalidArgument(argument: "layer", reason: "expected Embedding, got \(layer.typeName)") }
+        guard embedding.weight.requiresGradient else { return 0 }
+        let dim = embedding.embeddingDim, n = input.shape.first ?? 0
+        try outputGradient.checkShape(input.shape + [dim], "\(embedding) per-sample rule")
+        let positions = n == 0 ? 0 : input.count / n
+        var total = [Float](repeating: 0, count: embedding.numEmbeddings * dim)
+        var perRow: [Int: [Float]] = [:]
+        for sample in 0..<n {
+            perRow.removeAll(keepingCapacity: true)
+            for position in 0..<positions {
+                let index = sample * positions + position
+                let id = input.scalars[index]
+                guard id >= 0, id < Float(embedding.numEmbeddings), id == id.rounded() else {
+                    throw TensorError.invalidArgument(argument: "\(embedding) input id at \(index)", reason: "\(id) is not an integer in 0..<\(embedding.numEmbeddings)")
+                }
+                var row = perRow[Int(id)] ?? [Float](repeating: 0, count: dim)
+                for j in 0..<dim { row[j] += outputGradient.scalars[index * dim + j] }
+                perRow[Int(id)] = row
+            }
+            for (id, row) in perRow { for j in 0..<dim { total[id * dim + j] = row[j] * row[j] + total[id * dim + j] } }
+        }
+        try accumulators["weight", default: Tensor(zeros: embedding.weight.value.shape)].addScaled(Tensor(uncheckedShape: embedding.weight.value.shape, scalars: total), scale)
+        return 4 * (total.count + positions * dim)
+    }
+}
