@@ -28,8 +28,22 @@ struct SequentialTests {
         var generator = SplitMix64(seed: 51)
         let model = try Self.makeModel(&generator)
         let input = Tensor.uniform(shape: [2, 2, 4, 6], low: -1, high: 1, using: &generator)
-        // This seed's pre-activations stay > 1e-4 from ReLU's kink and pooling windows have no near-ties
-        // (a kink inside ±h would show up as an O(1) finite-difference error, not pass silently).
+        // Finite differences need the point away from kinks: every pre-activation more than 1e-4 from
+        // ReLU's 0, and in each pooling window the largest positive value more than 1e-4 above the
+        // runner-up (checked here for this seed, since ±h = 1e-6 across a kink would break the check).
+        let x = doubles(input), p = model.namedParameters.map { doubles($0.parameter.value) }
+        let preactivation = Reference.conv2d(
+            x, batch: 2, inputChannels: 2, height: 4, width: 6, weight: p[0], bias: p[1], outputChannels: 3,
+            kernel: (3, 3), stride: (1, 1), padding: (1, 1)).output
+        #expect(preactivation.allSatisfy { abs($0) > 1e-4 })
+        for plane in 0..<6 {
+            for r in 0..<2 {
+                for c in 0..<3 {
+                    let window = [0, 1, 6, 7].map { preactivation[plane * 24 + r * 12 + c * 2 + $0] }.map { max($0, 0) }.sorted()
+                    #expect(window[3] == 0 || window[3] - window[2] > 1e-4, "near-tie in pooling window \(window)")
+                }
+            }
+        }
         try checkLayer(model, input: input, generator: &generator, "Sequential CNN", reference: Self.reference)
     }
 
