@@ -139,18 +139,33 @@ public final class Conv2d: Layer, CustomStringConvertible {
         return result
     }
 
-    /// The im2col matrices of the whole batch side by side: `[fanIn, N * L]`, sample `n` in columns `n*L ..< (n+1)*L`.
-    private func batchColumns(_ input: Tensor, _ g: Im2Col) -> [Float] {
-        let batch = input.shape[0], l = g.columns, ld = batch * l
-        var columns = [Float](repeating: 0, count: g.rows * ld)
-        input.withUnsafeBufferPointer { x in
-            columns.withUnsafeMutableBufferPointer { c in
-                for n in 0..<batch {
-                    g.im2col(image: x.baseAddress! + n * g.imageCount, columnsOut: c.baseAddress! + n * l, leadingDimension: ld)
-                }
-            }
+    /// Scratch memory reused across calls (column matrices and gradient blocks), so that repeated
+    /// forwards and backwards do not allocate and page-fault megabytes each time.
+    private var workspace: [Float] = []
+
+    /// Samples per block: the block's column matrix `[fanIn, block * L]` holds at most 2^18 floats
+    /// (1 MiB, cache-sized) but at least one sample. Each block is one GEMM.
+    private func samplesPerBlock(_ g: Im2Col, batch: Int) -> Int {
+        Swift.max(1, Swift.min(batch, (1 << 18) / Swift.max(g.rows * g.columns, 1)))
+    }
+
+    /// Runs `body` with the workspace grown to at least `count` floats (taken out of the object so
+    /// that writes through the pointer never trigger a uniqueness check or copy).
+    private func withWorkspace<R>(count: Int, _ body: (UnsafeMutablePointer<Float>) -> R) -> R {
+        var buffer: [Float] = []
+        swap(&buffer, &workspace)
+        if buffer.count < count { buffer = [Float](repeating: 0, count: count) }
+        defer { swap(&buffer, &workspace) }
+        return buffer.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
+    }
+
+    /// im2col of samples `first ..< first + count` side by side: `[fanIn, count * L]`, sample
+    /// `first + s` in columns `s*L ..< (s+1)*L`.
+    private func blockColumns(_ x: UnsafePointer<Float>, _ g: Im2Col, first: Int, count: Int, into columns: UnsafeMutablePointer<Float>) {
+        let l = g.columns
+        for s in 0..<count {
+            g.im2col(image: x + (first + s) * g.imageCount, columnsOut: columns + s * l, leadingDimension: count * l)
         }
-        return columns
     }
 
     public func forward(_ input: Tensor, mode: LayerMode) throws(TensorError) -> Tensor {
@@ -158,36 +173,33 @@ public final class Conv2d: Layer, CustomStringConvertible {
         let batch = input.shape[0]
         cachedInput = input
         cachedGeometry = g
-        let outputShape = [batch, outputChannels, g.outputHeight, g.outputWidth]
-        guard batch > 0 else { return Tensor(zeros: outputShape) }
-        let k = g.rows, l = g.columns, ld = batch * l, out = outputChannels
-        let columns = batchColumns(input, g)
-        // Y[out, N*L], started from the bias (beta = 1) or zero.
-        var product = [Float](repeating: 0, count: out * ld)
-        if let bias {
-            bias.value.withUnsafeBufferPointer { b in
-                product.withUnsafeMutableBufferPointer { y in
-                    for o in 0..<out { (y.baseAddress! + o * ld).update(repeating: b[o], count: ld) }
-                }
-            }
-        }
-        weight.value.withUnsafeBufferPointer { w in
-            columns.withUnsafeBufferPointer { c in
-                product.withUnsafeMutableBufferPointer { y in
-                    gemm(
-                        transposeA: false, transposeB: false, m: out, n: ld, k: k,
-                        a: w.baseAddress!, lda: k, b: c.baseAddress!, ldb: ld,
-                        beta: 1, c: y.baseAddress!, ldc: ld)
-                }
-            }
-        }
-        // [out, N, L] -> [N, out, L].
-        var output = Tensor(zeros: outputShape)
-        product.withUnsafeBufferPointer { y in
-            output.withUnsafeMutableBufferPointer { result in
-                for n in 0..<batch {
-                    for o in 0..<out {
-                        (result.baseAddress! + (n * out + o) * l).update(from: y.baseAddress! + o * ld + n * l, count: l)
+        var output = Tensor(zeros: [batch, outputChannels, g.outputHeight, g.outputWidth])
+        guard batch > 0 else { return output }
+        let k = g.rows, l = g.columns, out = outputChannels
+        let block = samplesPerBlock(g, batch: batch)
+        let biasValues = bias?.value.scalars
+        withWorkspace(count: (k + out) * block * l) { work in
+            input.withUnsafeBufferPointer { x in
+                weight.value.withUnsafeBufferPointer { w in
+                    output.withUnsafeMutableBufferPointer { result in
+                        var first = 0
+                        while first < batch {
+                            let count = Swift.min(block, batch - first), ld = count * l
+                            let columns = work, product = work + k * ld
+                            blockColumns(x.baseAddress!, g, first: first, count: count, into: columns)
+                            // Y[out, count*L] = W[out, fanIn] · X_col, started from the bias (beta = 1).
+                            for o in 0..<out { (product + o * ld).update(repeating: biasValues?[o] ?? 0, count: ld) }
+                            gemm(
+                                transposeA: false, transposeB: false, m: out, n: ld, k: k,
+                                a: w.baseAddress!, lda: k, b: columns, ldb: ld, beta: 1, c: product, ldc: ld)
+                            // [out, count, L] -> [count, out, L].
+                            for s in 0..<count {
+                                for o in 0..<out {
+                                    (result.baseAddress! + ((first + s) * out + o) * l).update(from: product + o * ld + s * l, count: l)
+                                }
+                            }
+                            first += count
+                        }
                     }
                 }
             }
@@ -203,72 +215,113 @@ public final class Conv2d: Layer, CustomStringConvertible {
         try outputGradient.checkShape([batch, outputChannels, g.outputHeight, g.outputWidth], "\(description) backward (output gradient)")
         var inputGradient = Tensor(zeros: input.shape)
         guard batch > 0 else { return inputGradient }
-        let k = g.rows, l = g.columns, ld = batch * l, out = outputChannels
-        // dY as [out, N*L].
-        var gradientMatrix = [Float](repeating: 0, count: out * ld)
-        outputGradient.withUnsafeBufferPointer { dy in
-            gradientMatrix.withUnsafeMutableBufferPointer { m in
-                for n in 0..<batch {
-                    for o in 0..<out {
-                        (m.baseAddress! + o * ld + n * l).update(from: dy.baseAddress! + (n * out + o) * l, count: l)
+        let k = g.rows, l = g.columns, out = outputChannels
+        let block = samplesPerBlock(g, batch: batch)
+        let weightGradient = accumulateParameterGradients && weight.requiresGradient
+        let biasGradient = accumulateParameterGradients && (bias?.requiresGradient ?? false)
+        var weightIncrement = [Float](repeating: 0, count: weightGradient ? out * k : 0)
+        var biasIncrement = [Double](repeating: 0, count: biasGradient ? out : 0)
+        withWorkspace(count: (out + 2 * k) * block * l) { work in
+            input.withUnsafeBufferPointer { x in
+                outputGradient.withUnsafeBufferPointer { dy in
+                    weight.value.withUnsafeBufferPointer { w in
+                        inputGradient.withUnsafeMutableBufferPointer { dx in
+                            weightIncrement.withUnsafeMutableBufferPointer { dw in
+                                biasIncrement.withUnsafeMutableBufferPointer { db in
+                                    var first = 0
+                                    while first < batch {
+                                        let count = Swift.min(block, batch - first), ld = count * l
+                                        let gradientBlock = work, columnGradient = work + out * ld, columns = columnGradient + k * ld
+                                        // dY of the block as [out, count*L].
+                                        for s in 0..<count {
+                                            for o in 0..<out {
+                                                (gradientBlock + o * ld + s * l).update(from: dy.baseAddress! + ((first + s) * out + o) * l, count: l)
+                                            }
+                                        }
+                                        // dX_col[fanIn, count*L] = Wᵀ · dY, then col2im per sample.
+                                        gemm(
+                                            transposeA: true, transposeB: false, m: k, n: ld, k: out,
+                                            a: w.baseAddress!, lda: k, b: gradientBlock, ldb: ld, c: columnGradient, ldc: ld)
+                                        for s in 0..<count {
+                                            g.col2im(
+                                                columnsIn: columnGradient + s * l, leadingDimension: ld,
+                                                addingInto: dx.baseAddress! + (first + s) * g.imageCount)
+                                        }
+                                        if weightGradient {
+                                            // dW[out, fanIn] += dY · X_colᵀ: both operands read along rows of length count*L.
+                                            blockColumns(x.baseAddress!, g, first: first, count: count, into: columns)
+                                            accumulateRowProducts(gradientBlock, rows: out, columns, rows: k, length: ld, into: dw.baseAddress!)
+                                        }
+                                        if biasGradient {
+                                            for o in 0..<out {
+                                                var total: Float = 0
+                                                for p in 0..<ld { total += gradientBlock[o * ld + p] }
+                                                db[o] += Double(total)
+                                            }
+                                        }
+                                        first += count
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
             }
         }
-        // dX_col[fanIn, N*L] = Wᵀ · dY, then col2im per sample.
-        var columnGradient = [Float](repeating: 0, count: k * ld)
-        weight.value.withUnsafeBufferPointer { w in
-            gradientMatrix.withUnsafeBufferPointer { dy in
-                columnGradient.withUnsafeMutableBufferPointer { dc in
-                    gemm(
-                        transposeA: true, transposeB: false, m: k, n: ld, k: out,
-                        a: w.baseAddress!, lda: k, b: dy.baseAddress!, ldb: ld,
-                        c: dc.baseAddress!, ldc: ld)
-                }
-            }
-        }
-        columnGradient.withUnsafeBufferPointer { dc in
-            inputGradient.withUnsafeMutableBufferPointer { dx in
-                for n in 0..<batch {
-                    g.col2im(columnsIn: dc.baseAddress! + n * l, leadingDimension: ld, addingInto: dx.baseAddress! + n * g.imageCount)
-                }
-            }
-        }
-        guard accumulateParameterGradients else { return inputGradient }
-        if weight.requiresGradient {
-            // dW[out, fanIn] += dY[out, N*L] · X_colᵀ; X_col transposed explicitly to [N*L, fanIn]
-            // so that the product runs on gemm's unit-stride path.
-            let columns = batchColumns(input, g)
-            var transposed = [Float](repeating: 0, count: ld * k)
-            columns.withUnsafeBufferPointer { c in
-                transposed.withUnsafeMutableBufferPointer { t in
-                    for r in 0..<k {
-                        for p in 0..<ld { t[p * k + r] = c[r * ld + p] }
-                    }
-                }
-            }
-            gradientMatrix.withUnsafeBufferPointer { dy in
-                transposed.withUnsafeBufferPointer { t in
-                    weight.gradient.withUnsafeMutableBufferPointer { dw in
-                        gemm(
-                            transposeA: false, transposeB: false, m: out, n: k, k: ld,
-                            a: dy.baseAddress!, lda: ld, b: t.baseAddress!, ldb: k,
-                            beta: 1, c: dw.baseAddress!, ldc: k)
-                    }
-                }
-            }
-        }
-        if let bias, bias.requiresGradient {
-            gradientMatrix.withUnsafeBufferPointer { dy in
-                bias.gradient.withUnsafeMutableBufferPointer { db in
-                    for o in 0..<out {
-                        var total = 0.0
-                        for p in 0..<ld { total += Double(dy[o * ld + p]) }
-                        db[o] += Float(total)
-                    }
-                }
-            }
+        if weightGradient { try weight.gradient.addScaled(Tensor(uncheckedShape: weight.value.shape, scalars: weightIncrement)) }
+        if biasGradient, let bias {
+            try bias.gradient.addScaled(Tensor(uncheckedShape: [out], scalars: biasIncrement.map { Float($0) }))
         }
         return inputGradient
+    }
+}
+
+/// `result[i, j] += sum_p a[i, p] * b[j, p]` for row-major `a` `[m, length]`, `b` `[n, length]`,
+/// `result` `[m, n]`: the product `A · Bᵀ` when the shared dimension is long and `m`, `n` small (a
+/// conv weight gradient sums over every sample and position). The shared dimension is walked in
+/// chunks of 512 so that the chunk of all rows stays in cache; within a chunk one row of `a` meets
+/// four rows of `b` at a time, 8 lanes wide (four 16-lane accumulators would spill on baseline x86-64), multiply-add written as `x * y + acc` (see STYLE.md).
+func accumulateRowProducts(
+    _ a: UnsafePointer<Float>, rows m: Int, _ b: UnsafePointer<Float>, rows n: Int, length: Int,
+    into result: UnsafeMutablePointer<Float>
+) {
+    @inline(__always) func load(_ p: UnsafePointer<Float>, _ i: Int) -> SIMD8<Float> {
+        UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self)
+    }
+    let chunk = 512
+    var start = 0
+    while start < length {
+        let end = Swift.min(start + chunk, length)
+        let vectorEnd = start + (end - start) / 8 * 8
+        for i in 0..<m {
+            let rowA = a + i * length
+            var j = 0
+            while j < n {
+                let block = Swift.min(4, n - j)
+                // Rows past the end of `b` repeat the last row; their sums are discarded.
+                let b0 = b + j * length
+                let b1 = b + (j + Swift.min(1, block - 1)) * length
+                let b2 = b + (j + Swift.min(2, block - 1)) * length
+                let b3 = b + (j + Swift.min(3, block - 1)) * length
+                var s0 = SIMD8<Float>(), s1 = SIMD8<Float>(), s2 = SIMD8<Float>(), s3 = SIMD8<Float>()
+                var p = start
+                while p < vectorEnd {
+                    let x = load(rowA, p)
+                    s0 = x * load(b0, p) + s0
+                    s1 = x * load(b1, p) + s1
+                    s2 = x * load(b2, p) + s2
+                    s3 = x * load(b3, p) + s3
+                    p += 8
+                }
+                var totals = SIMD4<Float>(s0.sum(), s1.sum(), s2.sum(), s3.sum())
+                while p < end {
+                    totals = SIMD4(repeating: rowA[p]) * SIMD4(b0[p], b1[p], b2[p], b3[p]) + totals
+                    p += 1
+                }
+                for t in 0..<block { result[i * n + j + t] += totals[t] }
+                j += block
+            }
+        }
+        start = end
     }
 }
