@@ -38,6 +38,41 @@ struct ConvolutionTests {
         }
     }
 
+    @Test("Conv2d on a batch spanning several internal blocks equals the Double reference and per-sample runs")
+    func blockedBatch() throws {
+        // 3 channels, 32x32, k3 p1: each sample's column matrix has 27 * 1024 floats, so the layer
+        // processes the 20 samples in blocks of 9, 9 and 2 (2^18 floats per block).
+        var generator = SplitMix64(seed: 37)
+        let layer = try Conv2d(inputChannels: 3, outputChannels: 4, kernelSize: 3, padding: 1, generator: &generator)
+        let input = Tensor.uniform(shape: [20, 3, 32, 32], low: -1, high: 1, using: &generator)
+        let output = try layer.forward(input, mode: .training)
+        let p = layer.namedParameters.map { doubles($0.parameter.value) }
+        let reference = Reference.conv2d(
+            doubles(input), batch: 20, inputChannels: 3, height: 32, width: 32, weight: p[0], bias: p[1], outputChannels: 4,
+            kernel: (3, 3), stride: (1, 1), padding: (1, 1)).output
+        expectClose(doubles(output), reference, relative: Tolerance.forwardRelative, absolute: Tolerance.forwardAbsolute, "blocked forward")
+        let r = Tensor.uniform(shape: output.shape, low: -1, high: 1, using: &generator)
+        layer.zeroGradients()
+        let inputGradient = try layer.backward(r, accumulateParameterGradients: true)
+        let batchGradients = layer.namedParameters.map { doubles($0.parameter.gradient) }
+        // Per sample (one block of one sample each): gradients must add up to the batch's.
+        layer.zeroGradients()
+        var perSampleInputGradient: [Double] = []
+        let sampleSize = 3 * 32 * 32, outputSize = 4 * 32 * 32
+        for n in 0..<20 {
+            let x = try Tensor(shape: [1, 3, 32, 32], scalars: Array(input.scalars[(n * sampleSize)..<((n + 1) * sampleSize)]))
+            _ = try layer.forward(x, mode: .training)
+            let g = try Tensor(shape: [1, 4, 32, 32], scalars: Array(r.scalars[(n * outputSize)..<((n + 1) * outputSize)]))
+            perSampleInputGradient += doubles(try layer.backward(g, accumulateParameterGradients: true))
+        }
+        // Input gradients: identical arithmetic per sample, so float32 rounding only.
+        expectClose(doubles(inputGradient), perSampleInputGradient, relative: 1e-6, absolute: 1e-6, "blocked input gradient")
+        // Parameter gradients sum 20 * 1024 products: summation order differs, ~1e-6 relative.
+        for (index, (name, parameter)) in layer.namedParameters.enumerated() {
+            expectClose(batchGradients[index], doubles(parameter.gradient), relative: 1e-5, absolute: 1e-4, "blocked gradient of \(name)")
+        }
+    }
+
     @Test("Conv2d.unfold: per-sample im2col with output[n] = W · unfold[n] + b")
     func unfold() throws {
         var generator = SplitMix64(seed: 32)
