@@ -34,6 +34,15 @@ struct ActivationTests {
         #expect(try Tanh().forward(input, mode: .training).scalars == [-1, -1, 1, 1])
     }
 
+    @Test("NaN propagates through every activation (no silent masking)")
+    func nanPropagates() throws {
+        let input = try Tensor(shape: [1, 2], scalars: [.nan, 1])
+        for layer: any Layer in [ReLU(), Tanh(), Sigmoid(), GELU(), GELU(approximate: .tanh)] {
+            let output = try layer.forward(input, mode: .training)
+            #expect(output.scalars[0].isNaN && output.scalars[1].isFinite, "\(layer.typeName)")
+        }
+    }
+
     @Test("Flatten reshapes C, H, W row-major and back")
     func flatten() throws {
         var generator = SplitMix64(seed: 12)
