@@ -32,11 +32,20 @@ public final class Linear: Layer {
         }
         cachedInput = input
         let rows = input.count / inputFeatures
-        var output = try Tensor.matmul(input.reshaped([rows, inputFeatures]), weight.value, transposeB: true)
-        if let bias {
-            bias.value.withUnsafeBufferPointer { b in
-                output.withUnsafeMutableBufferPointer { y in
-                    for r in 0..<rows { axpy(count: outputFeatures, alpha: 1, x: b.baseAddress!, y: y.baseAddress! + r * outputFeatures) }
+        // y = b + x Wᵀ as row dot products (both x and W are read along their rows of length
+        // inputFeatures), starting from the bias.
+        var output = Tensor(zeros: [rows, outputFeatures])
+        guard output.count > 0 else { return try output.reshaped(Array(input.shape.dropLast()) + [outputFeatures]) }
+        let biasValues = bias?.value.scalars
+        output.withUnsafeMutableBufferPointer { y in
+            if let biasValues {
+                for r in 0..<rows { (y.baseAddress! + r * outputFeatures).update(from: biasValues, count: outputFeatures) }
+            }
+            guard inputFeatures > 0 else { return }
+            input.withUnsafeBufferPointer { x in
+                weight.value.withUnsafeBufferPointer { w in
+                    accumulateRowProducts(
+                        x.baseAddress!, rows: rows, w.baseAddress!, rows: outputFeatures, length: inputFeatures, into: y.baseAddress!)
                 }
             }
         }
