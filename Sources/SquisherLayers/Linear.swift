@@ -7,9 +7,13 @@ import SquisherTensor
 /// - Initialization as PyTorch: weight and bias uniform in ±1/sqrt(inputFeatures).
 public final class Linear: Layer {
     public let typeName = "Linear"
+    /// Length of the last input axis (`in_features`).
     public let inputFeatures: Int
+    /// Length of the last output axis (`out_features`).
     public let outputFeatures: Int
+    /// The weight matrix, `[outputFeatures, inputFeatures]`.
     public let weight: Parameter
+    /// The offset, `[outputFeatures]`, or nil when created with `bias: false`.
     public let bias: Parameter?
     private var cachedInput: Tensor?
 
