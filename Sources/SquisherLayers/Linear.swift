@@ -7,9 +7,13 @@ import SquisherTensor
 /// - Initialization as PyTorch: weight and bias uniform in ±1/sqrt(inputFeatures).
 public final class Linear: Layer {
     public let typeName = "Linear"
+    /// Length of the last input axis (`in_features`).
     public let inputFeatures: Int
+    /// Length of the last output axis (`out_features`).
     public let outputFeatures: Int
+    /// The weight matrix, `[outputFeatures, inputFeatures]`.
     public let weight: Parameter
+    /// The offset, `[outputFeatures]`, or nil when created with `bias: false`.
     public let bias: Parameter?
     private var cachedInput: Tensor?
 
@@ -32,11 +36,20 @@ public final class Linear: Layer {
         }
         cachedInput = input
         let rows = input.count / inputFeatures
-        var output = try Tensor.matmul(input.reshaped([rows, inputFeatures]), weight.value, transposeB: true)
-        if let bias {
-            bias.value.withUnsafeBufferPointer { b in
-                output.withUnsafeMutableBufferPointer { y in
-                    for r in 0..<rows { axpy(count: outputFeatures, alpha: 1, x: b.baseAddress!, y: y.baseAddress! + r * outputFeatures) }
+        // y = b + x Wᵀ as row dot products (both x and W are read along their rows of length
+        // inputFeatures), starting from the bias.
+        var output = Tensor(zeros: [rows, outputFeatures])
+        guard output.count > 0 else { return try output.reshaped(Array(input.shape.dropLast()) + [outputFeatures]) }
+        let biasValues = bias?.value.scalars
+        output.withUnsafeMutableBufferPointer { y in
+            if let biasValues {
+                for r in 0..<rows { (y.baseAddress! + r * outputFeatures).update(from: biasValues, count: outputFeatures) }
+            }
+            guard inputFeatures > 0 else { return }
+            input.withUnsafeBufferPointer { x in
+                weight.value.withUnsafeBufferPointer { w in
+                    accumulateRowProducts(
+                        x.baseAddress!, rows: rows, w.baseAddress!, rows: outputFeatures, length: inputFeatures, into: y.baseAddress!)
                 }
             }
         }
