@@ -54,6 +54,31 @@ struct OracleFisherTests {
         }
     }
 
+    static func cnnModel() throws -> Sequential {
+        var generator = SplitMix64(seed: 0)
+        let model = try Sequential(named: [
+            ("conv", Conv2d(inputChannels: 1, outputChannels: 4, kernelSize: 3, generator: &generator)),
+            ("relu", ReLU()),
+            ("pool", MaxPool2d(kernelSize: 2)),
+            ("flatten", Flatten()),
+            ("fc", Linear(inputFeatures: 36, outputFeatures: 10, generator: &generator)),
+        ])
+        try model.load(try resource("cnn_weights").allTensors())
+        return model
+    }
+
+    @Test("CNN digits (Conv2d rule via unfolded inputs)", arguments: quantities)
+    func cnn(estimator: String, key: String) throws {
+        let model = try Self.cnnModel()
+        let (data, mcLabels) = try Self.batch("cnn")
+        let ours = try Self.compute(estimator, model: model, data: data, mcLabels: mcLabels)
+        let oracle = try resource("cnn_fisher_diag")
+        for name in ["conv.weight", "conv.bias", "fc.weight", "fc.bias"] {
+            let deviation = Deviation(try #require(ours[name]).scalars, try oracle.doubles("\(key)/\(name)"))
+            #expect(deviation.normwise < 1e-5, "\(key)/\(name): \(deviation)")
+        }
+    }
+
     @Test("model output matches the oracle's logits")
     func logits() throws {
         let model = try Self.mlpModel()
