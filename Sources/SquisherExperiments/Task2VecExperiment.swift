@@ -63,6 +63,7 @@ public enum Task2VecExperiment {
         /// How importances become embeddings.
         public var grouping: Task2Vec.Grouping
 
+        /// The defaults are the settings of `Guides/Task2Vec.md` (probe `64-32-classes`).
         public init(
             hidden: [Int] = [32], batchSize: Int = 32, probeEpochs: Int = 10, headEpochs: Int = 20, headLearningRate: Float = 1e-2, embeddingEpochs: Int = 3, learningRate: Float = 1e-3,
             expertEpochs: Int = 20, transferShotsPerClass: Int = 5, transferSteps: Int = 20, transferLearningRate: Float = 1e-2,

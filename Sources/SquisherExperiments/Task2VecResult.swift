@@ -52,6 +52,7 @@ public struct Task2VecResult: Sendable, Codable, Hashable {
     /// One result per seed.
     public var runs: [Task2VecSeedResult]
 
+    /// Bundles the runs of an experiment (made by ``Task2VecExperiment/run(size:seeds:estimators:progress:)``).
     public init(tasks: [Task2VecTask], configuration: Task2VecExperiment.Configuration, estimators: [EstimatorChoice], runs: [Task2VecSeedResult]) {
         self.tasks = tasks
         self.configuration = configuration
@@ -174,4 +175,5 @@ public struct Task2VecResult: Sendable, Codable, Hashable {
     }
 }
 
+/// Groupings are stored by their raw name in encoded configurations.
 extension Task2Vec.Grouping: Codable {}

@@ -24,6 +24,7 @@ public struct Task2VecTask: Sendable, Hashable, Codable {
     /// Salt of the sample selection, so that two tasks on the same classes draw different samples.
     public var salt: UInt64
 
+    /// Creates a task; the values are checked when its data is built (``data(train:test:seed:)``).
     public init(name: String, classes: [Int], relabeling: [Int]? = nil, pixelNoise: Double = 0, labelNoise: Double = 0, size: Int, salt: UInt64) {
         self.name = name
         self.classes = classes
