@@ -132,7 +132,7 @@ public enum SVGPlot {
         guard n > 0 else { return header(title) + "</svg>\n" }
         let values = matrix.flatMap { $0 }
         let low = values.min() ?? 0, high = values.max() ?? 1
-        let cell = min(40.0, (min(width, height) - 140) / Double(n))
+        let cell = min(40.0, (min(width, height) - 180) / Double(n))
         let x0 = 120.0, y0 = 50.0
         var svg = header(title)
         for i in 0..<n {
