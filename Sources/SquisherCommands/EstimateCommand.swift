@@ -1,15 +1,116 @@
 import Foundation
 import Squisher
 
-/// `squisher estimate` (placeholder until the model-spec loader lands).
+/// `squisher estimate`: an estimator for a model described by a JSON spec (PyTorch layer names),
+/// with weights from safetensors and data from CSV, IDX or safetensors; writes the importance as
+/// safetensors keyed by parameter name. Makes the estimators usable on models trained in PyTorch.
 enum EstimateCommand: Subcommand {
     static let name = "estimate"
-    static let summary = "Compute an estimator for a model (JSON spec + safetensors weights) on CSV/IDX data."
+    static let summary = "Compute a Fisher diagonal for a model (JSON spec + safetensors weights) on CSV/IDX/safetensors data."
     static let positionalUsage = ""
-    static let discussion = "Not yet available."
-    static let options: [ParsedArguments.Option] = []
+    static let discussion = """
+        Rebuilds an nn.Sequential from --model (see ModelSpec: {"layers": [{"type": "Linear", "in_features": 64, \
+        "out_features": 32}, ...]}), loads --weights (a state_dict as safetensors), reads --data and writes the \
+        estimate to --output (sum reduction over the samples: no 1/N). Data: a .csv with the label in the last \
+        column (divide features by --input-scale), an IDX image file with --labels, or a .safetensors file with \
+        tensors 'inputs' and 'labels' (keys set by --inputs-key/--labels-key).
+        """
+    static let estimators = ["fisher", "true-fisher", "mc", "joint"]
+    static let options: [ParsedArguments.Option] = [
+        .init("model", value: "spec.json", help: "Model description (required)."),
+        .init("weights", value: "file.safetensors", help: "Parameters by PyTorch name (required)."),
+        .init("data", value: "file", help: "Data: .csv, .idx/.ubyte images, or .safetensors (required)."),
+        .init("labels", value: "file", help: "IDX labels file (with IDX images)."),
+        .init("inputs-key", value: "name", help: "Inputs tensor in a safetensors data file (default inputs)."),
+        .init("labels-key", value: "name", help: "Labels tensor in a safetensors data file (default labels)."),
+        .init("input-shape", value: "d1,d2,...", help: "Reshape each sample (e.g. 1,8,8 for a CNN on digits)."),
+        .init("input-scale", value: "x", help: "Divide CSV features by this (default 1; 16 for digits pixels)."),
+        .init("classes", value: "n", help: "Number of classes (default: largest label + 1)."),
+        .init("estimator", value: "name", help: "One of \(estimators.joined(separator: ", ")) (default fisher)."),
+        .init("samples", value: "S", help: "Label samples per data point for mc (default 1)."),
+        .init("seed", value: "n", help: "Seed for mc label sampling (default 0)."),
+        .init("batch-size", value: "n", help: "Samples per pass (default 128; for joint, the B inside the square)."),
+        .init("output", value: "file.safetensors", help: "Where to write the importance (required)."),
+        .init("json", help: "Print a JSON summary."),
+    ]
+
     static func run(_ arguments: ParsedArguments, output: CommandOutput) throws -> Int32 {
-        throw CommandError("squisher estimate: not implemented yet", exitCode: 1)
+        _ = try arguments.requirePositional([])
+        func required(_ key: String) throws -> String {
+            guard let value = arguments.value(key) else { throw CommandError("squisher estimate: --\(key) is required (see --help)") }
+            return value
+        }
+        let modelPath = try required("model"), weightsPath = try required("weights"), dataPath = try required("data"), outputPath = try required("output")
+        let estimatorName = arguments.value("estimator") ?? "fisher"
+        guard estimators.contains(estimatorName) else {
+            throw CommandError("squisher estimate: --estimator got '\(estimatorName)'; expected one of: \(estimators.joined(separator: ", "))")
+        }
+        let batchSize = try arguments.integer("batch-size", default: 128, range: 1...1_000_000)
+        let samples = try arguments.integer("samples", default: 1, range: 1...10_000)
+        let seed = UInt64(try arguments.integer("seed", default: 0, range: 0...Int.max))
+        let model = try ModelSpec.load(from: URL(fileURLWithPath: modelPath))
+        let weights = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: weightsPath))
+        do { try model.load(try weights.allTensors()) } catch {
+            throw CommandError("squisher estimate: \(weightsPath) does not fit \(modelPath): \(error)", exitCode: 1)
+        }
+        var data = try loadData(dataPath, arguments: arguments)
+        if let shape = arguments.value("input-shape") {
+            let dims = shape.split(separator: ",").compactMap { Int(String($0).trimmingWhitespace()) }
+            guard dims.count == shape.split(separator: ",").count, dims.allSatisfy({ $0 > 0 }) else {
+                throw CommandError("squisher estimate: --input-shape expects positive integers like 1,8,8, got '\(shape)'")
+            }
+            do { data = try Dataset(inputs: data.inputs.reshaped([data.count] + dims), labels: data.labels, classCount: data.classCount) } catch {
+                throw CommandError("squisher estimate: --input-shape \(shape) does not fit samples of shape \(data.sampleShape): \(error)")
+            }
+        }
+        let estimator: any SensitivityEstimator = switch estimatorName {
+        case "fisher": EmpiricalFisher(batchSize: batchSize)
+        case "true-fisher": TrueFisherExact(batchSize: batchSize)
+        case "mc": TrueFisherMonteCarlo(samples: samples, seed: seed, batchSize: batchSize)
+        default: JointEmpiricalFisher(batchSize: batchSize)
+        }
+        output.progress.message("estimate: \(estimator.name) over \(data.count) samples...")
+        let importance = try estimator.estimate(model: model, data: data)
+        try importance.save(to: URL(fileURLWithPath: outputPath))
+        if arguments.flag("json") {
+            let object: [String: Any] = [
+                "estimator": importance.estimator, "samples": data.count, "output": outputPath, "seconds": importance.cost.seconds,
+                "tensors": importance.summary().map { ["name": $0.name, "shape": $0.shape, "sum": $0.sum, "max": Double($0.maximum)] },
+            ]
+            output.print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+        } else {
+            output.print("\(importance.estimator) over \(data.count) samples (sum reduction) written to \(outputPath) in \(String(format: "%.3f", importance.cost.seconds)) s")
+            for tensor in importance.summary() {
+                output.print("  \(tensor.name) \(tensor.shape): sum \(String(format: "%.6g", tensor.sum)), max \(String(format: "%.6g", tensor.maximum))")
+            }
+        }
+        return 0
+    }
+
+    static func loadData(_ path: String, arguments: ParsedArguments) throws -> Dataset {
+        let url = URL(fileURLWithPath: path)
+        let lower = path.lowercased()
+        let inputs: Tensor, labels: [Int]
+        if lower.hasSuffix(".csv") {
+            let table = try CSVLoader.load(url)
+            let scale = try arguments.double("input-scale", default: 1, range: 1e-30...1e30)
+            inputs = table.features.map { $0 / Float(scale) }
+            labels = table.labels
+        } else if lower.hasSuffix(".safetensors") {
+            let file = try SafeTensorsFile(contentsOf: url)
+            inputs = try file.tensor(arguments.value("inputs-key") ?? "inputs")
+            labels = try file.integers(arguments.value("labels-key") ?? "labels")
+        } else {
+            guard let labelsPath = arguments.value("labels") else {
+                throw CommandError("squisher estimate: \(path) is read as IDX images and needs --labels <IDX labels file> (or use .csv/.safetensors data)")
+            }
+            let dataset = try MNIST.load(images: url, labels: URL(fileURLWithPath: labelsPath))
+            inputs = dataset.inputs
+            labels = dataset.labels
+        }
+        let classes = try arguments.integer("classes", default: (labels.max() ?? 0) + 1, range: 1...1_000_000)
+        do { return try Dataset(inputs: inputs, labels: labels, classCount: classes) } catch {
+            throw CommandError("squisher estimate: \(path): \(error)", exitCode: 1)
+        }
     }
 }
-
