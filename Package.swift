@@ -31,7 +31,9 @@ let testTargets: [(name: String, dependencies: [String], resources: Bool)] = [
     ("SquisherCommandsTests", ["SquisherCommands"], true),
 ]
 
-let examples = ["TrainWithSquisher"]
+let examples = [
+    "TrainWithSquisher", "CustomEstimator", "MergeWithAnyEstimator", "PruneWithSquisher", "ContinualLearningEWC", "TaskEmbeddings",
+]
 
 let package = Package(
     name: "Squisher",

@@ -77,7 +77,9 @@ public final class SquaredGradientAccumulator: TrainingObserver, SensitivityEsti
             accumulated[name] = nil  // keep `v` uniquely referenced: update in place
             switch rule {
             case .ema(let beta2):
-                let oneMinusBeta2 = Float(1 - Double(beta2))
+                // As PyTorch (and our Adam): 1 − β₂ from the decimal the user wrote (0.999, not
+                // Double(Float(0.999))), rounded to float32 once.
+                let oneMinusBeta2 = Float(1 - (Double(beta2.description) ?? Double(beta2)))
                 gradient.withUnsafeBufferPointer { g in
                     v.withUnsafeMutableBufferPointer { v in
                         for i in 0..<g.count { v[i] = (v[i] * beta2).addingProduct(oneMinusBeta2 * g[i], g[i]) }
