@@ -264,8 +264,12 @@ public enum EWCExperiment {
             }
             var runs: [EWCRunResult] = []
             for seed in seeds {
-                runs.append(try sequence(tasks: taskCache[scenario]![seed]!, scenario: scenario, importance: importance,
-                                         lambda: lambda, seed: seed, configuration: configuration))
+                do {
+                    runs.append(try sequence(tasks: taskCache[scenario]![seed]!, scenario: scenario, importance: importance,
+                                             lambda: lambda, seed: seed, configuration: configuration))
+                } catch {
+                    throw ApplicationError(application: "ewc", problem: "\(scenario.rawValue), \(importance), λ = \(lambda), seed \(seed): \(error)")
+                }
                 doneRuns += 1
                 progress.update("ewc", done: min(doneRuns, totalRuns), total: totalRuns, detail: "\(scenario.rawValue) \(importance) λ=\(lambda)")
             }
