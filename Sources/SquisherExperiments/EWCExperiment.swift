@@ -20,8 +20,7 @@ public struct EWCConfiguration: Sendable, Codable, Hashable {
     /// Adam's learning rate (betas (0.9, 0.999), eps 1e-8, no weight decay), task-incremental.
     public var learningRate: Float
     /// Adam's learning rate in the class-incremental scenario (at the task-incremental rate the
-    /// plain network stops learning after task 1 there: its ReLUs die on the huge loss of the
-    /// new classes).
+    /// plain network stops learning after task 1 there and predicts one class for everything).
     public var classIncrementalLearningRate: Float
     /// Fraction of each task's training data held out for choosing `λ`.
     public var validationFraction: Double
@@ -169,6 +168,7 @@ public enum EWCExperiment {
             lambda: penaltyStrength, mode: configuration.onlineGamma.map { .online(gamma: $0) } ?? .separate)
         var testAccuracy: [[Double]] = [], validationAccuracy: [[Double]] = []
         var importanceSeconds = 0.0
+        var importanceTotals: [Double] = []
         let (epochs, learningRate) = configuration.training(scenario)
         for (t, task) in tasks.enumerated() {
             let model = head(body, scenario: scenario, task: t)
@@ -209,10 +209,13 @@ public enum EWCExperiment {
                 values = try Squisher(optimizer: optimizer, biasCorrection: true, scaling: .datasetSize(task.fit.count)).estimate(model: model, data: task.fit)
             }
             importanceSeconds += Date().timeIntervalSince(importanceStart)
-            if let values { try ewc.consolidate(importance: values, anchor: model.stateDict()) }
+            if let values {
+                importanceTotals.append(values.flattened.reduce(0.0) { $0 + Double($1) })
+                try ewc.consolidate(importance: values, anchor: model.stateDict())
+            }
         }
         return EWCRunResult(seed: seed, testAccuracy: testAccuracy, validationAccuracy: validationAccuracy,
-                            importanceSeconds: importanceSeconds, seconds: Date().timeIntervalSince(start))
+                            importanceSeconds: importanceSeconds, importanceTotals: importanceTotals, seconds: Date().timeIntervalSince(start))
     }
 
     /// Runs the experiment at a preset size.
@@ -247,7 +250,7 @@ public enum EWCExperiment {
         let hasSquisher = methods.contains(.squisher)
 
         let sweepRuns = seeds.count * (2 + methods.count * (configuration.lambdas.count + configuration.classIncrementalLambdas.count))
-        let ablationRuns = hasSquisher ? seeds.count * (3 + configuration.ablationBeta2s.count + 1) : 0
+        let ablationRuns = hasSquisher ? seeds.count * (4 + configuration.ablationBeta2s.count) : 0
         let totalRuns = sweepRuns + ablationRuns
         var doneRuns = 0
 
@@ -308,10 +311,13 @@ public enum EWCExperiment {
         if hasSquisher, let squisherLambda = main.first(where: { $0.importance == .estimator(.squisher) })?.lambda {
             let fisherLambda = main.first { $0.importance == .estimator(.empiricalFisher) }?.lambda
             if let fisherLambda {
-                ablations.append(try variant(.taskIncremental, .estimator(.squisher), fisherLambda, choice: "Fisher's best λ (paper's heuristic)"))
+                let same = fisherLambda == squisherLambda ? " (= its own best here)" : ""
+                ablations.append(try variant(.taskIncremental, .estimator(.squisher), fisherLambda, choice: "Fisher's best λ, paper's heuristic\(same)"))
                 ablations.append(try variant(.taskIncremental, .squisherRaw, fisherLambda, choice: "Fisher's best λ"))
             }
-            ablations.append(try variant(.taskIncremental, .squisherRaw, squisherLambda, choice: "Squisher's best λ"))
+            if fisherLambda != squisherLambda {
+                ablations.append(try variant(.taskIncremental, .squisherRaw, squisherLambda, choice: "Squisher's best λ"))
+            }
             ablations.append(try variant(.taskIncremental, .squisherBiasCorrected, squisherLambda, choice: "Squisher's best λ"))
             for beta2 in configuration.ablationBeta2s {
                 ablations.append(try variant(.taskIncremental, .squisherEMA(beta2: beta2), squisherLambda, choice: "Squisher's best λ"))

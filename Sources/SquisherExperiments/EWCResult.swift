@@ -52,11 +52,16 @@ public struct EWCRunResult: Sendable, Codable, Hashable {
     public var validationAccuracy: [[Double]]
     /// Wall-clock seconds spent computing importances (all tasks).
     public var importanceSeconds: Double
+    /// The sum of all entries of each consolidated importance, per task (4 entries: the last task
+    /// is not consolidated; empty for the baseline). Shows the scale that `λ` multiplies.
+    public var importanceTotals: [Double]
     /// Wall-clock seconds of the whole sequence.
     public var seconds: Double
 
-    public init(seed: UInt64, testAccuracy: [[Double]], validationAccuracy: [[Double]], importanceSeconds: Double, seconds: Double) {
+    public init(seed: UInt64, testAccuracy: [[Double]], validationAccuracy: [[Double]], importanceSeconds: Double,
+                importanceTotals: [Double] = [], seconds: Double) {
         self.seed = seed
+        self.importanceTotals = importanceTotals
         self.testAccuracy = testAccuracy
         self.validationAccuracy = validationAccuracy
         self.importanceSeconds = importanceSeconds
@@ -96,6 +101,11 @@ public struct EWCVariantResult: Sendable, Codable, Hashable {
     public var finalTestAccuracy: Spread { Spread(runs.map(\.finalAverageTestAccuracy)) }
     /// Final average validation accuracy over seeds.
     public var finalValidationAccuracy: Spread { Spread(runs.map(\.finalAverageValidationAccuracy)) }
+    /// The sum of the first task's importance entries, over seeds (`nil` for the baseline).
+    public var firstImportanceTotal: Spread? {
+        let totals = runs.compactMap(\.importanceTotals.first)
+        return totals.isEmpty ? nil : Spread(totals)
+    }
     /// Importance computation time per sequence (5 tasks), over seeds.
     public var importanceSeconds: Spread { Spread(runs.map(\.importanceSeconds)) }
 
@@ -162,21 +172,23 @@ public struct EWCResult: Sendable, Codable, Hashable {
         let mainTable = ResultTable(
             identifier: "ewc",
             title: "EWC on split digits, task-incremental: average test accuracy after task \(configuration.taskCount)",
-            columns: ["method", "λ (chosen on validation)", "avg test acc", "avg val acc", "importance time (s/seq)"] + taskColumns,
+            columns: ["method", "λ (chosen on validation)", "avg test acc", "avg val acc", "importance time (s/seq)", "Σ importance, task 1"] + taskColumns,
             rows: main.map { v in
                 [v.importance.description, lambdaText(v), v.finalTestAccuracy.percent, v.finalValidationAccuracy.percent,
-                 String(format: "%.3f", v.importanceSeconds.mean)] + perTask(v)
+                 String(format: "%.3f", v.importanceSeconds.mean), v.firstImportanceTotal.map { String(format: "%.3g", $0.mean) } ?? "–"] + perTask(v)
             },
             notes: [seedNote, configuration.summary(.taskIncremental),
                     "λ is chosen per method by the final average validation accuracy (validation split carved from each task's training data), then reported on test.",
-                    "Per-task columns: test accuracy of each task after the last task (mean over seeds)."])
+                    "Per-task columns: test accuracy of each task after the last task (mean over seeds).",
+                    "Σ importance: the sum of all entries of the importance consolidated after task 1 (mean over seeds), the scale that λ multiplies."])
 
         let ablationTable = ResultTable(
             identifier: "ewc-ablations",
             title: "EWC ablations on split digits, task-incremental: average test accuracy after task \(configuration.taskCount)",
-            columns: ["variant", "λ", "how λ was set", "avg test acc", "avg val acc"],
+            columns: ["variant", "λ", "how λ was set", "avg test acc", "avg val acc", "Σ importance, task 1"],
             rows: ablations.map { v in
-                [v.importance.description, lambdaText(v), v.lambdaChoice, v.finalTestAccuracy.percent, v.finalValidationAccuracy.percent]
+                [v.importance.description, lambdaText(v), v.lambdaChoice, v.finalTestAccuracy.percent, v.finalValidationAccuracy.percent,
+                 v.firstImportanceTotal.map { String(format: "%.3g", $0.mean) } ?? "–"]
             },
             notes: [seedNote, configuration.summary(.taskIncremental),
                     "β₂ rows: Adam keeps β₂ = 0.999 for its update; the importance is N·v from a SquaredGradientAccumulator(.ema(beta2:)) hook on the same optimizer (β₂ = 0.999 reproduces Adam's exp_avg_sq bit for bit), at the Squisher's chosen λ.",
