@@ -38,6 +38,7 @@ public struct EWCConfiguration: Sendable, Codable, Hashable {
     /// The number of tasks (5).
     public var taskCount: Int { Self.taskClasses.count }
 
+    /// A set-up with every field given (see ``preset(_:)`` for the presets).
     public init(hidden: [Int], epochsPerTask: Int, classIncrementalEpochsPerTask: Int, batchSize: Int, learningRate: Float,
                 classIncrementalLearningRate: Float, validationFraction: Double, lambdas: [Double], classIncrementalLambdas: [Double],
                 ablationBeta2s: [Float], onlineGamma: Double? = nil) {

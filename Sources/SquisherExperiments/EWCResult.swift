@@ -58,6 +58,7 @@ public struct EWCRunResult: Sendable, Codable, Hashable {
     /// Wall-clock seconds of the whole sequence.
     public var seconds: Double
 
+    /// A run's numbers (matrices `[stage][task]`, accuracies in [0, 1]).
     public init(seed: UInt64, testAccuracy: [[Double]], validationAccuracy: [[Double]], importanceSeconds: Double,
                 importanceTotals: [Double] = [], seconds: Double) {
         self.seed = seed
@@ -89,6 +90,7 @@ public struct EWCVariantResult: Sendable, Codable, Hashable {
     /// One run per seed, in seed order.
     public var runs: [EWCRunResult]
 
+    /// The runs of one variant, one per seed.
     public init(scenario: EWCScenario, importance: EWCImportance, lambda: Double, lambdaChoice: String = "sweep", runs: [EWCRunResult]) {
         self.scenario = scenario
         self.importance = importance
@@ -138,6 +140,7 @@ public struct EWCResult: Sendable, Codable, Hashable {
     /// Wall-clock seconds of the whole experiment.
     public var seconds: Double
 
+    /// A complete result (normally made by ``EWCExperiment/run(configuration:seeds:estimators:progress:)``).
     public init(configuration: EWCConfiguration, seeds: [UInt64], sweep: [EWCVariantResult], main: [EWCVariantResult],
                 ablations: [EWCVariantResult], classIncremental: [EWCVariantResult], seconds: Double) {
         self.configuration = configuration
