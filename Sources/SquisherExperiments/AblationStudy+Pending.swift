@@ -13,6 +13,21 @@ extension AblationStudy {
     }
 
     static func ewc(size: ExperimentSize, seeds: [UInt64], estimators: [EstimatorChoice], progress: ProgressReporter) throws -> ([ResultTable], [(String, String)]) {
-        ([], [])
+        let result = try EWCExperiment.run(size: size, seeds: seeds, estimators: estimators, progress: progress)
+        // Accuracy on each task over time: one panel per method, one line per task.
+        var plots: [(String, String)] = []
+        for variant in result.main {
+            let matrix = variant.meanTestAccuracy  // [stage][task]
+            guard !matrix.isEmpty else { continue }
+            let stages = matrix.indices.map(Double.init)
+            let series = matrix[0].indices.map { task in
+                SVGPlot.Series(label: "task \(task + 1)", points: matrix.indices.filter { $0 >= task }.map { (stages[$0] + 1, 100 * matrix[$0][task]) })
+            }
+            let slug = "\(variant.importance)".lowercased().filter { $0.isASCII && ($0.isLetter || $0.isNumber) }
+            plots.append(("ewc_accuracy_over_time_\(slug).svg", SVGPlot.lines(
+                title: "EWC, \(variant.importance) (λ = \(variant.lambda))", xLabel: "after training task", yLabel: "test accuracy (%)",
+                xTicks: stages.map { ($0 + 1, "\(Int($0) + 1)") }, series: series)))
+        }
+        return (result.tables(), plots)
     }
 }
