@@ -150,15 +150,19 @@ struct _PickleMachine {
         stack.append(index)
     }
 
+    /// Items below the most recent MARK belong to an outer frame and cannot be popped (Python keeps
+    /// them on a separate metastack).
+    var frameFloor: Int { marks.last ?? 0 }
+
     mutating func pop(_ name: String) throws(CheckpointError) -> Int {
-        guard let top = stack.popLast() else {
+        guard stack.count > frameFloor, let top = stack.popLast() else {
             throw fail("stack underflow: \(name) needs an item but the stack\(marks.isEmpty ? "" : " (above the last MARK)") is empty")
         }
         return top
     }
 
     func top(_ name: String) throws(CheckpointError) -> Int {
-        guard let top = stack.last else {
+        guard stack.count > frameFloor, let top = stack.last else {
             throw fail("stack underflow: \(name) needs an item but the stack\(marks.isEmpty ? "" : " (above the last MARK)") is empty")
         }
         return top
@@ -252,7 +256,7 @@ struct _PickleMachine {
                 }
                 marks.append(stack.count)
             case 0x30:  // POP
-                if stack.isEmpty { _ = try popMark("POP") } else { stack.removeLast() }
+                if stack.count > frameFloor { stack.removeLast() } else { _ = try popMark("POP") }
             case 0x31:  // POP_MARK
                 _ = try popMark("POP_MARK")
             case 0x32:  // DUP

@@ -157,6 +157,9 @@ struct MalformedInputTests {
         expectError("stack underflow", "APPEND") { _ = try decode(Data([0x80, 0x02, 0x61, 0x2E])) }
         expectError("stack underflow", "STOP") { _ = try decode(Data([0x80, 0x02, 0x2E])) }
         expectError("SETITEMS without a preceding MARK") { _ = try decode(Data([0x80, 0x02, 0x7D, 0x75, 0x2E])) }
+        // Items below a MARK belong to the outer frame: `] ( a` and `] ( ( t a`-style underflows.
+        expectError("stack underflow", "(above the last MARK)") { _ = try decode(Data([0x80, 0x02, 0x5D, 0x28, 0x61, 0x2E])) }
+        expectError("TUPLE without a preceding MARK") { _ = try decode(Data([0x80, 0x02, 0x4E, 0x28, 0x28, 0x30, 0x30, 0x30, 0x74, 0x2E])) }
         expectError("needs a list") { _ = try decode(Data([0x80, 0x02, 0x4E, 0x4E, 0x61, 0x2E])) }
     }
 
