@@ -34,10 +34,10 @@ public enum TorchCheckpoint {
         let pickle = try archive.contents(of: prefix + "data.pkl")
         return try RestrictedUnpickler.decode(pickle, path: "\(archive.path) (\(prefix)data.pkl)", limits: limits) { reference throws(CheckpointError) in
             let name = prefix + "data/" + reference.key
-            guard archive.entry(named: name) != nil else {
+            guard let entry = archive.entry(named: name) else {
                 throw CheckpointError(path: archive.path, problem: "storage '\(reference.key)' has no archive entry '\(name)'")
             }
-            return try archive.contents(of: name)
+            return archive.slice(of: entry)  // mapped bytes, converted to float32 without an intermediate copy
         }
     }
 

@@ -147,8 +147,10 @@ public struct TorchOptimizerState: Sendable {
     static func detectKind(groups: [ParameterGroup], states: [Int: ParameterState]) -> Kind {
         let buffers = Set(states.values.flatMap(\.bufferNames))
         let groupKeys = Set(groups.flatMap { $0.hyperparameters.keys.compactMap(\.stringValue) })
-        if buffers.contains("exp_avg"), buffers.contains("exp_avg_sq"),
-           buffers.isSubset(of: ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]), groupKeys.contains("amsgrad") {
+        let adamBuffers = buffers.contains("exp_avg") && buffers.contains("exp_avg_sq")
+            && buffers.isSubset(of: ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"])
+        // Adam before its first step has no state; its groups still have `betas` and `amsgrad`.
+        if groupKeys.contains("amsgrad"), adamBuffers || (buffers.isEmpty && groupKeys.contains("betas")) {
             let decoupled = Set(groups.map(\.decoupledWeightDecay))
             if decoupled == [true] { return .adamW }
             if decoupled == [false] { return .adam }

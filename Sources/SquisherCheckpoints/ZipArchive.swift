@@ -205,7 +205,7 @@ public struct ZipArchive: Sendable {
     /// The entry named `name`, or `nil`.
     public func entry(named name: String) -> Entry? { indexByName[name].map { entries[$0] } }
 
-    /// The bytes of entry `name` (a slice of the mapped file; no copy).
+    /// The bytes of entry `name`, copied into a zero-based `Data`.
     /// - Throws: ``CheckpointError`` when there is no such entry.
     public func contents(of name: String) throws(CheckpointError) -> Data {
         guard let entry = entry(named: name) else {
@@ -213,6 +213,9 @@ public struct ZipArchive: Sendable {
         }
         return data.subdata(in: entry.dataRange)
     }
+
+    /// The bytes of `entry` as a slice of the (mapped) archive: no copy; indices are archive offsets.
+    func slice(of entry: Entry) -> Data { data[entry.dataRange] }
 
     /// Calls `body` with the raw bytes of `entry` (no copy).
     public func withBytes<R>(of entry: Entry, _ body: (UnsafeRawBufferPointer) throws(CheckpointError) -> R) throws(CheckpointError) -> R {
