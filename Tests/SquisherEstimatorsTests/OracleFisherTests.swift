@@ -42,16 +42,20 @@ struct OracleFisherTests {
         }
     }
 
+    /// Compares one estimator on one oracle model with BackPACK's values for `key`.
+    static func check(_ model: Sequential, prefix: String, estimator: String, key: String) throws {
+        let (data, mcLabels) = try batch(prefix)
+        let ours = try compute(estimator, model: model, data: data, mcLabels: mcLabels)
+        let oracle = try resource("\(prefix)_fisher_diag")
+        for (name, _) in model.namedParameters {
+            let deviation = Deviation(try #require(ours[name]).scalars, try oracle.doubles("\(key)/\(name)"))
+            #expect(deviation.normwise < 1e-5, "\(prefix) \(key)/\(name): \(deviation)")
+        }
+    }
+
     @Test("MLP digits", arguments: quantities)
     func mlp(estimator: String, key: String) throws {
-        let model = try Self.mlpModel()
-        let (data, mcLabels) = try Self.batch("mlp")
-        let ours = try Self.compute(estimator, model: model, data: data, mcLabels: mcLabels)
-        let oracle = try resource("mlp_fisher_diag")
-        for name in ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"] {
-            let deviation = Deviation(try #require(ours[name]).scalars, try oracle.doubles("\(key)/\(name)"))
-            #expect(deviation.normwise < 1e-5, "\(key)/\(name): \(deviation)")
-        }
+        try Self.check(Self.mlpModel(), prefix: "mlp", estimator: estimator, key: key)
     }
 
     static func cnnModel() throws -> Sequential {
@@ -69,14 +73,7 @@ struct OracleFisherTests {
 
     @Test("CNN digits (Conv2d rule via unfolded inputs)", arguments: quantities)
     func cnn(estimator: String, key: String) throws {
-        let model = try Self.cnnModel()
-        let (data, mcLabels) = try Self.batch("cnn")
-        let ours = try Self.compute(estimator, model: model, data: data, mcLabels: mcLabels)
-        let oracle = try resource("cnn_fisher_diag")
-        for name in ["conv.weight", "conv.bias", "fc.weight", "fc.bias"] {
-            let deviation = Deviation(try #require(ours[name]).scalars, try oracle.doubles("\(key)/\(name)"))
-            #expect(deviation.normwise < 1e-5, "\(key)/\(name): \(deviation)")
-        }
+        try Self.check(Self.cnnModel(), prefix: "cnn", estimator: estimator, key: key)
     }
 
     @Test("model output matches the oracle's logits")
