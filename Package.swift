@@ -41,6 +41,7 @@ let package = Package(
         .library(name: umbrella, targets: [umbrella]),
         .executable(name: "squisher", targets: ["SquisherCLI"]),
         .executable(name: "squisher-bench", targets: ["SquisherBenchmarks"]),
+        .plugin(name: "AblatePlugin", targets: ["AblatePlugin"]),
     ] + examples.map { .executable(name: $0, targets: [$0]) },
     targets: [
         .target(name: "CSquisherKernels"),
@@ -56,6 +57,11 @@ let package = Package(
         .target(name: "SquisherCommands", dependencies: [.target(name: umbrella)]),
         .executableTarget(name: "SquisherCLI", dependencies: ["SquisherCommands"]),
         .executableTarget(name: "SquisherBenchmarks", dependencies: [.target(name: umbrella)]),
+        .plugin(
+            name: "AblatePlugin",
+            capability: .command(
+                intent: .custom(verb: "ablate", description: "Build squisher in release and run the ablation study on digits"),
+                permissions: [.writeToPackageDirectory(reason: "The ablation study writes its report (report.md, CSV, SVG plots) into ./report")])),
     ] + examples.map {
         .executableTarget(name: $0, dependencies: [.target(name: umbrella)], path: "Examples/\($0)")
     } + testTargets.map { test in
