@@ -158,3 +158,46 @@ csq_sgemm_kernel_info csq_sgemm_kernel_for(int level, int variant) {
     (void)variant;
     return portable;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Peak probe for benchmarks: independent FMA chains with no memory traffic, to measure the machine's
+// float32 FMA throughput (flops = iterations * chains * lanes * 2).
+#ifdef CSQ_X86
+__attribute__((target("avx512f,fma")))
+static float csq_probe_avx512(long iterations) {
+    __m512 acc[24];
+    CSQ_UNROLL for (int j = 0; j < 24; j++) acc[j] = _mm512_set1_ps((float)j);
+    const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
+    for (long i = 0; i < iterations; i++) {
+        CSQ_UNROLL for (int j = 0; j < 24; j++) acc[j] = _mm512_fmadd_ps(acc[j], x, y);
+    }
+    __m512 s = _mm512_setzero_ps();
+    CSQ_UNROLL for (int j = 0; j < 24; j++) s = _mm512_add_ps(s, acc[j]);
+    return _mm512_reduce_add_ps(s);
+}
+
+__attribute__((target("avx2,fma")))
+static float csq_probe_avx2(long iterations) {
+    __m256 acc[12];
+    CSQ_UNROLL for (int j = 0; j < 12; j++) acc[j] = _mm256_set1_ps((float)j);
+    const __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
+    for (long i = 0; i < iterations; i++) {
+        CSQ_UNROLL for (int j = 0; j < 12; j++) acc[j] = _mm256_fmadd_ps(acc[j], x, y);
+    }
+    float out[8];
+    __m256 s = _mm256_setzero_ps();
+    CSQ_UNROLL for (int j = 0; j < 12; j++) s = _mm256_add_ps(s, acc[j]);
+    _mm256_storeu_ps(out, s);
+    return out[0] + out[1] + out[2] + out[3] + out[4] + out[5] + out[6] + out[7];
+}
+#endif
+
+double csq_fma_peak_probe(int level, long iterations, double *flops) {
+#ifdef CSQ_X86
+    if (level >= 3) { *flops = (double)iterations * 24 * 16 * 2; return csq_probe_avx512(iterations); }
+    if (level >= 2) { *flops = (double)iterations * 12 * 8 * 2; return csq_probe_avx2(iterations); }
+#endif
+    (void)level;
+    *flops = 0;
+    return 0;
+}

@@ -99,6 +99,28 @@ public struct GEMMKernelInfo: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// Measures this core's float32 FMA peak at an ISA level (2 or 3), in flop/s, by timing independent
+    /// FMA chains without memory traffic on the calling thread for about `milliseconds`. Returns nil at
+    /// levels without FMA. For benchmarks: the ceiling against which GEMM efficiency is reported.
+    public static func measuredPeakFlopsPerSecond(isaLevel: Int, milliseconds: Int = 200) -> Double? {
+        let level = Int32(min(isaLevel, cpuISALevel))
+        var flops = 0.0
+        _ = csq_fma_peak_probe(level, 1000, &flops)
+        guard flops > 0 else { return nil }
+        var iterations = 100_000
+        var best = 0.0
+        let clock = ContinuousClock()
+        var spent = Duration.zero
+        while spent < .milliseconds(milliseconds) {
+            let elapsed = clock.measure { _ = csq_fma_peak_probe(level, iterations, &flops) }
+            spent += elapsed
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+            if seconds < 0.005 { iterations *= 4; continue }
+            best = max(best, flops / seconds)
+        }
+        return best
+    }
+
     /// For example `12x32 AVX-512F + FMA`.
     public var description: String { "\(tileRows)x\(tileColumns) \(GEMMKernelInfo.isaName(isaLevel))" }
 }

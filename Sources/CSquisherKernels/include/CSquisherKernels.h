@@ -28,4 +28,9 @@ typedef struct {
 /// benchmarking tile shapes: AVX-512 1 = 14x32, 2 = 6x64, 3 = 8x48 (0 = 12x32); AVX2 1 = 4x24 (0 = 6x16).
 csq_sgemm_kernel_info csq_sgemm_kernel_for(int level, int variant);
 
+/// Benchmark helper: runs `iterations` rounds of independent FMA chains (no memory traffic) at ISA `level`
+/// (2 or 3) and stores the flop count in `*flops` (0 for levels without FMA); returns a checksum.
+/// Timing it gives the core's float32 FMA peak.
+double csq_fma_peak_probe(int level, long iterations, double *flops);
+
 #endif
