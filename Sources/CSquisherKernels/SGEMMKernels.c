@@ -59,6 +59,10 @@ static void csq_sgemm_avx2_##MR##x##NV(long kc, const float *restrict a, const f
     __m256 acc[MR][NV];                                                                                  \
     CSQ_UNROLL for (int i = 0; i < MR; i++) CSQ_UNROLL for (int v = 0; v < NV; v++)                      \
         acc[i][v] = _mm256_setzero_ps();                                                                 \
+    CSQ_UNROLL for (int i = 0; i < MR; i++) {                                                            \
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);                                          \
+        _mm_prefetch((const char *)(c + i * ldc + 8 * NV - 1), _MM_HINT_T0);                            \
+    }                                                                                                    \
     for (long p = 0; p < kc; p++) {                                                                      \
         __m256 bv[NV];                                                                                   \
         CSQ_UNROLL for (int v = 0; v < NV; v++) bv[v] = _mm256_loadu_ps(b + 8 * v);                      \
@@ -99,6 +103,10 @@ static void csq_sgemm_avx512_##MR##x##NV(long kc, const float *restrict a, const
     __m512 acc[MR][NV];                                                                                  \
     CSQ_UNROLL for (int i = 0; i < MR; i++) CSQ_UNROLL for (int v = 0; v < NV; v++)                      \
         acc[i][v] = _mm512_setzero_ps();                                                                 \
+    CSQ_UNROLL for (int i = 0; i < MR; i++) {                                                            \
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);                                          \
+        _mm_prefetch((const char *)(c + i * ldc + 16 * NV - 1), _MM_HINT_T0);                            \
+    }                                                                                                    \
     for (long p = 0; p < kc; p++) {                                                                      \
         __m512 bv[NV];                                                                                   \
         CSQ_UNROLL for (int v = 0; v < NV; v++) bv[v] = _mm512_loadu_ps(b + 16 * v);                     \

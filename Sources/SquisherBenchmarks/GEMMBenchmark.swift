@@ -70,8 +70,8 @@ enum GEMMBenchmark {
         return cases
     }
 
-    /// Median seconds per call of `body`, after warm-up.
-    static func time(samples: Int, minSeconds: Double, _ body: () -> Void) -> Double {
+    /// Median (or, with `best`, minimum) seconds per call of `body`, after warm-up.
+    static func time(samples: Int, minSeconds: Double, best: Bool = false, _ body: () -> Void) -> Double {
         for _ in 0..<3 { body() }
         let clock = ContinuousClock()
         let once = seconds(clock.measure(body))
@@ -82,7 +82,7 @@ enum GEMMBenchmark {
             times.append(seconds(elapsed) / Double(calls))
         }
         times.sort()
-        return times[times.count / 2]
+        return best ? times[0] : times[times.count / 2]
     }
 
     static func seconds(_ d: Duration) -> Double {
@@ -90,7 +90,7 @@ enum GEMMBenchmark {
     }
 
     /// Seconds per call of Squisher's gemm on random operands.
-    static func measureSquisher(_ c: Case, configuration: GEMMConfiguration, options: Options) -> Double {
+    static func measureSquisher(_ c: Case, configuration: GEMMConfiguration, options: Options, best: Bool = false) -> Double {
         var rng = SplitMix64(seed: 1)
         let a = (0..<(c.m * c.k)).map { _ in rng.nextUniformFloat() * 2 - 1 }
         let b = (0..<(c.k * c.n)).map { _ in rng.nextUniformFloat() * 2 - 1 }
@@ -100,7 +100,7 @@ enum GEMMBenchmark {
         return a.withUnsafeBufferPointer { pa in
             b.withUnsafeBufferPointer { pb in
                 out.withUnsafeMutableBufferPointer { pc in
-                    time(samples: options.samples, minSeconds: options.minSeconds) {
+                    time(samples: options.samples, minSeconds: options.minSeconds, best: best) {
                         gemm(
                             transposeA: c.transposeA, transposeB: c.transposeB, m: c.m, n: c.n, k: c.k,
                             a: pa.baseAddress!, lda: lda, b: pb.baseAddress!, ldb: ldb, c: pc.baseAddress!, ldc: c.n,
@@ -219,16 +219,17 @@ enum GEMMBenchmark {
     /// Sweeps kernel tile shapes and kc/mc at 1024³ (A·B, 1 thread).
     static func tune(options: Options) {
         let c = Case(label: "1024³ A·B", m: 1024, n: 1024, k: 1024, transposeA: false, transposeB: false)
+        print("Tuning: best sample (least disturbed by other processes), not the median")
         print("| kernel | kc | mc | GFLOP/s (1024³ A·B, 1 thread) |")
         print("|---|---:|---:|---:|")
-        for level in [2, 3] where level <= GEMMKernelInfo.cpuISALevel {
+        for level in [GEMMKernelInfo.cpuISALevel] {
             for (variant, kernel) in GEMMKernelInfo.available(isaLevel: level).enumerated() {
-                for kc in [128, 256, 384, 512] {
-                    for mcTiles in [6, 12, 24] {
+                for kc in [128, 192, 256, 384] {
+                    for mcTiles in [12, 24] {
                         let mc = mcTiles * kernel.tileRows
                         let configuration = GEMMConfiguration(
                             maximumThreads: 1, kc: kc, mc: mc, kernelVariant: variant, isaLevel: level)
-                        let seconds = measureSquisher(c, configuration: configuration, options: options)
+                        let seconds = measureSquisher(c, configuration: configuration, options: options, best: true)
                         print("| \(kernel) | \(kc) | \(mc) | \(gflops(c, seconds)) |")
                     }
                 }

@@ -27,13 +27,23 @@ struct GEMMPlan {
         kernel = info.kernel
         mr = Int(info.mr)
         nr = Int(info.nr)
-        kc = min(max(1, configuration.kc), k)
-        // Blocks never exceed the problem (so small products allocate little), rounded to whole tiles.
-        mc = GEMMPlan.roundUp(min(max(1, configuration.mc), m), to: mr)
-        nc = GEMMPlan.roundUp(min(max(1, configuration.nc), n), to: nr)
+        // Blocks never exceed the problem (so small products allocate little) and are balanced: k = 784
+        // with kc = 256 runs 4 passes of 196, not 3 of 256 and one of 16; likewise for mc and nc, which are
+        // rounded up to whole tiles.
+        kc = GEMMPlan.balanced(k, block: configuration.kc, multiple: 1)
+        mc = GEMMPlan.balanced(m, block: configuration.mc, multiple: mr)
+        nc = GEMMPlan.balanced(n, block: configuration.nc, multiple: nr)
     }
 
     static func roundUp(_ x: Int, to multiple: Int) -> Int { (x + multiple - 1) / multiple * multiple }
+
+    /// The block size that covers `extent` in as few blocks of at most `block` (at least one multiple)
+    /// as possible, with equal blocks, rounded up to `multiple`.
+    static func balanced(_ extent: Int, block: Int, multiple: Int) -> Int {
+        let limit = max(multiple, block / multiple * multiple)
+        let blocks = (extent + limit - 1) / limit
+        return roundUp((extent + blocks - 1) / blocks, to: multiple)
+    }
 
     /// Scalars needed for the packed A block and the packed B panel.
     var packedACount: Int { mc * kc }
@@ -226,11 +236,17 @@ func packA(
         let dst = packed + i0 * depth
         if transposed {
             let src = a + column * lda + row + i0
-            for p in 0..<depth {
-                let s = src + p * lda
-                let d = dst + p * mr
-                for ii in 0..<h { d[ii] = s[ii] }
-                for ii in h..<mr { d[ii] = 0 }
+            if h == mr && mr % 4 == 0 {
+                for p in 0..<depth {
+                    copySIMD4(from: src + p * lda, to: dst + p * mr, count: mr)
+                }
+            } else {
+                for p in 0..<depth {
+                    let s = src + p * lda
+                    let d = dst + p * mr
+                    for ii in 0..<h { d[ii] = s[ii] }
+                    for ii in h..<mr { d[ii] = 0 }
+                }
             }
         } else {
             transposeInto(
@@ -279,15 +295,39 @@ func transposeInto(
     }
 }
 
-/// Copies `count` (a multiple of 16) scalars with 16-wide vector loads and stores.
+/// Copies `count` (a multiple of 16, at most 64) scalars with 16-wide vector loads and stores, unrolled
+/// per count so that the compiler does not turn these short copies into `memcpy` calls.
 @inline(__always)
 func copySIMD16(from src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, count: Int) {
-    let rawSource = UnsafeRawPointer(src)
-    let rawDestination = UnsafeMutableRawPointer(dst)
-    var offset = 0
-    while offset < count * 4 {
-        let v = rawSource.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self)
-        rawDestination.storeBytes(of: v, toByteOffset: offset, as: SIMD16<Float>.self)
-        offset += 64
+    let s = UnsafeRawPointer(src)
+    let d = UnsafeMutableRawPointer(dst)
+    @inline(__always) func move(_ offset: Int) {
+        d.storeBytes(of: s.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self), toByteOffset: offset, as: SIMD16<Float>.self)
+    }
+    switch count {
+    case 16: move(0)
+    case 32: move(0); move(64)
+    case 48: move(0); move(64); move(128)
+    case 64: move(0); move(64); move(128); move(192)
+    default:
+        for i in 0..<count { dst[i] = src[i] }
+    }
+}
+
+/// Copies `count` (a multiple of 4, at most 16) scalars with 4-wide vector loads and stores.
+@inline(__always)
+func copySIMD4(from src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, count: Int) {
+    let s = UnsafeRawPointer(src)
+    let d = UnsafeMutableRawPointer(dst)
+    @inline(__always) func move(_ offset: Int) {
+        d.storeBytes(of: s.loadUnaligned(fromByteOffset: offset, as: SIMD4<Float>.self), toByteOffset: offset, as: SIMD4<Float>.self)
+    }
+    switch count {
+    case 4: move(0)
+    case 8: move(0); move(16)
+    case 12: move(0); move(16); move(32)
+    case 16: move(0); move(16); move(32); move(48)
+    default:
+        for i in 0..<count { dst[i] = src[i] }
     }
 }
