@@ -267,13 +267,33 @@ func transposeInto(
     var l = 0
     while l + 4 <= lines {
         let s0 = src + l * ld, s1 = s0 + ld, s2 = s1 + ld, s3 = s2 + ld
-        var d = dst + l
-        for p in 0..<length {
-            d[0] = s0[p]
-            d[1] = s1[p]
-            d[2] = s2[p]
-            d[3] = s3[p]
-            d += groupWidth
+        var d = UnsafeMutableRawPointer(dst + l)
+        let step = groupWidth * MemoryLayout<Float>.stride
+        var p = 0
+        // 4 x 4 blocks: four 4-wide loads, a register transpose, four 4-wide stores.
+        while p + 4 <= length {
+            let r0 = UnsafeRawPointer(s0 + p).loadUnaligned(as: SIMD4<Float>.self)
+            let r1 = UnsafeRawPointer(s1 + p).loadUnaligned(as: SIMD4<Float>.self)
+            let r2 = UnsafeRawPointer(s2 + p).loadUnaligned(as: SIMD4<Float>.self)
+            let r3 = UnsafeRawPointer(s3 + p).loadUnaligned(as: SIMD4<Float>.self)
+            let t0 = SIMD4(r0[0], r1[0], r0[1], r1[1]), t1 = SIMD4(r2[0], r3[0], r2[1], r3[1])
+            let t2 = SIMD4(r0[2], r1[2], r0[3], r1[3]), t3 = SIMD4(r2[2], r3[2], r2[3], r3[3])
+            d.storeBytes(of: SIMD4(lowHalf: t0.lowHalf, highHalf: t1.lowHalf), as: SIMD4<Float>.self)
+            d.storeBytes(of: SIMD4(lowHalf: t0.highHalf, highHalf: t1.highHalf), toByteOffset: step, as: SIMD4<Float>.self)
+            d.storeBytes(of: SIMD4(lowHalf: t2.lowHalf, highHalf: t3.lowHalf), toByteOffset: 2 * step, as: SIMD4<Float>.self)
+            d.storeBytes(of: SIMD4(lowHalf: t2.highHalf, highHalf: t3.highHalf), toByteOffset: 3 * step, as: SIMD4<Float>.self)
+            d += 4 * step
+            p += 4
+        }
+        let dp = d.assumingMemoryBound(to: Float.self)
+        var q = 0
+        while p < length {
+            dp[q * groupWidth] = s0[p]
+            dp[q * groupWidth + 1] = s1[p]
+            dp[q * groupWidth + 2] = s2[p]
+            dp[q * groupWidth + 3] = s3[p]
+            p += 1
+            q += 1
         }
         l += 4
     }
