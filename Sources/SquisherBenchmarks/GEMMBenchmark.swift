@@ -189,16 +189,23 @@ enum GEMMBenchmark {
             return 0
         }
         let cases = cases(sizes: options.sizes)
+        var numpyProblem: String? = nil
         for threads in options.threads {
             var configuration = defaults
             configuration.maximumThreads = threads
+            // Each case runs on both sides back to back (numpy in a fresh process per case), so that
+            // both see the same load from other processes on this shared machine.
             var squisher: [Double] = []
-            for c in cases { squisher.append(measureSquisher(c, configuration: configuration, options: options)) }
-            var numpy: [String: Double]? = nil
-            if options.numpy {
-                switch measureNumpy(cases, threads: threads, options: options) {
-                case .success(let results): numpy = results
-                case .failure(let problem): print("numpy unavailable, Squisher only: \(problem.reason)")
+            var numpy: [String: Double]? = options.numpy && numpyProblem == nil ? [:] : nil
+            for c in cases {
+                squisher.append(measureSquisher(c, configuration: configuration, options: options))
+                guard numpy != nil else { continue }
+                switch measureNumpy([c], threads: threads, options: options) {
+                case .success(let results): numpy?.merge(results) { $1 }
+                case .failure(let problem):
+                    numpyProblem = problem.reason
+                    numpy = nil
+                    print("numpy unavailable, Squisher only: \(problem.reason)")
                 }
             }
             print("")
@@ -216,25 +223,61 @@ enum GEMMBenchmark {
         return 0
     }
 
-    /// Sweeps kernel tile shapes and kc/mc at 1024³ (A·B, 1 thread).
+    /// Sweeps kernel tile shapes and kc/mc at 1024³ (A·B, 1 thread). Configurations are interleaved over
+    /// several rounds and each keeps its best sample, so that load from other processes (this machine is
+    /// shared) spreads over all of them instead of sinking a few.
     static func tune(options: Options) {
         let c = Case(label: "1024³ A·B", m: 1024, n: 1024, k: 1024, transposeA: false, transposeB: false)
-        print("Tuning: best sample (least disturbed by other processes), not the median")
-        print("| kernel | kc | mc | GFLOP/s (1024³ A·B, 1 thread) |")
-        print("|---|---:|---:|---:|")
-        for level in [GEMMKernelInfo.cpuISALevel] {
-            for (variant, kernel) in GEMMKernelInfo.available(isaLevel: level).enumerated() {
-                for kc in [128, 192, 256, 384] {
-                    for mcTiles in [12, 24] {
-                        let mc = mcTiles * kernel.tileRows
-                        let configuration = GEMMConfiguration(
-                            maximumThreads: 1, kc: kc, mc: mc, kernelVariant: variant, isaLevel: level)
-                        let seconds = measureSquisher(c, configuration: configuration, options: options, best: true)
-                        print("| \(kernel) | \(kc) | \(mc) | \(gflops(c, seconds)) |")
+        let level = GEMMKernelInfo.cpuISALevel
+        var configurations: [(GEMMKernelInfo, GEMMConfiguration)] = []
+        for (variant, kernel) in GEMMKernelInfo.available(isaLevel: level).enumerated() {
+            for kc in [128, 192, 256, 384] {
+                for mcTiles in [12, 24] {
+                    let configuration = GEMMConfiguration(
+                        maximumThreads: 1, kc: kc, mc: mcTiles * kernel.tileRows, kernelVariant: variant, isaLevel: level)
+                    configurations.append((kernel, configuration))
+                }
+            }
+        }
+        var best = [Double](repeating: .infinity, count: configurations.count)
+        var rng = SplitMix64(seed: 1)
+        let a = (0..<(c.m * c.k)).map { _ in rng.nextUniformFloat() * 2 - 1 }
+        let b = (0..<(c.k * c.n)).map { _ in rng.nextUniformFloat() * 2 - 1 }
+        var out = [Float](repeating: 0, count: c.m * c.n)
+        for _ in 0..<options.samples {
+            for (index, (_, configuration)) in configurations.enumerated() {
+                a.withUnsafeBufferPointer { pa in
+                    b.withUnsafeBufferPointer { pb in
+                        out.withUnsafeMutableBufferPointer { pc in
+                            let (aBase, bBase, cBase) = (pa.baseAddress!, pb.baseAddress!, pc.baseAddress!)
+                            let call = {
+                                gemm(
+                                    transposeA: false, transposeB: false, m: c.m, n: c.n, k: c.k, a: aBase,
+                                    lda: c.k, b: bBase, ldb: c.n, c: cBase, ldc: c.n, configuration: configuration)
+                            }
+                            call()
+                            let start = threadCPUSeconds()
+                            for _ in 0..<3 { call() }
+                            best[index] = min(best[index], (threadCPUSeconds() - start) / 3)
+                        }
                     }
                 }
             }
         }
+        print("Tuning: thread CPU time (not wall time, so that time lost to other processes on this shared machine")
+        print("does not count), best of \(options.samples) interleaved rounds of 3 calls")
+        print("| kernel | kc | mc | GFLOP/s (1024³ A·B, 1 thread) |")
+        print("|---|---:|---:|---:|")
+        for ((kernel, configuration), seconds) in zip(configurations, best) {
+            print("| \(kernel) | \(configuration.kc) | \(configuration.mc) | \(gflops(c, seconds)) |")
+        }
+    }
+
+    /// CPU time consumed by the calling thread, in seconds.
+    static func threadCPUSeconds() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
     }
 
     static func cpuModelName() -> String {
