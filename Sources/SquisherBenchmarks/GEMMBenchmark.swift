@@ -183,6 +183,7 @@ enum GEMMBenchmark {
             print(String(format: "Measured float32 FMA peak: %.1f GFLOP/s per core (%.1f on %d cores)",
                          peak / 1e9, peak * Double(GEMMConfiguration.processorCount) / 1e9, GEMMConfiguration.processorCount))
         }
+        print("Load average at start: \(loadAverage())")
         print("Protocol: median of \(options.samples) samples, each >= \(options.minSeconds) s of calls, after warm-up; numpy in the same run")
         if options.tune {
             tune(options: options)
@@ -220,6 +221,8 @@ enum GEMMBenchmark {
                 print("| \(c.label) | \(c.m)x\(c.n)x\(c.k) | \(gflops(c, seconds)) | \(npFlops) | \(ratio) | \(String(format: "%.1f", seconds * 1e6)) | \(npMicro) |")
             }
         }
+        print("")
+        print("Load average at end: \(loadAverage())")
         return 0
     }
 
@@ -271,6 +274,12 @@ enum GEMMBenchmark {
         for ((kernel, configuration), seconds) in zip(configurations, best) {
             print("| \(kernel) | \(configuration.kc) | \(configuration.mc) | \(gflops(c, seconds)) |")
         }
+    }
+
+    /// The 1, 5 and 15 minute load averages (from /proc/loadavg): other processes on this shared machine.
+    static func loadAverage() -> String {
+        guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return "unknown" }
+        return text.split(separator: " ").prefix(3).joined(separator: " ")
     }
 
     /// CPU time consumed by the calling thread, in seconds.
