@@ -84,7 +84,15 @@ func gemmBlocked(
     }
     let probe = csq_sgemm_kernel_for(
         Int32(min(configuration.isaLevel, GEMMKernelInfo.cpuISALevel)), Int32(configuration.kernelVariant))
-    // Split the longer side of C into `threads` whole-tile chunks.
+    let rowTiles = (m + Int(probe.mr) - 1) / Int(probe.mr)
+    if threads > 1, rowTiles >= 2 * threads, k * GEMMPlan.roundUp(n, to: Int(probe.nr)) <= sharedPanelLimit {
+        gemmSharedPanel(
+            transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+            a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, configuration: configuration,
+            threads: threads)
+        return
+    }
+    // Otherwise split the longer side of C into `threads` whole-tile chunks, each packing its own panels.
     let splitRows = m >= n
     let tile = splitRows ? Int(probe.mr) : Int(probe.nr)
     let extent = splitRows ? m : n
@@ -116,6 +124,92 @@ func gemmBlocked(
                 transposeA: transposeA, transposeB: transposeB, m: m, n: last - first, k: k, alpha: alpha,
                 a: operands.a, lda: lda, b: bPart, ldb: ldb, beta: beta, c: operands.c + first, ldc: ldc,
                 configuration: configuration)
+        }
+    }
+}
+
+/// Largest packed `op(B)` (in scalars, 16 MiB) that the threads share instead of each packing their own.
+let sharedPanelLimit = 4 << 20
+
+/// Pointers shared by the threads of one product: the operands and the packed `op(B)`.
+struct GEMMSharedPointers: @unchecked Sendable {
+    let a: UnsafePointer<Float>
+    let b: UnsafePointer<Float>
+    let c: UnsafeMutablePointer<Float>
+    let packedB: UnsafeMutablePointer<Float>
+}
+
+/// Multithreaded product with one shared packed copy of all of `op(B)`: the threads first pack
+/// disjoint column slivers of it (for every depth block), then each computes a disjoint band of rows
+/// of C, packing only its own rows of `op(A)`. No operand is packed twice.
+func gemmSharedPanel(
+    transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+    a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, configuration: GEMMConfiguration, threads: Int
+) {
+    let info = csq_sgemm_kernel_for(
+        Int32(min(configuration.isaLevel, GEMMKernelInfo.cpuISALevel)), Int32(configuration.kernelVariant))
+    let (mr, nr) = (Int(info.mr), Int(info.nr))
+    let kernel: csq_sgemm_kernel_fn = info.kernel
+    let kcBlock = GEMMPlan.balanced(k, block: configuration.kc, multiple: 1)
+    let paddedN = GEMMPlan.roundUp(n, to: nr)
+    let slivers = paddedN / nr
+    // Layout: depth block starting at pc occupies [pc·paddedN, (pc + kcCur)·paddedN), slivers of kcCur x nr.
+    let raw = UnsafeMutableRawPointer.allocate(byteCount: k * paddedN * MemoryLayout<Float>.stride, alignment: 64)
+    defer { raw.deallocate() }
+    let shared = GEMMSharedPointers(a: a, b: b, c: c, packedB: raw.bindMemory(to: Float.self, capacity: k * paddedN))
+    DispatchQueue.concurrentPerform(iterations: threads) { part in
+        let firstSliver = slivers * part / threads
+        let lastSliver = slivers * (part + 1) / threads
+        guard firstSliver < lastSliver else { return }
+        let column = firstSliver * nr
+        let width = min(n, lastSliver * nr) - column
+        var pc = 0
+        while pc < k {
+            let kcCur = min(kcBlock, k - pc)
+            packB(
+                transposed: transposeB, b: shared.b, ldb: ldb, row: pc, column: column, depth: kcCur, width: width,
+                nr: nr, into: shared.packedB + pc * paddedN + column * kcCur)
+            pc += kcBlock
+        }
+    }
+    let rowTiles = (m + mr - 1) / mr
+    DispatchQueue.concurrentPerform(iterations: threads) { part in
+        let first = rowTiles * part / threads * mr
+        let last = min(m, rowTiles * (part + 1) / threads * mr)
+        guard first < last else { return }
+        let rows = last - first
+        let mcBlock = GEMMPlan.balanced(rows, block: configuration.mc, multiple: mr)
+        withUnsafeTemporaryAllocation(byteCount: mcBlock * kcBlock * MemoryLayout<Float>.stride, alignment: 64) { buffer in
+            let packedA = buffer.baseAddress!.assumingMemoryBound(to: Float.self)
+            var pc = 0
+            while pc < k {
+                let kcCur = min(kcBlock, k - pc)
+                let passBeta: Float = pc == 0 ? beta : 1
+                let panel = shared.packedB + pc * paddedN
+                var ic = 0
+                while ic < rows {
+                    let mcCur = min(mcBlock, rows - ic)
+                    packA(
+                        transposed: transposeA, a: shared.a, lda: lda, row: first + ic, column: pc, height: mcCur,
+                        depth: kcCur, mr: mr, into: packedA)
+                    var jr = 0
+                    while jr < n {
+                        let nrCur = min(nr, n - jr)
+                        let bSliver = UnsafePointer(panel + jr * kcCur)
+                        var ir = 0
+                        while ir < mcCur {
+                            kernel(
+                                kcCur, UnsafePointer(packedA + ir * kcCur), bSliver,
+                                shared.c + (first + ic + ir) * ldc + jr, ldc, min(mr, mcCur - ir), nrCur, alpha, passBeta)
+                            ir += mr
+                        }
+                        jr += nr
+                    }
+                    ic += mcBlock
+                }
+                pc += kcBlock
+            }
         }
     }
 }

@@ -144,14 +144,20 @@ struct GEMMTests {
     /// that all block edges are hit, single- and multi-threaded.
     @Test("every kernel and blocking", arguments: GEMMTransposes.all)
     func everyKernel(transposes: GEMMTransposes) {
-        let problem = GEMMProblem(GEMMShape(m: 97, n: 131, k: 75), transposes, padding: 5, seed: 21)
-        for level in [0, 2, 3] where level <= GEMMKernelInfo.cpuISALevel {
-            for variant in GEMMKernelInfo.available(isaLevel: level).indices {
-                for threads in [1, 2] {
-                    let configuration = GEMMConfiguration(
-                        maximumThreads: threads, parallelThresholdFlops: 0, kc: 32, mc: 40, nc: 64,
-                        kernelVariant: variant, isaLevel: level)
-                    problem.check(alpha: 0.75, beta: 0.5, configuration: configuration)
+        // Tall: threads share one packed B and split rows; short and wide: threads split columns.
+        let problems = [
+            GEMMProblem(GEMMShape(m: 97, n: 131, k: 75), transposes, padding: 5, seed: 21),
+            GEMMProblem(GEMMShape(m: 13, n: 200, k: 40), transposes, padding: 2, seed: 22),
+        ]
+        for problem in problems {
+            for level in [0, 2, 3] where level <= GEMMKernelInfo.cpuISALevel {
+                for variant in GEMMKernelInfo.available(isaLevel: level).indices {
+                    for threads in [1, 2, 3] {
+                        let configuration = GEMMConfiguration(
+                            maximumThreads: threads, parallelThresholdFlops: 0, kc: 32, mc: 40, nc: 64,
+                            kernelVariant: variant, isaLevel: level)
+                        problem.check(alpha: 0.75, beta: 0.5, configuration: configuration)
+                    }
                 }
             }
         }
