@@ -1,1 +1,28 @@
-print("bench")
+// squisher-bench: speed benchmarks of Squisher's kernels, each against its Python peer where one exists.
+//
+//   swift run -c release squisher-bench gemm [options]   matrix multiply vs numpy (see GEMMBenchmark.swift)
+//   swift run -c release squisher-bench all              every benchmark with default options
+//
+// Add a benchmark by adding a case below and a `<Name>Benchmark.swift` file.
+import Foundation
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+let usage = """
+    usage: squisher-bench <benchmark> [options]
+    benchmarks:
+      gemm    matrix multiply (GFLOP/s) vs numpy in the same run
+              \(GEMMBenchmark.optionsHelp)
+      all     every benchmark with its default options
+    """
+
+switch arguments.first {
+case "gemm":
+    exit(GEMMBenchmark.run(arguments: Array(arguments.dropFirst())))
+case "all":
+    exit(GEMMBenchmark.run(arguments: []))
+case "-h", "--help", "help":
+    print(usage)
+default:
+    FileHandle.standardError.write(Data((usage + "\n").utf8))
+    exit(2)
+}

@@ -5,6 +5,15 @@
 ///   - transposeA: if true, `A` is stored `[k, m]` (leading dimension `lda >= m`); else `[m, k]` (`lda >= k`).
 ///   - transposeB: if true, `B` is stored `[n, k]` (`ldb >= k`); else `[k, n]` (`ldb >= n`).
 ///   - c: `[m, n]` with leading dimension `ldc >= n`. When `beta == 0`, `C` is not read (NaNs in it are overwritten).
+/// Packed, cache-blocked and register-tiled (Goto & van de Geijn 2008); the micro-kernels are
+/// AVX-512 / AVX2+FMA / portable C in the `CSquisherKernels` target, chosen at run time from the CPU
+/// (``GEMMKernelInfo/cpuISALevel``). Products of at least 2 MFLOP are split over the cores;
+/// smaller ones run on the calling thread without heap allocation. See ``GEMMConfiguration``.
+/// `m`, `n` or `k` may be 0 (with `k == 0`, `C = beta·C`). The pointers of operands with no
+/// elements are not read, but must not be null.
+/// Corresponds to BLAS `sgemm` (row-major, CBLAS `cblas_sgemm(CblasRowMajor, ...)`) and
+/// `torch.addmm(C, op(A), op(B), beta=beta, alpha=alpha)`.
+///
 /// - Complexity: 2·m·n·k flops.
 public func gemm(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
@@ -12,32 +21,28 @@ public func gemm(
     b: UnsafePointer<Float>, ldb: Int,
     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
-    // Scale or clear C first.
-    for i in 0..<m {
-        let row = c + i * ldc
-        if beta == 0 {
-            row.update(repeating: 0, count: n)
-        } else if beta != 1 {
-            for j in 0..<n { row[j] *= beta }
-        }
+    gemm(
+        transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+        b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, configuration: GEMMConfiguration.current)
+}
+
+/// ``gemm(transposeA:transposeB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)`` with explicit settings (thread
+/// count, blocking, kernel) instead of ``GEMMConfiguration/current``; for benchmarks and tests.
+public func gemm(
+    transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+    alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+    b: UnsafePointer<Float>, ldb: Int,
+    beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, configuration: GEMMConfiguration
+) {
+    guard m > 0, n > 0 else { return }
+    guard k > 0, alpha != 0 else {
+        // Nothing to accumulate: C = beta·C (beta == 0 clears C without reading it).
+        gemmScale(m: m, n: n, beta: beta, c: c, ldc: ldc)
+        return
     }
-    guard k > 0, alpha != 0 else { return }
-    // Reference loop ordering i-p-j (unit stride over C and B rows); transposed operands gathered.
-    var bRow = [Float](repeating: 0, count: n)
-    for i in 0..<m {
-        let cRow = c + i * ldc
-        for p in 0..<k {
-            let aip = alpha * (transposeA ? a[p * lda + i] : a[i * lda + p])
-            if aip == 0 { continue }
-            if transposeB {
-                for j in 0..<n { bRow[j] = b[j * ldb + p] }
-                for j in 0..<n { cRow[j] = aip * bRow[j] + cRow[j] }
-            } else {
-                let bp = b + p * ldb
-                for j in 0..<n { cRow[j] = aip * bp[j] + cRow[j] }
-            }
-        }
-    }
+    gemmBlocked(
+        transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+        a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, configuration: configuration)
 }
 
 extension Tensor {
@@ -58,13 +63,18 @@ extension Tensor {
                 actual: b.shape)
         }
         var result = Tensor(zeros: [m, n])
+        // Empty operands have no base address; with m·n == 0 there is nothing to write, and with
+        // k == 0 the zero-initialized result is already the answer.
+        guard m > 0, n > 0, k > 0 else { return result }
         a.withUnsafeBufferPointer { pa in
             b.withUnsafeBufferPointer { pb in
                 result.withUnsafeMutableBufferPointer { pc in
+                    guard let aBase = pa.baseAddress, let bBase = pb.baseAddress, let cBase = pc.baseAddress else {
+                        return
+                    }
                     gemm(
                         transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
-                        a: pa.baseAddress!, lda: a.shape[1], b: pb.baseAddress!, ldb: b.shape[1],
-                        c: pc.baseAddress!, ldc: n)
+                        a: aBase, lda: a.shape[1], b: bBase, ldb: b.shape[1], c: cBase, ldc: n)
                 }
             }
         }

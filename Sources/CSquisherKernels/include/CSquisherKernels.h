@@ -8,4 +8,29 @@
 /// Returns the instruction-set level the kernels dispatch to: 0 = portable, 2 = AVX2+FMA, 3 = AVX-512F.
 int csq_isa_level(void);
 
+/// A single-precision GEMM micro-kernel on packed panels:
+/// `C[i, j] = alpha * sum_p a[p*mrMax + i] * b[p*nrMax + j] + beta * C[i, j]` for `i < mr`, `j < nr`,
+/// where `a` holds `kc` groups of `mrMax` floats, `b` holds `kc` groups of `nrMax` floats (zero-padded),
+/// `C` is row-major with leading dimension `ldc`, and `beta == 0` means C is not read.
+typedef void (*csq_sgemm_kernel_fn)(long kc, const float *a, const float *b, float *c, long ldc,
+                                    long mr, long nr, float alpha, float beta);
+
+/// A micro-kernel and its register-tile shape.
+typedef struct {
+    int mr;                     ///< Rows of the tile (the packed A sliver width).
+    int nr;                     ///< Columns of the tile (the packed B sliver width).
+    csq_sgemm_kernel_fn kernel; ///< The kernel.
+    int level;                  ///< The ISA level the kernel needs (0, 2 or 3).
+} csq_sgemm_kernel_info;
+
+/// Returns the micro-kernel for ISA `level` (clamped to what exists; the caller must pass a level the CPU
+/// supports, normally `csq_isa_level()`). `variant` 0 is the default tile shape; other variants exist for
+/// benchmarking tile shapes: AVX-512 1 = 14x32, 2 = 6x64, 3 = 8x48 (0 = 12x32); AVX2 1 = 4x24 (0 = 6x16).
+csq_sgemm_kernel_info csq_sgemm_kernel_for(int level, int variant);
+
+/// Benchmark helper: runs `iterations` rounds of independent FMA chains (no memory traffic) at ISA `level`
+/// (2 or 3) and stores the flop count in `*flops` (0 for levels without FMA); returns a checksum.
+/// Timing it gives the core's float32 FMA peak.
+double csq_fma_peak_probe(int level, long iterations, double *flops);
+
 #endif

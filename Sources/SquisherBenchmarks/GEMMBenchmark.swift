@@ -1,0 +1,301 @@
+import Foundation
+import Squisher
+
+/// `squisher-bench gemm`: GFLOP/s of Squisher's `gemm` against numpy (OpenBLAS) in the same run.
+///
+/// Protocol (both sides): warm-up, then `samples` samples, each the mean time per call over enough calls
+/// to last `minSeconds`; the median sample is reported. numpy runs as
+/// `python3 Benchmarks/numpy_gemm.py` with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from its
+/// environment (only there) and OPENBLAS_NUM_THREADS set to the thread count being measured.
+enum GEMMBenchmark {
+    static let optionsHelp = """
+        options: --threads 1,2   --samples 7   --min-seconds 0.05   --no-numpy
+                           --sizes 256,512,1024   --tune (sweep tile shapes and kc/mc at 1024, 1 thread)
+        """
+
+    /// One product: `op(A)` is m x k, `op(B)` is k x n.
+    struct Case {
+        let label: String
+        let m: Int, n: Int, k: Int
+        let transposeA: Bool, transposeB: Bool
+        var flops: Double { 2 * Double(m) * Double(n) * Double(k) }
+        var spec: String { "\(m),\(n),\(k),\(transposeA ? 1 : 0),\(transposeB ? 1 : 0)" }
+    }
+
+    struct Options {
+        var threads = [1, 2]
+        var samples = 7
+        var minSeconds = 0.05
+        var numpy = true
+        var sizes = [256, 512, 1024]
+        var tune = false
+    }
+
+    static func parse(_ arguments: [String]) -> Options? {
+        var options = Options()
+        var iterator = arguments.makeIterator()
+        func integers(_ text: String?) -> [Int]? {
+            guard let list = text?.split(separator: ",").compactMap({ Int($0) }), !list.isEmpty else { return nil }
+            return list
+        }
+        while let argument = iterator.next() {
+            switch argument {
+            case "--threads": guard let v = integers(iterator.next()) else { return nil }; options.threads = v
+            case "--sizes": guard let v = integers(iterator.next()) else { return nil }; options.sizes = v
+            case "--samples": guard let v = iterator.next().flatMap({ Int($0) }), v > 0 else { return nil }; options.samples = v
+            case "--min-seconds": guard let v = iterator.next().flatMap({ Double($0) }), v > 0 else { return nil }; options.minSeconds = v
+            case "--no-numpy": options.numpy = false
+            case "--tune": options.tune = true
+            default: return nil
+            }
+        }
+        return options
+    }
+
+    static func cases(sizes: [Int]) -> [Case] {
+        var cases: [Case] = []
+        for size in sizes {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let name = (ta ? "Aᵀ" : "A") + "·" + (tb ? "Bᵀ" : "B")
+                cases.append(Case(label: "\(size)³ \(name)", m: size, n: size, k: size, transposeA: ta, transposeB: tb))
+            }
+        }
+        // Linear(784 -> 256) at batch 128, as SquisherLayers.Linear computes it (weight W is [256, 784]):
+        cases.append(Case(label: "784x256 b128 fwd X·Wᵀ", m: 128, n: 256, k: 784, transposeA: false, transposeB: true))
+        cases.append(Case(label: "784x256 b128 dW=dYᵀ·X", m: 256, n: 784, k: 128, transposeA: true, transposeB: false))
+        cases.append(Case(label: "784x256 b128 dX=dY·W", m: 128, n: 784, k: 256, transposeA: false, transposeB: false))
+        // A tiny MLP's product (single-threaded by the 2 MFLOP threshold): per-call overhead matters.
+        cases.append(Case(label: "small 128x64x32 A·B", m: 128, n: 64, k: 32, transposeA: false, transposeB: false))
+        cases.append(Case(label: "small 128x64x32 A·Bᵀ", m: 128, n: 64, k: 32, transposeA: false, transposeB: true))
+        return cases
+    }
+
+    /// Median (or, with `best`, minimum) seconds per call of `body`, after warm-up.
+    static func time(samples: Int, minSeconds: Double, best: Bool = false, _ body: () -> Void) -> Double {
+        for _ in 0..<3 { body() }
+        let clock = ContinuousClock()
+        let once = seconds(clock.measure(body))
+        let calls = max(1, Int(minSeconds / max(once, 1e-7)))
+        var times: [Double] = []
+        for _ in 0..<samples {
+            let elapsed = clock.measure { for _ in 0..<calls { body() } }
+            times.append(seconds(elapsed) / Double(calls))
+        }
+        times.sort()
+        return best ? times[0] : times[times.count / 2]
+    }
+
+    static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+    }
+
+    /// Seconds per call of Squisher's gemm on random operands.
+    static func measureSquisher(_ c: Case, configuration: GEMMConfiguration, options: Options, best: Bool = false) -> Double {
+        var rng = SplitMix64(seed: 1)
+        let a = (0..<(c.m * c.k)).map { _ in rng.nextUniformFloat() * 2 - 1 }
+        let b = (0..<(c.k * c.n)).map { _ in rng.nextUniformFloat() * 2 - 1 }
+        var out = [Float](repeating: 0, count: c.m * c.n)
+        let lda = c.transposeA ? c.m : c.k
+        let ldb = c.transposeB ? c.k : c.n
+        return a.withUnsafeBufferPointer { pa in
+            b.withUnsafeBufferPointer { pb in
+                out.withUnsafeMutableBufferPointer { pc in
+                    time(samples: options.samples, minSeconds: options.minSeconds, best: best) {
+                        gemm(
+                            transposeA: c.transposeA, transposeB: c.transposeB, m: c.m, n: c.n, k: c.k,
+                            a: pa.baseAddress!, lda: lda, b: pb.baseAddress!, ldb: ldb, c: pc.baseAddress!, ldc: c.n,
+                            configuration: configuration)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The numpy script, found next to this source file's package or in the current directory.
+    static func numpyScript() -> URL? {
+        let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let candidates = [
+            packageRoot.appendingPathComponent("Benchmarks/numpy_gemm.py"),
+            URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("Benchmarks/numpy_gemm.py"),
+        ]
+        return candidates.first { FileManager.default.fileExists(atPath: $0.path) }
+    }
+
+    /// Runs numpy on the cases with `threads` OpenBLAS threads: seconds per call by case spec, or an
+    /// explanation of why numpy could not run.
+    static func measureNumpy(_ cases: [Case], threads: Int, options: Options) -> Result<[String: Double], NumpyUnavailable> {
+        guard let script = numpyScript() else { return .failure(NumpyUnavailable(reason: "Benchmarks/numpy_gemm.py not found")) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", script.path, String(options.samples), String(options.minSeconds)] + cases.map(\.spec)
+        var environment = ProcessInfo.processInfo.environment
+        // Older OpenBLAS builds misbehave on these CPUs, so the environment pins a slower kernel;
+        // numpy's own best is measured without those two variables (only in this subprocess).
+        environment.removeValue(forKey: "OPENBLAS_CORETYPE")
+        environment.removeValue(forKey: "OPENBLAS_L2_SIZE")
+        environment["OPENBLAS_NUM_THREADS"] = String(threads)
+        environment["OMP_NUM_THREADS"] = String(threads)
+        process.environment = environment
+        let output = Pipe()
+        let errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        do { try process.run() } catch {
+            return .failure(NumpyUnavailable(reason: "could not start python3: \(error)"))
+        }
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        let errorData = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            let message = String(decoding: errorData, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
+            return .failure(NumpyUnavailable(reason: "python3/numpy failed (status \(process.terminationStatus)): \(message)"))
+        }
+        var results: [String: Double] = [:]
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            if fields.count >= 3, fields[0] == "RESULT", let seconds = Double(fields[2]) {
+                results[String(fields[1])] = seconds
+            } else if fields.first == "INFO" {
+                numpyVersion = fields.dropFirst().joined(separator: " ")
+            }
+        }
+        return .success(results)
+    }
+
+    struct NumpyUnavailable: Error { let reason: String }
+    nonisolated(unsafe) static var numpyVersion = "numpy"
+
+    static func gflops(_ c: Case, _ seconds: Double) -> String { String(format: "%.1f", c.flops / seconds / 1e9) }
+
+    static func run(arguments: [String]) -> Int32 {
+        guard let options = parse(arguments) else {
+            print("usage: squisher-bench gemm \(optionsHelp)")
+            return 2
+        }
+        let level = GEMMKernelInfo.cpuISALevel
+        let defaults = GEMMConfiguration()
+        let kernel = GEMMKernelInfo.selected(isaLevel: defaults.isaLevel, variant: defaults.kernelVariant)
+        print("# Matrix multiply (float32, row-major), squisher-bench gemm")
+        print("CPU: \(cpuModelName()), \(GEMMConfiguration.processorCount) cores")
+        print("ISA level used: \(level) (\(GEMMKernelInfo.isaName(level))), micro-kernel \(kernel), kc \(defaults.kc), mc \(defaults.mc), nc \(defaults.nc)")
+        if let peak = GEMMKernelInfo.measuredPeakFlopsPerSecond(isaLevel: level) {
+            print(String(format: "Measured float32 FMA peak: %.1f GFLOP/s per core (%.1f on %d cores)",
+                         peak / 1e9, peak * Double(GEMMConfiguration.processorCount) / 1e9, GEMMConfiguration.processorCount))
+        }
+        print("Load average at start: \(loadAverage())")
+        print("Protocol: median of \(options.samples) samples, each >= \(options.minSeconds) s of calls, after warm-up; numpy in the same run")
+        if options.tune {
+            tune(options: options)
+            return 0
+        }
+        let cases = cases(sizes: options.sizes)
+        var numpyProblem: String? = nil
+        for threads in options.threads {
+            var configuration = defaults
+            configuration.maximumThreads = threads
+            // Each case runs on both sides back to back (numpy in a fresh process per case), so that
+            // both see the same load from other processes on this shared machine.
+            var squisher: [Double] = []
+            var numpy: [String: Double]? = options.numpy && numpyProblem == nil ? [:] : nil
+            for c in cases {
+                squisher.append(measureSquisher(c, configuration: configuration, options: options))
+                guard numpy != nil else { continue }
+                switch measureNumpy([c], threads: threads, options: options) {
+                case .success(let results): numpy?.merge(results) { $1 }
+                case .failure(let problem):
+                    numpyProblem = problem.reason
+                    numpy = nil
+                    print("numpy unavailable, Squisher only: \(problem.reason)")
+                }
+            }
+            print("")
+            print("## \(threads) thread\(threads == 1 ? "" : "s")" + (numpy != nil ? " (\(numpyVersion), OPENBLAS_NUM_THREADS=\(threads))" : ""))
+            print("| case | m x n x k | Squisher GFLOP/s | numpy GFLOP/s | Squisher / numpy | Squisher µs/call | numpy µs/call |")
+            print("|---|---|---:|---:|---:|---:|---:|")
+            for (c, seconds) in zip(cases, squisher) {
+                let np = numpy?[c.spec]
+                let npFlops = np.map { gflops(c, $0) } ?? "-"
+                let ratio = np.map { String(format: "%.2f", $0 / seconds) } ?? "-"
+                let npMicro = np.map { String(format: "%.1f", $0 * 1e6) } ?? "-"
+                print("| \(c.label) | \(c.m)x\(c.n)x\(c.k) | \(gflops(c, seconds)) | \(npFlops) | \(ratio) | \(String(format: "%.1f", seconds * 1e6)) | \(npMicro) |")
+            }
+        }
+        print("")
+        print("Load average at end: \(loadAverage())")
+        return 0
+    }
+
+    /// Sweeps kernel tile shapes and kc/mc at 1024³ (A·B, 1 thread). Configurations are interleaved over
+    /// several rounds and each keeps its best sample, so that load from other processes (this machine is
+    /// shared) spreads over all of them instead of sinking a few.
+    static func tune(options: Options) {
+        let c = Case(label: "1024³ A·B", m: 1024, n: 1024, k: 1024, transposeA: false, transposeB: false)
+        let level = GEMMKernelInfo.cpuISALevel
+        var configurations: [(GEMMKernelInfo, GEMMConfiguration)] = []
+        for (variant, kernel) in GEMMKernelInfo.available(isaLevel: level).enumerated() {
+            for kc in [128, 192, 256, 384] {
+                for mcTiles in [12, 24] {
+                    let configuration = GEMMConfiguration(
+                        maximumThreads: 1, kc: kc, mc: mcTiles * kernel.tileRows, kernelVariant: variant, isaLevel: level)
+                    configurations.append((kernel, configuration))
+                }
+            }
+        }
+        var best = [Double](repeating: .infinity, count: configurations.count)
+        var rng = SplitMix64(seed: 1)
+        let a = (0..<(c.m * c.k)).map { _ in rng.nextUniformFloat() * 2 - 1 }
+        let b = (0..<(c.k * c.n)).map { _ in rng.nextUniformFloat() * 2 - 1 }
+        var out = [Float](repeating: 0, count: c.m * c.n)
+        for _ in 0..<options.samples {
+            for (index, (_, configuration)) in configurations.enumerated() {
+                a.withUnsafeBufferPointer { pa in
+                    b.withUnsafeBufferPointer { pb in
+                        out.withUnsafeMutableBufferPointer { pc in
+                            let (aBase, bBase, cBase) = (pa.baseAddress!, pb.baseAddress!, pc.baseAddress!)
+                            let call = {
+                                gemm(
+                                    transposeA: false, transposeB: false, m: c.m, n: c.n, k: c.k, a: aBase,
+                                    lda: c.k, b: bBase, ldb: c.n, c: cBase, ldc: c.n, configuration: configuration)
+                            }
+                            call()
+                            let start = threadCPUSeconds()
+                            for _ in 0..<3 { call() }
+                            best[index] = min(best[index], (threadCPUSeconds() - start) / 3)
+                        }
+                    }
+                }
+            }
+        }
+        print("Tuning: thread CPU time (not wall time, so that time lost to other processes on this shared machine")
+        print("does not count), best of \(options.samples) interleaved rounds of 3 calls")
+        print("| kernel | kc | mc | GFLOP/s (1024³ A·B, 1 thread) |")
+        print("|---|---:|---:|---:|")
+        for ((kernel, configuration), seconds) in zip(configurations, best) {
+            print("| \(kernel) | \(configuration.kc) | \(configuration.mc) | \(gflops(c, seconds)) |")
+        }
+    }
+
+    /// The 1, 5 and 15 minute load averages (from /proc/loadavg): other processes on this shared machine.
+    static func loadAverage() -> String {
+        guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return "unknown" }
+        return text.split(separator: " ").prefix(3).joined(separator: " ")
+    }
+
+    /// CPU time consumed by the calling thread, in seconds.
+    static func threadCPUSeconds() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+    }
+
+    static func cpuModelName() -> String {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return "unknown CPU" }
+        for line in text.split(separator: "\n") where line.hasPrefix("model name") {
+            if let colon = line.firstIndex(of: ":") {
+                return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            }
+        }
+        return "unknown CPU"
+    }
+}

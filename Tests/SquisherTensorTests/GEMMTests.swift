@@ -1,0 +1,209 @@
+import SquisherTensor
+import Testing
+
+/// One product shape of a test case.
+struct GEMMShape: Sendable, CustomTestStringConvertible {
+    let m: Int
+    let n: Int
+    let k: Int
+    var testDescription: String { "\(m)x\(n)x\(k)" }
+}
+
+/// Which operands are transposed.
+struct GEMMTransposes: Sendable, CustomTestStringConvertible {
+    let a: Bool
+    let b: Bool
+    var testDescription: String { (a ? "Aᵀ" : "A") + "·" + (b ? "Bᵀ" : "B") }
+    static let all = [GEMMTransposes(a: false, b: false), .init(a: true, b: false), .init(a: false, b: true), .init(a: true, b: true)]
+}
+
+/// A random product problem with padded leading dimensions, and its Double reference.
+struct GEMMProblem {
+    let shape: GEMMShape
+    let transposes: GEMMTransposes
+    let lda: Int, ldb: Int, ldc: Int
+    var a: [Float], b: [Float], c: [Float]
+
+    init(_ shape: GEMMShape, _ transposes: GEMMTransposes, padding: Int, seed: UInt64, initialC: Float? = nil) {
+        self.shape = shape
+        self.transposes = transposes
+        var rng = SplitMix64(seed: seed)
+        // Stored A is [k, m] when transposed, else [m, k]; likewise B is [n, k] or [k, n]; C is [m, n].
+        let (aRows, aColumns) = transposes.a ? (shape.k, shape.m) : (shape.m, shape.k)
+        let (bRows, bColumns) = transposes.b ? (shape.n, shape.k) : (shape.k, shape.n)
+        let cStride = shape.n + padding
+        lda = aColumns + padding
+        ldb = bColumns + padding
+        ldc = cStride
+        func random(_ count: Int) -> [Float] {
+            (0..<count).map { _ in Float(rng.nextUniformDouble() * 2 - 1) }
+        }
+        a = random(max(1, aRows * lda))
+        b = random(max(1, bRows * ldb))
+        let cCount = max(1, shape.m * cStride)
+        c = initialC.map { [Float](repeating: $0, count: cCount) } ?? random(cCount)
+    }
+
+    func opA(_ i: Int, _ p: Int) -> Double { Double(transposes.a ? a[p * lda + i] : a[i * lda + p]) }
+    func opB(_ p: Int, _ j: Int) -> Double { Double(transposes.b ? b[j * ldb + p] : b[p * ldb + j]) }
+
+    /// Runs `gemm` and checks every element of C (and that padding columns are untouched) against a
+    /// naive Double product. Tolerance per element: the classic forward error bound of a float32 dot
+    /// product, `k·eps32·|alpha|·Σ_p |a_ip||b_pj|`, plus rounding of the beta term `2·eps32·|beta·c_ij|`,
+    /// plus 1e-30 for exact zeros: a wrong element, a missed depth pass or a stray tile is far outside it.
+    func check(alpha: Float, beta: Float, configuration: GEMMConfiguration = .init()) {
+        var out = c
+        a.withUnsafeBufferPointer { pa in
+            b.withUnsafeBufferPointer { pb in
+                out.withUnsafeMutableBufferPointer { pc in
+                    gemm(
+                        transposeA: transposes.a, transposeB: transposes.b, m: shape.m, n: shape.n, k: shape.k,
+                        alpha: alpha, a: pa.baseAddress!, lda: lda, b: pb.baseAddress!, ldb: ldb,
+                        beta: beta, c: pc.baseAddress!, ldc: ldc, configuration: configuration)
+                }
+            }
+        }
+        let eps32 = Double(Float.ulpOfOne)
+        var worst = (excess: 0.0, i: -1, j: -1, got: Float(0), expected: 0.0)
+        var paddingChanged = 0
+        for i in 0..<shape.m {
+            for j in 0..<ldc {
+                let index = i * ldc + j
+                guard j < shape.n else {
+                    if out[index].bitPattern != c[index].bitPattern { paddingChanged += 1 }
+                    continue
+                }
+                var sum = 0.0, magnitude = 0.0
+                for p in 0..<shape.k {
+                    let term = opA(i, p) * opB(p, j)
+                    sum += term
+                    magnitude += abs(term)
+                }
+                let old = beta == 0 ? 0 : Double(beta) * Double(c[index])
+                let expected = Double(alpha) * sum + old
+                let tolerance = Double(shape.k) * eps32 * abs(Double(alpha)) * magnitude + 2 * eps32 * abs(old) + 1e-30
+                let error = abs(Double(out[index]) - expected)
+                let excess = out[index].isFinite ? error / tolerance : .infinity
+                if excess > worst.excess || (excess.isNaN && !worst.excess.isNaN) {
+                    worst = (excess, i, j, out[index], expected)
+                }
+            }
+        }
+        #expect(
+            worst.excess <= 1,
+            "worst element C[\(worst.i), \(worst.j)] = \(worst.got), expected \(worst.expected) (\(worst.excess)x the tolerance)")
+        #expect(paddingChanged == 0, "\(paddingChanged) scalars in C's padding columns were written")
+    }
+}
+
+@Suite("GEMM")
+struct GEMMTests {
+    /// Odd sizes, non-multiples of every tile shape (4x16, 6x16, 4x24, 12x32, 14x32, 6x64, 8x48),
+    /// depths beyond kc = 256 (several depth passes), heights beyond mc = 144 (several A blocks),
+    /// and products above the 2 MFLOP threading threshold.
+    static let shapes: [GEMMShape] = [
+        .init(m: 1, n: 1, k: 1), .init(m: 3, n: 17, k: 33), .init(m: 17, n: 3, k: 65), .init(m: 33, n: 65, k: 17),
+        .init(m: 65, n: 129, k: 3), .init(m: 129, n: 33, k: 129), .init(m: 1, n: 300, k: 7),
+        .init(m: 300, n: 1, k: 7), .init(m: 13, n: 29, k: 300), .init(m: 150, n: 70, k: 40),
+        .init(m: 131, n: 141, k: 71), .init(m: 70, n: 260, k: 90),
+    ]
+
+    @Test("all transposes and odd sizes, padded leading dimensions", arguments: shapes, GEMMTransposes.all)
+    func transposesAndSizes(shape: GEMMShape, transposes: GEMMTransposes) {
+        GEMMProblem(shape, transposes, padding: 3, seed: 17).check(alpha: 1, beta: 0)
+    }
+
+    @Test("alpha and beta, with leading dimensions equal to the widths", arguments: GEMMTransposes.all)
+    func alphaBeta(transposes: GEMMTransposes) {
+        for shape in [GEMMShape(m: 33, n: 47, k: 29), GEMMShape(m: 130, n: 150, k: 300)] {
+            let problem = GEMMProblem(shape, transposes, padding: 0, seed: 5)
+            problem.check(alpha: 0.5, beta: -1.5)
+            problem.check(alpha: -2, beta: 1)
+            problem.check(alpha: 1, beta: 0.25)
+        }
+    }
+
+    @Test("beta = 0 overwrites NaN in C", arguments: GEMMTransposes.all)
+    func betaZeroOverwritesNaN(transposes: GEMMTransposes) {
+        for shape in [GEMMShape(m: 5, n: 7, k: 3), GEMMShape(m: 129, n: 65, k: 300)] {
+            GEMMProblem(shape, transposes, padding: 2, seed: 9, initialC: .nan).check(alpha: 1.5, beta: 0)
+        }
+    }
+
+    @Test("alpha = 0 or k = 0 only scales C by beta")
+    func alphaZeroAndEmptyDepth() {
+        GEMMProblem(GEMMShape(m: 9, n: 11, k: 13), GEMMTransposes(a: false, b: true), padding: 1, seed: 3)
+            .check(alpha: 0, beta: 2)
+        GEMMProblem(GEMMShape(m: 9, n: 11, k: 0), GEMMTransposes(a: true, b: false), padding: 1, seed: 4)
+            .check(alpha: 1, beta: 0.5)
+        GEMMProblem(GEMMShape(m: 9, n: 11, k: 0), GEMMTransposes(a: false, b: false), padding: 1, seed: 4, initialC: .nan)
+            .check(alpha: 1, beta: 0)
+    }
+
+    /// Every micro-kernel this CPU can run (portable, AVX2, each AVX-512 tile shape), small blocks so
+    /// that all block edges are hit, single- and multi-threaded.
+    @Test("every kernel and blocking", arguments: GEMMTransposes.all)
+    func everyKernel(transposes: GEMMTransposes) {
+        // Tall: threads share one packed B and split rows; short and wide: threads split columns.
+        let problems = [
+            GEMMProblem(GEMMShape(m: 97, n: 131, k: 75), transposes, padding: 5, seed: 21),
+            GEMMProblem(GEMMShape(m: 13, n: 200, k: 40), transposes, padding: 2, seed: 22),
+        ]
+        for problem in problems {
+            for level in [0, 2, 3] where level <= GEMMKernelInfo.cpuISALevel {
+                for variant in GEMMKernelInfo.available(isaLevel: level).indices {
+                    for threads in [1, 2, 3] {
+                        let configuration = GEMMConfiguration(
+                            maximumThreads: threads, parallelThresholdFlops: 0, kc: 32, mc: 40, nc: 64,
+                            kernelVariant: variant, isaLevel: level)
+                        problem.check(alpha: 0.75, beta: 0.5, configuration: configuration)
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("Tensor.matmul matches the naive product", arguments: GEMMTransposes.all)
+    func tensorMatmul(transposes: GEMMTransposes) throws {
+        var rng = SplitMix64(seed: 11)
+        let (m, n, k) = (19, 23, 37)
+        let a = Tensor.uniform(shape: transposes.a ? [k, m] : [m, k], low: -1, high: 1, using: &rng)
+        let b = Tensor.uniform(shape: transposes.b ? [n, k] : [k, n], low: -1, high: 1, using: &rng)
+        let c = try Tensor.matmul(a, b, transposeA: transposes.a, transposeB: transposes.b)
+        #expect(c.shape == [m, n])
+        var worst = 0.0
+        for i in 0..<m {
+            for j in 0..<n {
+                var sum = 0.0, magnitude = 0.0
+                for p in 0..<k {
+                    let term = Double(transposes.a ? a[p, i] : a[i, p]) * Double(transposes.b ? b[j, p] : b[p, j])
+                    sum += term
+                    magnitude += abs(term)
+                }
+                // Same float32 dot-product error bound as above.
+                worst = max(worst, abs(Double(c[i, j]) - sum) / (Double(k) * Double(Float.ulpOfOne) * magnitude + 1e-30))
+            }
+        }
+        #expect(worst <= 1, "worst error is \(worst)x the k·eps32·Σ|a||b| bound")
+    }
+
+    @Test("Tensor.matmul with empty dimensions does not crash")
+    func emptyMatmul() throws {
+        let empty = try Tensor.matmul(Tensor(zeros: [0, 5]), Tensor(zeros: [5, 3]))
+        #expect(empty.shape == [0, 3])
+        var rng = SplitMix64(seed: 2)
+        let noDepth = try Tensor.matmul(Tensor(zeros: [4, 0]), Tensor(zeros: [0, 3]))
+        #expect(noDepth.shape == [4, 3])
+        #expect(noDepth.scalars == [Float](repeating: 0, count: 12))
+        let noColumns = try Tensor.matmul(Tensor.uniform(shape: [4, 5], low: -1, high: 1, using: &rng), Tensor(zeros: [5, 0]))
+        #expect(noColumns.shape == [4, 0])
+        let transposedEmpty = try Tensor.matmul(Tensor(zeros: [0, 4]), Tensor(zeros: [3, 0]), transposeA: true, transposeB: true)
+        #expect(transposedEmpty.shape == [4, 3])
+        #expect(transposedEmpty.scalars.allSatisfy { $0 == 0 })
+    }
+
+    @Test("Tensor.matmul rejects mismatched inner dimensions")
+    func mismatch() {
+        #expect(throws: TensorError.self) { try Tensor.matmul(Tensor(zeros: [2, 3]), Tensor(zeros: [4, 2])) }
+    }
+}
