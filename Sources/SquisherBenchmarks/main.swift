@@ -1,6 +1,7 @@
 // squisher-bench: speed benchmarks of Squisher's kernels, each against its Python peer where one exists.
 //
 //   swift run -c release squisher-bench gemm [options]   matrix multiply vs numpy (see GEMMBenchmark.swift)
+//   swift run -c release squisher-bench estimators       estimator cost vs a plain forward+backward, hook overhead
 //   swift run -c release squisher-bench all              every benchmark with default options
 //
 // Add a benchmark by adding a case below and a `<Name>Benchmark.swift` file.
@@ -12,14 +13,22 @@ let usage = """
     benchmarks:
       gemm    matrix multiply (GFLOP/s) vs numpy in the same run
               \(GEMMBenchmark.optionsHelp)
+      estimators  cost of every estimator over N = 2,048 (ratio to forward+backward), per-sample loop, hook overhead
       all     every benchmark with its default options
     """
 
 switch arguments.first {
 case "gemm":
     exit(GEMMBenchmark.run(arguments: Array(arguments.dropFirst())))
+case "estimators":
+    do { try EstimatorBenchmark.run() } catch {
+        FileHandle.standardError.write(Data("squisher-bench estimators: \(error)\n".utf8))
+        exit(1)
+    }
 case "all":
-    exit(GEMMBenchmark.run(arguments: []))
+    let status = GEMMBenchmark.run(arguments: [])
+    do { try EstimatorBenchmark.run() } catch { exit(1) }
+    exit(status)
 case "-h", "--help", "help":
     print(usage)
 default:
