@@ -102,3 +102,36 @@ struct ApplicationFormulaTests {
         expectError("'w'") { try ElasticWeightConsolidation(lambda: 1).consolidate(importance: nan, anchor: a) }
     }
 }
+
+@Suite("Online EWC and label sampling")
+struct OnlineEWCAndSamplingTests {
+    @Test("online EWC keeps one term: F ← F_new + γ F_old, anchored at the latest parameters")
+    func onlineEWC() throws {
+        let ewc = try ElasticWeightConsolidation(lambda: 2, mode: .online(gamma: 0.5))
+        try ewc.consolidate(importance: ApplicationFormulaTests.importance([("w", [4, 2])]), anchor: ApplicationFormulaTests.named([("w", [0, 0])]))
+        try ewc.consolidate(importance: ApplicationFormulaTests.importance([("w", [1, 1])]), anchor: ApplicationFormulaTests.named([("w", [1, 1])]))
+        #expect(ewc.terms.count == 1)
+        #expect(ewc.terms[0].importance["w"]!.scalars == [3, 2])  // 1 + 0.5·4, 1 + 0.5·2
+        let parameter = Parameter(try Tensor(shape: [2], scalars: [2, 1]))
+        let penalty = try ewc.addPenalty(to: [("w", parameter)], batchSize: 1)
+        #expect(penalty == 1 * 3 * 1)           // λ/2 Σ F Δ² = 1 · (3·1² + 2·0²)
+        #expect(parameter.gradient.scalars == [6, 0])  // λ F Δ
+    }
+
+    @Test("labels sampled from the model's predictive distribution have its frequencies")
+    func sampling() throws {
+        // One row of logits with probabilities (0.5, 0.3, 0.2), 20,000 draws: each frequency within 4
+        // standard errors (sqrt(p(1-p)/n) <= 0.0036) of its probability.
+        let p: [Double] = [0.5, 0.3, 0.2]
+        let row = p.map { Float(ScalarMath.log($0)) }
+        let logits = try Tensor(shape: [20_000, 3], scalars: (0..<20_000).flatMap { _ in row })
+        var generator = SplitMix64(seed: 8)
+        let labels = try SoftmaxCrossEntropy.sampleLabels(logits: logits, using: &generator)
+        for c in 0..<3 {
+            let frequency = Double(labels.filter { $0 == c }.count) / 20_000
+            #expect(abs(frequency - p[c]) < 4 * 0.0036, "class \(c): \(frequency) vs \(p[c])")
+        }
+        var again = SplitMix64(seed: 8)
+        #expect(try SoftmaxCrossEntropy.sampleLabels(logits: logits, using: &again) == labels)
+    }
+}
