@@ -46,7 +46,7 @@ enum AblateCommand: Subcommand {
             let tables = report.tables.map { ["id": $0.identifier, "title": $0.title, "columns": $0.columns, "rows": $0.rows] as [String: Any] }
             output.print(String(decoding: try JSONSerialization.data(withJSONObject: tables, options: [.sortedKeys]), as: UTF8.self))
         } else {
-            output.print("# Squisher ablation study on digits\n\n\(report.settings)\n")
+            output.print("# Squisher ablation study on digits\n\n\(report.settings)\n\n\(report.guide)\n")
             for table in report.tables { output.print(table.markdown()) }
         }
         return 0

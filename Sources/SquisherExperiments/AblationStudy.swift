@@ -38,12 +38,25 @@ public struct AblationStudy {
         /// The settings, for the report header.
         public var settings: String
 
+        /// Which table answers which of the paper's comparisons.
+        public var guide: String {
+            let titles = tables.map(\.title)
+            func find(_ fragment: String) -> String { titles.first { $0.contains(fragment) }.map { "\"\($0)\"" } ?? "(not run)" }
+            return """
+                - Figure 2 (each application: Fisher vs Squisher vs Fisher-free baseline, mean ± std over seeds): \
+                the merging, UBGM, pruning, FISH mask, Task2Vec and EWC tables.
+                - Table 1 (cost of each estimator vs the Squisher's ~0): \(find("Cost of each estimator")).
+                - Table 2 (EWC ablations: raw v vs N·v, β₂ sweep, joint): \(find("EWC ablations")).
+                """
+        }
+
         /// The report as Markdown.
         public func markdown() -> String {
             var text = "# Squisher ablation study on digits\n\n\(settings)\n\n"
             text += "Reproduces the comparisons of Li, Dangel, Tam, Raffel (ICML 2025), *Fishers for Free?*, on the bundled digits data: "
             text += "per application the Fisher variants, the Squisher (Adam's `exp_avg_sq`) and the application's Fisher-free baseline (Figure 2), "
             text += "the cost of each estimator (Table 1) and the EWC ablations (Table 2).\n\n"
+            text += guide + "\n\n"
             for table in tables { text += table.markdown() + "\n" }
             if !plots.isEmpty {
                 text += "## Plots\n\n" + plots.map { "![\($0.name)](\($0.name))" }.joined(separator: "\n\n") + "\n\n"
