@@ -82,3 +82,36 @@ struct SquisherTests {
         #expect(throws: EstimatorError.self) { try SquaredGradientAccumulator(rule: .ema(beta2: 1)) }
     }
 }
+
+@Suite("Squisher from RMSprop, Adagrad and SGD")
+struct OtherOptimizerSquisherTests {
+    /// RMSprop's `square_avg` is the EMA with decay `alpha`; the hook accumulator with
+    /// `beta2 = alpha` replays it, and Adagrad's `sum` is the running sum. Both replay in float32
+    /// with possibly different fused multiply-adds: 1e-5 normwise.
+    @Test("RMSprop square_avg and Adagrad sum match the hook accumulators; SGD needs the hook")
+    func optimizers() throws {
+        for kind in ["RMSprop", "Adagrad", "SGD"] {
+            let (model, data) = try SquisherTests.setup(seed: 9)
+            let optimizer: any Optimizer = switch kind {
+            case "RMSprop": try RMSprop(parameters: model.namedParameters, learningRate: 1e-3, alpha: 0.95)
+            case "Adagrad": try Adagrad(parameters: model.namedParameters, learningRate: 1e-2)
+            default: try SGD(parameters: model.namedParameters, learningRate: 1e-2)
+            }
+            let hook = try SquaredGradientAccumulator(rule: kind == "RMSprop" ? .ema(beta2: 0.95) : .runningSum)
+            hook.attach(to: optimizer)
+            try Trainer.train(model: model, optimizer: optimizer, data: data, configuration: TrainingConfiguration(epochs: 2, batchSize: 16, seed: 1))
+            let hooked = try hook.estimate(model: model, data: nil)
+            guard kind != "SGD" else {
+                #expect(throws: EstimatorError.self) { try Squisher(optimizer: optimizer).estimate(model: model, data: nil) }
+                #expect(hooked.flattened.contains { $0 > 0 })
+                continue
+            }
+            let recycled = try Squisher(optimizer: optimizer).estimate(model: model, data: nil)
+            #expect(recycled.conventions["source"] == (kind == "RMSprop" ? "RMSprop.square_avg" : "Adagrad.sum"))
+            for name in recycled.names {
+                let deviation = Deviation(recycled[name]!.scalars, hooked[name]!.scalars.map(Double.init))
+                #expect(deviation.normwise < 1e-5, "\(kind) \(name): \(deviation)")
+            }
+        }
+    }
+}
