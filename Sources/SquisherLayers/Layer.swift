@@ -72,12 +72,16 @@ extension Layer {
 
     /// The parameter values as a state dict (shares storage; no copy until written).
     public func stateDict() -> NamedTensors {
-        try! NamedTensors(namedParameters.map { ($0.name, $0.parameter.value) })
+        var result = NamedTensors()
+        for (name, parameter) in namedParameters { result[name] = parameter.value }
+        return result
     }
 
     /// The accumulated gradients by parameter name.
     public func gradients() -> NamedTensors {
-        try! NamedTensors(namedParameters.map { ($0.name, $0.parameter.gradient) })
+        var result = NamedTensors()
+        for (name, parameter) in namedParameters { result[name] = parameter.gradient }
+        return result
     }
 
     /// Loads parameter values by name.
