@@ -15,6 +15,7 @@ Prints one machine-readable line per case:
 Usage: python pytorch_bench.py [--threads 2] [--samples 2048] [--batch 128] [--repeats 5] [--models mlp,cnn]
 """
 import argparse
+import warnings
 import statistics
 import time
 
@@ -53,6 +54,8 @@ def main():
     parser.add_argument("--models", default="mlp,cnn")
     parser.add_argument("--no-backpack", action="store_true")
     args = parser.parse_args()
+    # BackPACK registers full backward hooks; PyTorch warns that inputs need no gradient (harmless here).
+    warnings.filterwarnings("ignore", message="Full backward hook is firing")
     torch.set_num_threads(args.threads)
     print(f"INFO torch {torch.__version__} threads {torch.get_num_threads()}", flush=True)
     try:

@@ -36,8 +36,7 @@ public final class Linear: Layer {
         }
         cachedInput = input
         let rows = input.count / inputFeatures
-        // y = b + x Wᵀ as row dot products (both x and W are read along their rows of length
-        // inputFeatures), starting from the bias.
+        // y = b + x Wᵀ: one packed GEMM (B = W read transposed), accumulated onto the bias rows (beta = 1).
         var output = Tensor(zeros: [rows, outputFeatures])
         guard output.count > 0 else { return try output.reshaped(Array(input.shape.dropLast()) + [outputFeatures]) }
         let biasValues = bias?.value.scalars
@@ -48,8 +47,10 @@ public final class Linear: Layer {
             guard inputFeatures > 0 else { return }
             input.withUnsafeBufferPointer { x in
                 weight.value.withUnsafeBufferPointer { w in
-                    accumulateRowProducts(
-                        x.baseAddress!, rows: rows, w.baseAddress!, rows: outputFeatures, length: inputFeatures, into: y.baseAddress!)
+                    gemm(
+                        transposeA: false, transposeB: true, m: rows, n: outputFeatures, k: inputFeatures,
+                        a: x.baseAddress!, lda: inputFeatures, b: w.baseAddress!, ldb: inputFeatures,
+                        beta: 1, c: y.baseAddress!, ldc: outputFeatures)
                 }
             }
         }
@@ -63,7 +64,18 @@ public final class Linear: Layer {
         let g = try outputGradient.reshaped([rows, outputFeatures])
         if accumulateParameterGradients {
             if weight.requiresGradient {
-                try weight.gradient.addScaled(Tensor.matmul(g, input.reshaped([rows, inputFeatures]), transposeA: true))
+                // dW += gᵀ · x, accumulated in place by the GEMM (beta = 1), no temporary.
+                try weight.gradient.checkShape([outputFeatures, inputFeatures], "Linear(\(inputFeatures)->\(outputFeatures)) weight gradient")
+                g.withUnsafeBufferPointer { dy in
+                    input.withUnsafeBufferPointer { x in
+                        weight.gradient.withUnsafeMutableBufferPointer { dw in
+                            gemm(
+                                transposeA: true, transposeB: false, m: outputFeatures, n: inputFeatures, k: rows,
+                                a: dy.baseAddress!, lda: outputFeatures, b: x.baseAddress!, ldb: inputFeatures,
+                                beta: 1, c: dw.baseAddress!, ldc: inputFeatures)
+                        }
+                    }
+                }
             }
             if let bias, bias.requiresGradient {
                 try bias.gradient.addScaled(g.sumOverLeadingAxis())
