@@ -19,6 +19,7 @@ let usage = """
       peers   our training and estimators next to PyTorch, BackPACK and torch.func in the same run
               \(PeerBenchmark.optionsHelp)
       scaling estimator time and memory as N, batch size and width grow
+              \(ScalingBenchmark.optionsHelp)
       all     every benchmark with its default options
     """
 

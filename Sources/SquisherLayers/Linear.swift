@@ -36,7 +36,9 @@ public final class Linear: Layer {
         }
         cachedInput = input
         let rows = input.count / inputFeatures
-        // y = b + x Wᵀ: one packed GEMM (B = W read transposed), accumulated onto the bias rows (beta = 1).
+        // y = b + x Wᵀ, accumulated onto the bias rows. Products worth threading (>= the GEMM's parallel
+        // threshold, 2 MFLOP by default) go through the packed GEMM (B = W read transposed, beta = 1);
+        // small ones through SIMD row dot products, which need no packing.
         var output = Tensor(zeros: [rows, outputFeatures])
         guard output.count > 0 else { return try output.reshaped(Array(input.shape.dropLast()) + [outputFeatures]) }
         let biasValues = bias?.value.scalars
@@ -45,12 +47,21 @@ public final class Linear: Layer {
                 for r in 0..<rows { (y.baseAddress! + r * outputFeatures).update(from: biasValues, count: outputFeatures) }
             }
             guard inputFeatures > 0 else { return }
-            input.withUnsafeBufferPointer { x in
-                weight.value.withUnsafeBufferPointer { w in
-                    gemm(
-                        transposeA: false, transposeB: true, m: rows, n: outputFeatures, k: inputFeatures,
-                        a: x.baseAddress!, lda: inputFeatures, b: w.baseAddress!, ldb: inputFeatures,
-                        beta: 1, c: y.baseAddress!, ldc: outputFeatures)
+            if 2 * rows * inputFeatures * outputFeatures >= GEMMConfiguration.current.parallelThresholdFlops {
+                input.withUnsafeBufferPointer { x in
+                    weight.value.withUnsafeBufferPointer { w in
+                        gemm(
+                            transposeA: false, transposeB: true, m: rows, n: outputFeatures, k: inputFeatures,
+                            a: x.baseAddress!, lda: inputFeatures, b: w.baseAddress!, ldb: inputFeatures,
+                            beta: 1, c: y.baseAddress!, ldc: outputFeatures)
+                    }
+                }
+            } else {
+                input.withUnsafeBufferPointer { x in
+                    weight.value.withUnsafeBufferPointer { w in
+                        accumulateRowProducts(
+                            x.baseAddress!, rows: rows, w.baseAddress!, rows: outputFeatures, length: inputFeatures, into: y.baseAddress!)
+                    }
                 }
             }
         }
