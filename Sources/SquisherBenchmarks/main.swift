@@ -2,6 +2,8 @@
 //
 //   swift run -c release squisher-bench gemm [options]   matrix multiply vs numpy (see GEMMBenchmark.swift)
 //   swift run -c release squisher-bench estimators       estimator cost vs a plain forward+backward, hook overhead
+//   swift run -c release squisher-bench peers            side by side with PyTorch / BackPACK / torch.func (see PeerBenchmark.swift)
+//   swift run -c release squisher-bench scaling          estimator time and memory vs N, batch size and width (see ScalingBenchmark.swift)
 //   swift run -c release squisher-bench all              every benchmark with default options
 //
 // Add a benchmark by adding a case below and a `<Name>Benchmark.swift` file.
@@ -14,6 +16,10 @@ let usage = """
       gemm    matrix multiply (GFLOP/s) vs numpy in the same run
               \(GEMMBenchmark.optionsHelp)
       estimators  cost of every estimator over N = 2,048 (ratio to forward+backward), per-sample loop, hook overhead
+      peers   our training and estimators next to PyTorch, BackPACK and torch.func in the same run
+              \(PeerBenchmark.optionsHelp)
+      scaling estimator time and memory as N, batch size and width grow
+              \(ScalingBenchmark.optionsHelp)
       all     every benchmark with its default options
     """
 
@@ -23,6 +29,16 @@ case "gemm":
 case "estimators":
     do { try EstimatorBenchmark.run() } catch {
         FileHandle.standardError.write(Data("squisher-bench estimators: \(error)\n".utf8))
+        exit(1)
+    }
+case "peers":
+    do { exit(try PeerBenchmark.run(arguments: Array(arguments.dropFirst()))) } catch {
+        FileHandle.standardError.write(Data("squisher-bench peers: \(error)\n".utf8))
+        exit(1)
+    }
+case "scaling":
+    do { exit(try ScalingBenchmark.run(arguments: Array(arguments.dropFirst()))) } catch {
+        FileHandle.standardError.write(Data("squisher-bench scaling: \(error)\n".utf8))
         exit(1)
     }
 case "all":

@@ -1,3 +1,5 @@
+import Dispatch
+import Synchronization
 import SquisherLayers
 import SquisherTensor
 
@@ -13,36 +15,51 @@ func registerBuiltInRules(into registry: inout PerSampleRuleRegistry) {
 /// matrix product per sample, as BackPACK's `BatchGrad` for convolutions) and the bias gradient
 /// `Σ_l Δ_n[:, l]`; both are squared and summed over samples.
 public struct Conv2dSquaredGradientRule: PerSampleSquaredGradientRule {
+    /// The last input and its unfolding: the true Fisher runs C backward passes after one forward,
+    /// and every pass sees the same layer input, so it is unfolded once.
+    private let cache = UnfoldCache()
+
     public init() {}
 
     public func accumulateSquaredGradients(
         layer: any Layer, input: Tensor, outputGradient: Tensor, scale: Float, into accumulators: inout [String: Tensor]
     ) throws -> Int {
         guard let conv = layer as? Conv2d else { throw TensorError.invalidArgument(argument: "layer", reason: "expected Conv2d, got \(layer.typeName)") }
-        let unfolded = try conv.unfold(input)
+        let unfolded = try cache.unfolded(input, by: conv)
         let n = unfolded.shape[0], k = unfolded.shape[1], l = unfolded.shape[2], o = conv.outputChannels
         guard outputGradient.count == n * o * l else {
             throw TensorError.shapeMismatch(operation: "\(conv) per-sample rule", expected: "output gradient with \(n * o * l) entries", actual: outputGradient.shape)
         }
-        var weightSum = [Float](repeating: 0, count: o * k)
-        var biasSum = [Float](repeating: 0, count: o)
-        var perSample = [Float](repeating: 0, count: o * k)
+        // Samples are split between threads; each squares its own per-sample gradients into its own sums.
+        let parts = Swift.max(1, Swift.min(GEMMConfiguration.current.maximumThreads, n))
+        let stride = o * k + o
+        var partial = [Float](repeating: 0, count: parts * stride)
         unfolded.withUnsafeBufferPointer { u in
             outputGradient.withUnsafeBufferPointer { d in
-                perSample.withUnsafeMutableBufferPointer { g in
-                    for sample in 0..<n {
-                        let delta = d.baseAddress! + sample * o * l
-                        gemm(transposeA: false, transposeB: true, m: o, n: k, k: l,
-                             a: delta, lda: l, b: u.baseAddress! + sample * k * l, ldb: l, c: g.baseAddress!, ldc: k)
-                        for i in 0..<(o * k) { weightSum[i] = g[i] * g[i] + weightSum[i] }
-                        for channel in 0..<o {
-                            var total: Float = 0
-                            for j in 0..<l { total += delta[channel * l + j] }
-                            biasSum[channel] = total * total + biasSum[channel]
+                partial.withUnsafeMutableBufferPointer { sums in
+                    let pointers = RulePointers(u: u.baseAddress!, d: d.baseAddress!, sums: sums.baseAddress!)
+                    DispatchQueue.concurrentPerform(iterations: parts) { part in
+                        let weightSum = pointers.sums + part * stride, biasSum = weightSum + o * k
+                        let g = UnsafeMutablePointer<Float>.allocate(capacity: o * k)
+                        defer { g.deallocate() }
+                        for sample in (n * part / parts)..<(n * (part + 1) / parts) {
+                            let delta = pointers.d + sample * o * l
+                            gemm(transposeA: false, transposeB: true, m: o, n: k, k: l,
+                                 a: delta, lda: l, b: pointers.u + sample * k * l, ldb: l, c: g, ldc: k)
+                            for i in 0..<(o * k) { weightSum[i] = g[i] * g[i] + weightSum[i] }
+                            for channel in 0..<o {
+                                let total = rowSum(delta + channel * l, count: l)
+                                biasSum[channel] = total * total + biasSum[channel]
+                            }
                         }
                     }
                 }
             }
+        }
+        var weightSum = Array(partial[0..<(o * k)]), biasSum = Array(partial[(o * k)..<stride])
+        for part in 1..<parts {
+            for i in 0..<(o * k) { weightSum[i] += partial[part * stride + i] }
+            for i in 0..<o { biasSum[i] += partial[part * stride + o * k + i] }
         }
         if conv.weight.requiresGradient {
             try accumulators["weight", default: Tensor(zeros: conv.weight.value.shape)].addScaled(Tensor(uncheckedShape: conv.weight.value.shape, scalars: weightSum), scale)
@@ -50,7 +67,49 @@ public struct Conv2dSquaredGradientRule: PerSampleSquaredGradientRule {
         if let bias = conv.bias, bias.requiresGradient {
             try accumulators["bias", default: Tensor(zeros: [o])].addScaled(Tensor(uncheckedShape: [o], scalars: biasSum), scale)
         }
-        return 4 * (unfolded.count + 2 * o * k + o)
+        return 4 * (unfolded.count + (parts + 1) * stride)
+    }
+}
+
+/// Raw pointers handed to the worker threads of a rule (each writes only its own part).
+private struct RulePointers: @unchecked Sendable {
+    let u: UnsafePointer<Float>
+    let d: UnsafePointer<Float>
+    let sums: UnsafeMutablePointer<Float>
+}
+
+/// `Σ_i x[i]` with two SIMD8 accumulators (Swift does not reassociate a scalar sum).
+@inline(__always)
+func rowSum(_ x: UnsafePointer<Float>, count: Int) -> Float {
+    var s0 = SIMD8<Float>(), s1 = SIMD8<Float>()
+    var i = 0
+    while i + 16 <= count {
+        s0 += UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
+        s1 += UnsafeRawPointer(x + i + 8).loadUnaligned(as: SIMD8<Float>.self)
+        i += 16
+    }
+    var total = (s0 + s1).sum()
+    while i < count { total += x[i]; i += 1 }
+    return total
+}
+
+/// Remembers the last (input, unfolded input) pair of a convolution rule. The cached input is kept
+/// alive, so its storage can neither be freed nor written in place (copy on write): the same storage
+/// address and shape mean the same values.
+final class UnfoldCache: Sendable {
+    private let last = Mutex<(input: Tensor, layer: String, unfolded: Tensor)?>(nil)
+
+    func unfolded(_ input: Tensor, by conv: Conv2d) throws(TensorError) -> Tensor {
+        let identity = conv.description  // channels, kernel, stride and padding: the unfolding's geometry
+        let address = input.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
+        if let hit = last.withLock({ entry -> Tensor? in
+            guard let entry, entry.layer == identity, entry.input.shape == input.shape,
+                  entry.input.withUnsafeBufferPointer({ UInt(bitPattern: $0.baseAddress) }) == address else { return nil }
+            return entry.unfolded
+        }) { return hit }
+        let unfolded = try conv.unfold(input)
+        last.withLock { $0 = (input, identity, unfolded) }
+        return unfolded
     }
 }
 

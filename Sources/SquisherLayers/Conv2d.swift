@@ -250,14 +250,12 @@ public final class Conv2d: Layer, CustomStringConvertible {
                                         if weightGradient {
                                             // dW[out, fanIn] += dY · X_colᵀ: both operands read along rows of length count*L.
                                             blockColumns(x.baseAddress!, g, first: first, count: count, into: columns)
-                                            accumulateRowProducts(gradientBlock, rows: out, columns, rows: k, length: ld, into: dw.baseAddress!)
+                                            gemm(
+                                                transposeA: false, transposeB: true, m: out, n: k, k: ld,
+                                                a: gradientBlock, lda: ld, b: columns, ldb: ld, beta: 1, c: dw.baseAddress!, ldc: k)
                                         }
                                         if biasGradient {
-                                            for o in 0..<out {
-                                                var total: Float = 0
-                                                for p in 0..<ld { total += gradientBlock[o * ld + p] }
-                                                db[o] += Double(total)
-                                            }
+                                            for o in 0..<out { db[o] += Double(rowSum(gradientBlock + o * ld, count: ld)) }
                                         }
                                         first += count
                                     }
@@ -274,4 +272,19 @@ public final class Conv2d: Layer, CustomStringConvertible {
         }
         return inputGradient
     }
+}
+
+/// `Σ_i x[i]` with eight independent SIMD8 lanes (Swift does not reassociate a scalar sum).
+@inline(__always)
+func rowSum(_ x: UnsafePointer<Float>, count: Int) -> Float {
+    var s0 = SIMD8<Float>(), s1 = SIMD8<Float>()
+    var i = 0
+    while i + 16 <= count {
+        s0 += UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
+        s1 += UnsafeRawPointer(x + i + 8).loadUnaligned(as: SIMD8<Float>.self)
+        i += 16
+    }
+    var total = (s0 + s1).sum()
+    while i < count { total += x[i]; i += 1 }
+    return total
 }

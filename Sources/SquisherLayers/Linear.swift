@@ -36,8 +36,9 @@ public final class Linear: Layer {
         }
         cachedInput = input
         let rows = input.count / inputFeatures
-        // y = b + x Wᵀ as row dot products (both x and W are read along their rows of length
-        // inputFeatures), starting from the bias.
+        // y = b + x Wᵀ, accumulated onto the bias rows. Products worth threading (>= the GEMM's parallel
+        // threshold, 2 MFLOP by default) go through the packed GEMM (B = W read transposed, beta = 1);
+        // small ones through SIMD row dot products, which need no packing.
         var output = Tensor(zeros: [rows, outputFeatures])
         guard output.count > 0 else { return try output.reshaped(Array(input.shape.dropLast()) + [outputFeatures]) }
         let biasValues = bias?.value.scalars
@@ -46,10 +47,21 @@ public final class Linear: Layer {
                 for r in 0..<rows { (y.baseAddress! + r * outputFeatures).update(from: biasValues, count: outputFeatures) }
             }
             guard inputFeatures > 0 else { return }
-            input.withUnsafeBufferPointer { x in
-                weight.value.withUnsafeBufferPointer { w in
-                    accumulateRowProducts(
-                        x.baseAddress!, rows: rows, w.baseAddress!, rows: outputFeatures, length: inputFeatures, into: y.baseAddress!)
+            if 2 * rows * inputFeatures * outputFeatures >= GEMMConfiguration.current.parallelThresholdFlops {
+                input.withUnsafeBufferPointer { x in
+                    weight.value.withUnsafeBufferPointer { w in
+                        gemm(
+                            transposeA: false, transposeB: true, m: rows, n: outputFeatures, k: inputFeatures,
+                            a: x.baseAddress!, lda: inputFeatures, b: w.baseAddress!, ldb: inputFeatures,
+                            beta: 1, c: y.baseAddress!, ldc: outputFeatures)
+                    }
+                }
+            } else {
+                input.withUnsafeBufferPointer { x in
+                    weight.value.withUnsafeBufferPointer { w in
+                        accumulateRowProducts(
+                            x.baseAddress!, rows: rows, w.baseAddress!, rows: outputFeatures, length: inputFeatures, into: y.baseAddress!)
+                    }
                 }
             }
         }
@@ -63,7 +75,18 @@ public final class Linear: Layer {
         let g = try outputGradient.reshaped([rows, outputFeatures])
         if accumulateParameterGradients {
             if weight.requiresGradient {
-                try weight.gradient.addScaled(Tensor.matmul(g, input.reshaped([rows, inputFeatures]), transposeA: true))
+                // dW += gᵀ · x, accumulated in place by the GEMM (beta = 1), no temporary.
+                try weight.gradient.checkShape([outputFeatures, inputFeatures], "Linear(\(inputFeatures)->\(outputFeatures)) weight gradient")
+                g.withUnsafeBufferPointer { dy in
+                    input.withUnsafeBufferPointer { x in
+                        weight.gradient.withUnsafeMutableBufferPointer { dw in
+                            gemm(
+                                transposeA: true, transposeB: false, m: outputFeatures, n: inputFeatures, k: rows,
+                                a: dy.baseAddress!, lda: outputFeatures, b: x.baseAddress!, ldb: inputFeatures,
+                                beta: 1, c: dw.baseAddress!, ldc: inputFeatures)
+                        }
+                    }
+                }
             }
             if let bias, bias.requiresGradient {
                 try bias.gradient.addScaled(g.sumOverLeadingAxis())

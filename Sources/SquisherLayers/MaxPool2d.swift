@@ -43,11 +43,35 @@ public final class MaxPool2d: Layer, CustomStringConvertible {
         "MaxPool2d(kernel_size=(\(kernelSize.height), \(kernelSize.width)), stride=(\(stride.height), \(stride.width)))"
     }
 
+    /// For the 2x2, stride-2 fast path: each output's window position of its maximum (0...3, row-major).
+    private var cachedPositions: [UInt8] = []
+
+    /// Whether the window is 2x2 with stride 2 (the common case, with a SIMD path).
+    private var isTwoByTwo: Bool {
+        kernelSize.height == 2 && kernelSize.width == 2 && stride.height == 2 && stride.width == 2
+    }
+
     public func forward(_ input: Tensor, mode: LayerMode) throws(TensorError) -> Tensor {
         let g = try poolingGeometry(input, kernelSize: kernelSize, stride: stride, layer: description)
         let planes = input.shape[0] * input.shape[1]
         let (h, w, oh, ow) = (g.height, g.width, g.outputHeight, g.outputWidth)
         var output = Tensor(zeros: [input.shape[0], input.shape[1], oh, ow])
+        if isTwoByTwo {
+            var positions = [UInt8](repeating: 0, count: planes * oh * ow)
+            input.withUnsafeBufferPointer { x in
+                output.withUnsafeMutableBufferPointer { y in
+                    positions.withUnsafeMutableBufferPointer { p in
+                        maxPool2x2(x.baseAddress!, planes: planes, height: h, width: w, into: y.baseAddress!, positions: p.baseAddress!)
+                    }
+                }
+            }
+            cachedInputShape = input.shape
+            cachedGeometry = g
+            cachedPositions = positions
+            cachedArgmax = []
+            return output
+        }
+        cachedPositions = []
         var argmax = [Int](repeating: 0, count: planes * oh * ow)
         input.withUnsafeBufferPointer { x in
             output.withUnsafeMutableBufferPointer { y in
@@ -88,6 +112,27 @@ public final class MaxPool2d: Layer, CustomStringConvertible {
         }
         try outputGradient.checkShape([shape[0], shape[1], g.outputHeight, g.outputWidth], "\(description) backward (output gradient)")
         var inputGradient = Tensor(zeros: shape)
+        if isTwoByTwo && !cachedPositions.isEmpty || outputGradient.count == 0 {
+            let (h, w, oh, ow) = (g.height, g.width, g.outputHeight, g.outputWidth)
+            let planes = shape[0] * shape[1]
+            outputGradient.withUnsafeBufferPointer { dy in
+                inputGradient.withUnsafeMutableBufferPointer { dx in
+                    cachedPositions.withUnsafeBufferPointer { p in
+                        for plane in 0..<planes {
+                            for r in 0..<oh {
+                                let row = dx.baseAddress! + plane * h * w + 2 * r * w
+                                let o = (plane * oh + r) * ow
+                                for c in 0..<ow {
+                                    let position = Int(p[o + c])
+                                    row[(position >> 1) * w + 2 * c + (position & 1)] = dy[o + c]
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            return inputGradient
+        }
         outputGradient.withUnsafeBufferPointer { dy in
             inputGradient.withUnsafeMutableBufferPointer { dx in
                 cachedArgmax.withUnsafeBufferPointer { indices in
@@ -96,6 +141,60 @@ public final class MaxPool2d: Layer, CustomStringConvertible {
             }
         }
         return inputGradient
+    }
+}
+
+/// 2x2, stride-2 max pooling of `planes` images `[height, width]` (floor), 8 outputs at a time:
+/// `y` gets each window's maximum and `positions` its place in the window (0 = top left, 1 = top right,
+/// 2 = bottom left, 3 = bottom right). Ties go to the first maximum in window order and a NaN counts as
+/// the maximum (the first NaN wins), as the generic path and PyTorch's CPU kernel.
+func maxPool2x2(
+    _ x: UnsafePointer<Float>, planes: Int, height h: Int, width w: Int,
+    into y: UnsafeMutablePointer<Float>, positions: UnsafeMutablePointer<UInt8>
+) {
+    let oh = h / 2, ow = w / 2
+    @inline(__always) func takes(_ v: SIMD8<Float>, over best: SIMD8<Float>) -> SIMDMask<SIMD8<Int32>> {
+        (v .> best) .| ((v .!= v) .& (best .== best))
+    }
+    // A vector step may read past the end of its row pair (into the next rows) and write past the end
+    // of its output row (outputs that the next row overwrites in order); it only must stay inside the
+    // buffers, which the tail of the last rows does with scalar code.
+    let inputEnd = x + planes * h * w, outputEnd = y + planes * oh * ow
+    for plane in 0..<planes {
+        for r in 0..<oh {
+            let top = x + plane * h * w + 2 * r * w, bottom = top + w
+            let out = y + (plane * oh + r) * ow, place = positions + (plane * oh + r) * ow
+            var c = 0
+            while c < ow, bottom + 2 * c + 16 <= inputEnd, out + c + 8 <= outputEnd {
+                let upper = UnsafeRawPointer(top + 2 * c).loadUnaligned(as: SIMD16<Float>.self)
+                let lower = UnsafeRawPointer(bottom + 2 * c).loadUnaligned(as: SIMD16<Float>.self)
+                var best = upper.evenHalf, index = SIMD8<Int32>(repeating: 0)
+                var candidate = upper.oddHalf
+                var mask = takes(candidate, over: best)
+                best.replace(with: candidate, where: mask); index.replace(with: 1, where: mask)
+                candidate = lower.evenHalf
+                mask = takes(candidate, over: best)
+                best.replace(with: candidate, where: mask); index.replace(with: 2, where: mask)
+                candidate = lower.oddHalf
+                mask = takes(candidate, over: best)
+                best.replace(with: candidate, where: mask); index.replace(with: 3, where: mask)
+                UnsafeMutableRawPointer(out + c).storeBytes(of: best, as: SIMD8<Float>.self)
+                UnsafeMutableRawPointer(place + c).storeBytes(of: SIMD8<UInt8>(truncatingIfNeeded: index), as: SIMD8<UInt8>.self)
+                c += 8
+            }
+            while c < ow {
+                var best = top[2 * c], index: UInt8 = 0
+                @inline(__always) func consider(_ value: Float, _ k: UInt8) {
+                    if value > best || (value.isNaN && !best.isNaN) { best = value; index = k }
+                }
+                consider(top[2 * c + 1], 1)
+                consider(bottom[2 * c], 2)
+                consider(bottom[2 * c + 1], 3)
+                out[c] = best
+                place[c] = index
+                c += 1
+            }
+        }
     }
 }
 

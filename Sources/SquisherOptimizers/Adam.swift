@@ -1,3 +1,4 @@
+import CSquisherKernels
 import Foundation
 import SquisherLayers
 import SquisherTensor
@@ -195,11 +196,10 @@ public final class Adam: Optimizer {
                                     }
                                 }
                             } else {
-                                for i in 0..<g.count {
-                                    moments(i)
-                                    let denominator = v[i].squareRoot() / biasCorrection2Sqrt + eps
-                                    theta[i] = (negativeStepSize * m[i]) / denominator + theta[i]  // addcdiv_
-                                }
+                                // The same operations in C (SIMD, FMA instructions instead of libm `fmaf` calls; bit-identical).
+                                csq_adam_update(
+                                    g.count, g.baseAddress, m.baseAddress, v.baseAddress, theta.baseAddress, sign, l2,
+                                    oneMinusBeta1, oneMinusBeta2, beta2Float, negativeStepSize, biasCorrection2Sqrt, eps)
                             }
                         }
                     }

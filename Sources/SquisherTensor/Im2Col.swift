@@ -156,7 +156,21 @@ public struct Im2Col: Sendable, Hashable {
                         guard ih >= 0, ih < height else { continue }
                         let source = row + oh * ow
                         let base = ih * width - paddingWidth + j
-                        for w in valid { plane[base + w * strideWidth] += source[w] }
+                        if strideWidth == 1 {
+                            // Contiguous: add the valid run 8 lanes at a time.
+                            let to = plane + (base + valid.lowerBound), from = source + valid.lowerBound
+                            let count = valid.count
+                            var w = 0
+                            while w + 8 <= count {
+                                let sum = UnsafeRawPointer(to + w).loadUnaligned(as: SIMD8<Float>.self)
+                                    + UnsafeRawPointer(from + w).loadUnaligned(as: SIMD8<Float>.self)
+                                UnsafeMutableRawPointer(to + w).storeBytes(of: sum, as: SIMD8<Float>.self)
+                                w += 8
+                            }
+                            while w < count { to[w] += from[w]; w += 1 }
+                        } else {
+                            for w in valid { plane[base + w * strideWidth] += source[w] }
+                        }
                     }
                 }
             }
