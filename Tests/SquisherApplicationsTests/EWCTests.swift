@@ -7,11 +7,12 @@ struct EWCTests {
     /// The quick preset (MLP 64-50-50-50-10, Adam lr 1e-2, 10 epochs per task): plain fine-tuning
     /// forgets a lot there, and EWC with the empirical Fisher and with the Squisher (`N·v`) both
     /// recover most of it. λ = 1000 for both is in the middle of both validation optima of the
-    /// full sweep (Guides/EWC.md). Margin: ≥ 10 accuracy points on the mean over seeds 0 and 1
-    /// (measured: the gap is about 20 points, and the baseline's own seed spread is about 10).
+    /// full sweep (Guides/EWC.md). Margin: ≥ 10 accuracy points on the mean over seeds 0-3
+    /// (measured: baseline 71.6, Fisher 92.9, Squisher 94.0; four seeds because the baseline's own
+    /// seed spread is about 12 points and rounding changes in the kernels moved it by 10 with two).
     @Test func ewcWithFisherAndSquisherBeatsNoRegularization() throws {
         let configuration = EWCConfiguration.preset(.quick)
-        let seeds: [UInt64] = [0, 1]
+        let seeds: [UInt64] = [0, 1, 2, 3]
         func finalAccuracy(_ importance: EWCImportance, lambda: Double) throws -> Spread {
             Spread(try seeds.map {
                 try EWCExperiment.sequence(scenario: .taskIncremental, importance: importance, lambda: lambda, seed: $0,
