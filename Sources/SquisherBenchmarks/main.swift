@@ -41,6 +41,11 @@ case "scaling":
         FileHandle.standardError.write(Data("squisher-bench scaling: \(error)\n".utf8))
         exit(1)
     }
+case "hook":
+    do { try HookOverheadBenchmark.run(arguments: Array(arguments.dropFirst())) } catch {
+        FileHandle.standardError.write(Data("\(error)\n".utf8))
+        exit(2)
+    }
 case "all":
     let status = GEMMBenchmark.run(arguments: [])
     do { try EstimatorBenchmark.run() } catch { exit(1) }

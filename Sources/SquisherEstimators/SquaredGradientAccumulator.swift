@@ -1,3 +1,4 @@
+import CSquisherKernels
 import Foundation
 import SquisherData
 import SquisherLayers
@@ -9,7 +10,7 @@ import SquisherTensor
 ///
 /// - `.ema(beta2:)`: `v_t = β₂ v_{t−1} + (1−β₂) ḡ_t²` with the same rounding as PyTorch's Adam, so
 ///   that with Adam's β₂ it equals Adam's `exp_avg_sq` bit for bit.
-/// - `.runningSum`: `v_t = v_{t−1} + ḡ_t²` (Adagrad-like; with a sum-reduced loss of batch size
+/// - `.runningSum`: `v_t = v_{t−1} + ḡ_t²` (one fused multiply-add, as Adagrad's `sum`; with a sum-reduced loss of batch size
 ///   `B` this is the joint empirical Fisher accumulated over the run).
 /// Accumulation starts at step ``startStep`` (1-based); ``biasCorrection`` uses the number of
 /// accumulated steps.
@@ -75,20 +76,17 @@ public final class SquaredGradientAccumulator: TrainingObserver, SensitivityEsti
         for (name, gradient) in event.gradients {
             var v = accumulated[name] ?? Tensor(zeros: gradient.shape)
             accumulated[name] = nil  // keep `v` uniquely referenced: update in place
-            switch rule {
-            case .ema(let beta2):
-                // As PyTorch (and our Adam): 1 − β₂ from the decimal the user wrote (0.999, not
-                // Double(Float(0.999))), rounded to float32 once.
-                let oneMinusBeta2 = Float(1 - (Double(beta2.description) ?? Double(beta2)))
-                gradient.withUnsafeBufferPointer { g in
-                    v.withUnsafeMutableBufferPointer { v in
-                        for i in 0..<g.count { v[i] = (v[i] * beta2).addingProduct(oneMinusBeta2 * g[i], g[i]) }
-                    }
-                }
-            case .runningSum:
-                gradient.withUnsafeBufferPointer { g in
-                    v.withUnsafeMutableBufferPointer { v in
-                        for i in 0..<g.count { v[i] = g[i] * g[i] + v[i] }
+            gradient.withUnsafeBufferPointer { g in
+                v.withUnsafeMutableBufferPointer { v in
+                    guard let gBase = g.baseAddress, let vBase = v.baseAddress else { return }
+                    switch rule {
+                    case .ema(let beta2):
+                        // As PyTorch (and our Adam): 1 − β₂ from the decimal the user wrote (0.999, not
+                        // Double(Float(0.999))), rounded to float32 once; FMA kernels in C.
+                        let oneMinusBeta2 = Float(1 - (Double(beta2.description) ?? Double(beta2)))
+                        csq_ema_square_update(g.count, gBase, vBase, beta2, oneMinusBeta2)
+                    case .runningSum:
+                        csq_sum_square_update(g.count, gBase, vBase)
                     }
                 }
             }

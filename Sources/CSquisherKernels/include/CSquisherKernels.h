@@ -41,4 +41,11 @@ void csq_adam_update(long n, const float *g, float *m, float *v, float *theta, f
                      float oneMinusBeta1, float oneMinusBeta2, float beta2, float negStep, float bc2sqrt,
                      float eps);
 
+/// The Squisher's EMA of squared gradients, in place: v = fma((1 - beta2) * g, g, v * beta2) per element
+/// (PyTorch Adam's exp_avg_sq rounding).
+void csq_ema_square_update(long n, const float *g, float *v, float beta2, float oneMinusBeta2);
+
+/// The running sum of squared gradients, in place: v = fma(g, g, v) per element (Adagrad's sum).
+void csq_sum_square_update(long n, const float *g, float *v);
+
 #endif
