@@ -115,6 +115,54 @@ struct CheckpointCommandTests {
         }
     }
 
+    /// UBGM into a base whose importance F₀ is its own Squisher (optimizer.pt), two perturbed task
+    /// models with importance files: θ = θ₀ + Σ_t (F_t + F₀ + δ₀)(θ_t − θ₀) / (Σ_t F_t + F₀ + δ₀),
+    /// δ₀ = 1e-12, computed here in Double from PyTorch's exp_avg_sq answer key. Tolerance: one
+    /// float32 rounding of the result plus float32 rounding of the inputs' difference, 4 ulps of the
+    /// largest |θ| of the tensor.
+    @Test func ubgmEqualsFormula() throws {
+        let root = try CheckpointFixture.folder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let base = try CheckpointFixture.checkpoint("mlp_digits", in: root, name: "base")
+        let theta0 = try SafeTensorsFile(contentsOf: base.appendingPathComponent("model.safetensors")).allTensors()
+        var tasks: [NamedTensors] = [], fishers: [NamedTensors] = [], folders: [String] = [], files: [String] = []
+        var generator = SplitMix64(seed: 21)
+        for t in 0..<2 {
+            let folder = root.appendingPathComponent("task\(t)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            tasks.append(try writePerturbed(from: base.appendingPathComponent("model.safetensors"), to: folder.appendingPathComponent("model.safetensors"), seed: UInt64(30 + t)))
+            var fisher = NamedTensors()
+            for name in theta0.names { fisher[name] = Tensor.uniform(shape: theta0[name]!.shape, low: 0, high: 1e-5, using: &generator) }
+            let file = folder.appendingPathComponent("fisher.safetensors")
+            try SafeTensorsWriter.write(fisher, to: file)
+            fishers.append(fisher)
+            folders.append(folder.path)
+            files.append(file.path)
+        }
+        let out = root.appendingPathComponent("ubgm")
+        let result = run(["merge", "--method", "ubgm", "--base", base.path] + folders + ["--importance-source", files.joined(separator: ","), "--base-importance", "optimizer", "--output", out.path])
+        #expect(result.status == 0, "stderr: \(result.stderr)")
+        let merged = try SafeTensorsFile(contentsOf: out.appendingPathComponent("model.safetensors"))
+        let f0 = try CheckpointFixture.mlpExpAvgSq()
+        for name in theta0.names {
+            let got = try merged.doubles(name)
+            var worst = 0.0, scale = 0.0
+            for j in got.indices {
+                let prior = Double(Float(f0[name]![j])) + Double(Float(1e-12))
+                var precision = prior, update = 0.0
+                for t in 0..<2 {
+                    let ft = Double(fishers[t][name]!.scalars[j])
+                    precision += ft
+                    update += (ft + prior) * (Double(tasks[t][name]!.scalars[j]) - Double(theta0[name]!.scalars[j]))
+                }
+                let expected = Double(theta0[name]!.scalars[j]) + update / precision
+                worst = max(worst, abs(got[j] - expected))
+                scale = max(scale, abs(expected))
+            }
+            #expect(worst <= 4 * 0x1p-23 * scale, "\(name): worst error \(worst) at scale \(scale)")
+        }
+    }
+
     /// F16 and BF16 inputs give outputs of the same dtype; averaging two F16/BF16 models equals the
     /// Double average rounded to the dtype: within its unit roundoff (2⁻¹¹ / 2⁻⁸) relative to the value,
     /// plus float32 rounding of the sum.
