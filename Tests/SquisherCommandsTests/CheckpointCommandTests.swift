@@ -163,6 +163,52 @@ struct CheckpointCommandTests {
         }
     }
 
+    /// Tensors larger than one 2¹⁸-element chunk, with many tied scores straddling the threshold
+    /// (parameters and importances drawn from 4 values each): the streaming Fisher merge equals the
+    /// in-memory ``FisherMerging`` bit for bit (same per-element arithmetic), and the streaming
+    /// two-histogram top-k prunes exactly the in-memory ``FisherPruning`` mask (same ties kept).
+    @Test func multiChunkTensorsAndTies() throws {
+        let root = try CheckpointFixture.folder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        var generator = SplitMix64(seed: 77)
+        func quantized(_ shape: [Int], _ levels: [Float]) -> Tensor {
+            let count = shape.reduce(1, *)
+            return Tensor(uncheckedShape: shape, scalars: (0..<count).map { _ in levels[Int(generator.next() % UInt64(levels.count))] })
+        }
+        var models: [NamedTensors] = [], importances: [Importance] = [], folders: [String] = [], files: [String] = []
+        for m in 0..<2 {
+            var model = NamedTensors(), fisher = NamedTensors()
+            for (name, shape) in [("big.weight", [600, 500]), ("small.weight", [7, 3]), ("big.bias", [600])] {
+                model[name] = quantized(shape, [-0.5, 0.25, 1, 2])
+                fisher[name] = quantized(shape, [0, 1e-3, 4e-3, 1e-2])
+            }
+            let folder = root.appendingPathComponent("m\(m)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try SafeTensorsWriter.write(model, to: folder.appendingPathComponent("model.safetensors"))
+            try SafeTensorsWriter.write(fisher, to: folder.appendingPathComponent("fisher.safetensors"))
+            // The checkpoint's order is the file's data order.
+            let stored = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("model.safetensors"))
+            models.append(try NamedTensors(stored.names.map { ($0, model[$0]!) }))
+            importances.append(Importance(unchecked: fisher, estimator: "f\(m)"))
+            folders.append(folder.path)
+            files.append(folder.appendingPathComponent("fisher.safetensors").path)
+        }
+        let merged = root.appendingPathComponent("merged")
+        let mergeResult = run(["merge", "--method", "fisher"] + folders + ["--importance-source", files.joined(separator: ","), "--weights", "1,3", "--output", merged.path])
+        #expect(mergeResult.status == 0, "stderr: \(mergeResult.stderr)")
+        let expected = try FisherMerging().merge(models: models, importances: importances, weights: [1, 3]).parameters
+        let got = try SafeTensorsFile(contentsOf: merged.appendingPathComponent("model.safetensors"))
+        for name in models[0].names { #expect(try got.tensor(name) == expected[name]!, "\(name)") }
+
+        let pruned = root.appendingPathComponent("pruned")
+        let pruneResult = run(["prune", folders[0], "--sparsity", "0.37", "--importance-source", files[0], "--output", pruned.path])
+        #expect(pruneResult.status == 0, "stderr: \(pruneResult.stderr)")
+        let mask = try FisherPruning().mask(parameters: models[0], importance: importances[0], sparsity: 0.37)
+        let file = try SafeTensorsFile(contentsOf: pruned.appendingPathComponent("mask.safetensors"))
+        #expect(file.names.sorted() == ["big.weight", "small.weight"])
+        for name in file.names { #expect(try file.integers(name).map(Float.init) == mask.masks[name]!.scalars, "\(name)") }
+    }
+
     /// F16 and BF16 inputs give outputs of the same dtype; averaging two F16/BF16 models equals the
     /// Double average rounded to the dtype: within its unit roundoff (2⁻¹¹ / 2⁻⁸) relative to the value,
     /// plus float32 rounding of the sum.
