@@ -4,6 +4,8 @@
 //   swift run -c release squisher-bench estimators       estimator cost vs a plain forward+backward, hook overhead
 //   swift run -c release squisher-bench peers            side by side with PyTorch / BackPACK / torch.func (see PeerBenchmark.swift)
 //   swift run -c release squisher-bench scaling          estimator time and memory vs N, batch size and width (see ScalingBenchmark.swift)
+//   swift run -c release squisher-bench merge [--gb 1.4 --models 3 --shards 4]   streaming checkpoint merge: peak RSS, vs a plain copy
+//   swift run -c release squisher-bench hook none|squisher|joint   one epoch, for callgrind instruction counts
 //   swift run -c release squisher-bench all              every benchmark with default options
 //
 // Add a benchmark by adding a case below and a `<Name>Benchmark.swift` file.
@@ -39,6 +41,11 @@ case "peers":
 case "scaling":
     do { exit(try ScalingBenchmark.run(arguments: Array(arguments.dropFirst()))) } catch {
         FileHandle.standardError.write(Data("squisher-bench scaling: \(error)\n".utf8))
+        exit(1)
+    }
+case "merge":
+    do { try CheckpointMergeBenchmark.run(arguments: Array(arguments.dropFirst())) } catch {
+        FileHandle.standardError.write(Data("squisher-bench merge: \(error)\n".utf8))
         exit(1)
     }
 case "hook":

@@ -1,0 +1,303 @@
+import Foundation
+import SquisherCheckpoints
+import SquisherIO
+import SquisherTensor
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A safetensors file mapped read-only with `mmap(2)` by this module, so that the pages of a tensor
+/// can be handed back to the kernel (`madvise(MADV_DONTNEED)`) once it has been used: the resident
+/// memory of a streaming pass then stays bounded by the tensors in flight, not by the file size.
+/// (Foundation's `.alwaysMapped` reading gives no way to do that, and may fall back to a heap copy,
+/// on which `MADV_DONTNEED` would destroy data; here the mapping is always a file mapping.)
+final class MappedSafeTensors: @unchecked Sendable {
+    let file: SafeTensorsFile
+    private let base: UnsafeMutableRawPointer?
+    private let length: Int
+
+    init(_ url: URL) throws(SafeTensorsError) {
+        let path = url.path
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SafeTensorsError(path: path, problem: "cannot open (\(String(cString: strerror(errno))))") }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw SafeTensorsError(path: path, problem: "cannot stat (\(String(cString: strerror(errno))))") }
+        guard (info.st_mode & S_IFMT) == S_IFREG else { throw SafeTensorsError(path: path, problem: "not a regular file") }
+        let size = Int(info.st_size)
+        if size == 0 {
+            base = nil
+            length = 0
+            file = try SafeTensorsFile(data: Data(), path: path)
+            return
+        }
+        guard let pointer = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), pointer != MAP_FAILED else {
+            throw SafeTensorsError(path: path, problem: "cannot memory-map \(size) bytes (\(String(cString: strerror(errno))))")
+        }
+        base = pointer
+        length = size
+        // The Data does not own the mapping (this object unmaps it in deinit and outlives `file`'s use).
+        let data = Data(bytesNoCopy: pointer, count: size, deallocator: .none)
+        do { file = try SafeTensorsFile(data: data, path: path) } catch {
+            munmap(pointer, size)
+            throw error
+        }
+    }
+
+    deinit {
+        if let base { munmap(base, length) }
+    }
+
+    /// Drops the resident pages of tensor `name` (they are re-read from the page cache if touched
+    /// again). Only ever applied to this object's own read-only file mapping.
+    func release(_ name: String) {
+        guard let base, let raw = try? file.withRawBytes(of: name, { $0 }), let start = raw.baseAddress, raw.count > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let lower = max(Int(bitPattern: base), (Int(bitPattern: start) / page) * page)
+        let upper = min(Int(bitPattern: base) + length, ((Int(bitPattern: start) + raw.count + page - 1) / page) * page)
+        guard upper > lower, let pointer = UnsafeMutableRawPointer(bitPattern: lower) else { return }
+        _ = madvise(pointer, upper - lower, Int32(MADV_DONTNEED))
+    }
+}
+
+/// Decodes elements `range` of a little-endian floating-point tensor to float32 (exact for F32,
+/// F16, BF16; F64 rounds to nearest even), without decoding the rest of the tensor.
+enum CheckpointDecoding {
+    /// float32 value of every float16 bit pattern (256 KB, built once).
+    static let halfTable: [Float] = (0...UInt16.max).map { Float(Float16(bitPattern: $0)) }
+
+    static func decode(_ raw: UnsafeRawBufferPointer, dtype: SafeTensorsDType, range: Range<Int>, into out: UnsafeMutableBufferPointer<Float>) {
+        let n = range.count
+        switch dtype {
+        case .float32:
+            for i in 0..<n { out[i] = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: (range.lowerBound + i) * 4, as: UInt32.self))) }
+        case .float16:
+            halfTable.withUnsafeBufferPointer { table in
+                for i in 0..<n { out[i] = table[Int(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: (range.lowerBound + i) * 2, as: UInt16.self)))] }
+            }
+        case .bfloat16:
+            for i in 0..<n { out[i] = Float(bitPattern: UInt32(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: (range.lowerBound + i) * 2, as: UInt16.self))) << 16) }
+        case .float64:
+            for i in 0..<n { out[i] = Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: (range.lowerBound + i) * 8, as: UInt64.self)))) }
+        case .int64, .int32, .int16, .int8, .uint8, .bool:
+            for i in 0..<n { out[i] = .nan }  // callers never decode integer tensors as floats
+        }
+    }
+}
+
+/// The model half of a checkpoint: its tensors by name, read one at a time, and its file layout
+/// (one safetensors file, a sharded model with `model.safetensors.index.json`, or a PyTorch
+/// `pytorch_model.bin` / `model.pt` state dict, which is loaded whole).
+///
+/// A checkpoint is a folder in the Hugging Face layout or an explicit file:
+/// - folder: `model.safetensors.index.json` (+ shards) if present, else `model.safetensors`, else
+///   the only `*.safetensors` file, else `pytorch_model.bin` / `model.pt`. Beside it, `optimizer.pt`
+///   (``optimizerURL``) and `model.pt` / `pytorch_model.bin` (``modelOrderURL``, the parameter
+///   registration order that maps optimizer indices to names).
+/// - file: `*.safetensors`, `*.index.json` (a shard index), or `*.pt` / `*.bin` (a state dict).
+///
+/// safetensors files are memory-mapped and validated on open; tensors are decoded on demand, in
+/// chunks, and their pages released after use, so resident memory stays bounded by the tensors in
+/// flight. Tensor order (``names``) is the data order of each file, shard after shard in the index's
+/// order of first appearance: the order in which outputs are written.
+public final class CheckpointModel: @unchecked Sendable {
+    /// How the model's tensors are laid out in files; outputs repeat it.
+    public enum Layout: Sendable, Hashable {
+        /// One safetensors file (its file name).
+        case single(fileName: String)
+        /// Shards listed by an index file: the index file name and each shard's file name with its
+        /// tensors in data order.
+        case sharded(indexFileName: String, shards: [Shard])
+        /// A PyTorch state dict, loaded whole (outputs are written as `model.safetensors`).
+        case torchStateDict(fileName: String)
+    }
+
+    /// One shard: its file name and its tensors in data order.
+    public struct Shard: Sendable, Hashable {
+        /// The shard's file name (e.g. `model-00001-of-00002.safetensors`).
+        public var fileName: String
+        /// Tensor names in the shard's data order.
+        public var tensors: [String]
+    }
+
+    /// The file or folder given (for messages).
+    public let path: String
+    /// The checkpoint folder (the given folder, or the folder of the given file).
+    public let folder: URL
+    /// The file layout.
+    public let layout: Layout
+    /// Tensor names in output order.
+    public let names: [String]
+    /// `optimizer.pt` in the checkpoint folder, when the checkpoint is a folder holding one.
+    public let optimizerURL: URL?
+    /// `model.pt` or `pytorch_model.bin` in the checkpoint folder (or the model file itself when it
+    /// is one): a state dict in registration order.
+    public let modelOrderURL: URL?
+
+    private let files: [String: MappedSafeTensors]
+    private let memory: NamedTensors?
+    private let memoryDTypes: [String: SafeTensorsDType]
+
+    /// Opens a checkpoint folder or model file (see the type's documentation).
+    /// - Throws: ``ApplicationError`` naming the path: nothing recognizable, a malformed or missing
+    ///   file (the safetensors or checkpoint reader's message), shards that disagree with the index.
+    public init(contentsOf url: URL) throws(ApplicationError) {
+        func fail(_ problem: String) -> ApplicationError { ApplicationError(application: "checkpoint", problem: "\(url.path): \(problem)") }
+        let manager = FileManager.default
+        var isDirectory: ObjCBool = false
+        guard manager.fileExists(atPath: url.path, isDirectory: &isDirectory) else { throw fail("no such file or folder") }
+        var modelFile: URL
+        var optimizer: URL? = nil
+        let checkpointFolder = isDirectory.boolValue ? url : url.deletingLastPathComponent()
+        folder = checkpointFolder
+        if isDirectory.boolValue {
+            let entries = ((try? manager.contentsOfDirectory(atPath: url.path)) ?? []).sorted()
+            if entries.contains("model.safetensors.index.json") {
+                modelFile = url.appendingPathComponent("model.safetensors.index.json")
+            } else if entries.contains("model.safetensors") {
+                modelFile = url.appendingPathComponent("model.safetensors")
+            } else if entries.filter({ $0.hasSuffix(".safetensors") && !$0.hasPrefix(".") }).count == 1,
+                      let only = entries.first(where: { $0.hasSuffix(".safetensors") && !$0.hasPrefix(".") }) {
+                modelFile = url.appendingPathComponent(only)
+            } else if let torch = ["pytorch_model.bin", "model.pt"].first(where: entries.contains) {
+                modelFile = url.appendingPathComponent(torch)
+            } else {
+                throw fail("folder holds no model.safetensors, model.safetensors.index.json, single *.safetensors file, pytorch_model.bin or model.pt")
+            }
+            if entries.contains("optimizer.pt") { optimizer = url.appendingPathComponent("optimizer.pt") }
+        } else {
+            modelFile = url
+        }
+        path = url.path
+        optimizerURL = optimizer
+        let fileName = modelFile.lastPathComponent
+        let isTorch = fileName.hasSuffix(".pt") || fileName.hasSuffix(".bin") || fileName.hasSuffix(".pth")
+        if isTorch {
+            modelOrderURL = modelFile
+        } else {
+            modelOrderURL = ["model.pt", "pytorch_model.bin"].map { checkpointFolder.appendingPathComponent($0) }
+                .first { manager.fileExists(atPath: $0.path) }
+        }
+
+        if fileName.hasSuffix(".json") {
+            let index: ShardedSafeTensors
+            do { index = try ShardedSafeTensors(indexURL: modelFile) } catch { throw ApplicationError(application: "checkpoint", problem: "\(error)") }
+            var files: [String: MappedSafeTensors] = [:]
+            var shards: [Shard] = []
+            var names: [String] = []
+            for shardName in index.shardNames {
+                let shardURL = index.url(ofShard: shardName)
+                guard manager.fileExists(atPath: shardURL.path) else {
+                    throw ApplicationError(application: "checkpoint", problem: "\(modelFile.path): shard '\(shardName)' listed in the index is missing")
+                }
+                let mapped: MappedSafeTensors
+                do { mapped = try MappedSafeTensors(shardURL) } catch { throw ApplicationError(application: "checkpoint", problem: "\(error) (shard of \(modelFile.path))") }
+                let expected = Set(index.names.filter { index.weightMap[$0] == shardName })
+                if let missing = index.names.first(where: { index.weightMap[$0] == shardName && mapped.file.entries[$0] == nil }) {
+                    throw ApplicationError(application: "checkpoint", problem: "\(shardURL.path): shard does not hold tensor '\(missing)', which the index maps to it")
+                }
+                if let extra = mapped.file.names.first(where: { !expected.contains($0) }) {
+                    throw ApplicationError(application: "checkpoint", problem: "\(shardURL.path): shard holds tensor '\(extra)', which the index does not map to it")
+                }
+                for name in mapped.file.names { files[name] = mapped }
+                names += mapped.file.names
+                shards.append(Shard(fileName: shardName, tensors: mapped.file.names))
+            }
+            self.files = files
+            self.names = names
+            layout = .sharded(indexFileName: fileName, shards: shards)
+            memory = nil
+            memoryDTypes = [:]
+        } else if isTorch {
+            let stateDict: TorchStateDict
+            do { stateDict = try TorchStateDict(contentsOf: modelFile) } catch { throw ApplicationError(application: "checkpoint", problem: "\(error)") }
+            var dtypes: [String: SafeTensorsDType] = [:]
+            for (name, dtype) in stateDict.dtypes {
+                guard let converted = SafeTensorsDType(torch: dtype) else { throw ApplicationError(application: "checkpoint", problem: "\(url.path): tensor '\(name)' has dtype \(dtype.rawValue), which safetensors cannot hold") }
+                dtypes[name] = converted
+            }
+            files = [:]
+            names = stateDict.tensors.names
+            memory = stateDict.tensors
+            memoryDTypes = dtypes
+            layout = .torchStateDict(fileName: fileName)
+        } else {
+            let mapped: MappedSafeTensors
+            do { mapped = try MappedSafeTensors(modelFile) } catch { throw ApplicationError(application: "checkpoint", problem: "\(error)") }
+            files = Dictionary(uniqueKeysWithValues: mapped.file.names.map { ($0, mapped) })
+            names = mapped.file.names
+            memory = nil
+            memoryDTypes = [:]
+            layout = .single(fileName: fileName)
+        }
+    }
+
+    /// The element type and shape of tensor `name`.
+    /// - Throws: ``ApplicationError`` when the model has no such tensor.
+    public func entry(_ name: String) throws(ApplicationError) -> (dtype: SafeTensorsDType, shape: [Int]) {
+        if let file = files[name], let entry = file.file.entries[name] { return (entry.dtype, entry.shape) }
+        if let tensor = memory?[name], let dtype = memoryDTypes[name] { return (dtype, tensor.shape) }
+        throw ApplicationError(application: "checkpoint", problem: "\(path): no tensor named '\(name)'")
+    }
+
+    /// Elements `range` (row-major) of floating-point tensor `name`, converted to float32.
+    /// - Throws: ``ApplicationError`` when the tensor is missing or holds integers.
+    public func floats(_ name: String, range: Range<Int>) throws(ApplicationError) -> [Float] {
+        let (dtype, _) = try entry(name)
+        guard dtype.isFloatingPoint else {
+            throw ApplicationError(application: "checkpoint", problem: "\(path): tensor '\(name)' is \(dtype.rawValue), not floating point")
+        }
+        if let tensor = memory?[name] { return Array(tensor.scalars[range]) }
+        let file = files[name]!.file
+        let result = try? file.withRawBytes(of: name) { raw in
+            [Float](unsafeUninitializedCapacity: range.count) { buffer, initialized in
+                CheckpointDecoding.decode(raw, dtype: dtype, range: range, into: buffer)
+                initialized = range.count
+            }
+        }
+        return result ?? []
+    }
+
+    /// Writes tensor `name` unchanged (same dtype and bytes) as the writer's next tensor.
+    public func copy(_ name: String, to writer: SafeTensorsStreamWriter) throws(SafeTensorsError) {
+        if let tensor = memory?[name] {
+            try writer.write(name, tensor)
+            return
+        }
+        guard let file = files[name]?.file else { throw SafeTensorsError(path: path, problem: "no tensor named '\(name)'") }
+        let outcome: Result<Void, SafeTensorsError> = try file.withRawBytes(of: name) { raw in
+            do throws(SafeTensorsError) { try writer.writeRaw(name, bytes: raw); return .success(()) } catch { return .failure(error) }
+        }
+        try outcome.get()
+    }
+
+    /// Hands the resident pages of tensor `name` back to the kernel (no effect for a state dict).
+    public func release(_ name: String) { files[name]?.release(name) }
+
+    /// The total number of elements of tensors `names` (all tensors by default).
+    public func elementCount(of names: [String]? = nil) -> Int {
+        (names ?? self.names).reduce(0) { $0 + ((try? entry($1).shape.reduce(1, *)) ?? 0) }
+    }
+}
+
+extension SafeTensorsDType {
+    /// The safetensors dtype of a PyTorch storage dtype (all ten have one).
+    init?(torch dtype: TorchDType) {
+        switch dtype {
+        case .float32: self = .float32
+        case .float64: self = .float64
+        case .float16: self = .float16
+        case .bfloat16: self = .bfloat16
+        case .int64: self = .int64
+        case .int32: self = .int32
+        case .int16: self = .int16
+        case .int8: self = .int8
+        case .uint8: self = .uint8
+        case .bool: self = .bool
+        }
+    }
+}
