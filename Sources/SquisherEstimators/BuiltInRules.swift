@@ -48,7 +48,7 @@ public struct Conv2dSquaredGradientRule: PerSampleSquaredGradientRule {
                                  a: delta, lda: l, b: pointers.u + sample * k * l, ldb: l, c: g, ldc: k)
                             for i in 0..<(o * k) { weightSum[i] = g[i] * g[i] + weightSum[i] }
                             for channel in 0..<o {
-                                let total = rowSum(delta + channel * l, count: l)
+                                let total = vectorSum(delta + channel * l, count: l)
                                 biasSum[channel] = total * total + biasSum[channel]
                             }
                         }
@@ -78,20 +78,6 @@ private struct RulePointers: @unchecked Sendable {
     let sums: UnsafeMutablePointer<Float>
 }
 
-/// `Σ_i x[i]` with two SIMD8 accumulators (Swift does not reassociate a scalar sum).
-@inline(__always)
-func rowSum(_ x: UnsafePointer<Float>, count: Int) -> Float {
-    var s0 = SIMD8<Float>(), s1 = SIMD8<Float>()
-    var i = 0
-    while i + 16 <= count {
-        s0 += UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
-        s1 += UnsafeRawPointer(x + i + 8).loadUnaligned(as: SIMD8<Float>.self)
-        i += 16
-    }
-    var total = (s0 + s1).sum()
-    while i < count { total += x[i]; i += 1 }
-    return total
-}
 
 /// Remembers the last (input, unfolded input) pair of a convolution rule. The cached input is kept
 /// alive, so its storage can neither be freed nor written in place (copy on write): the same storage

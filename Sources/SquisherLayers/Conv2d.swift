@@ -255,7 +255,7 @@ public final class Conv2d: Layer, CustomStringConvertible {
                                                 a: gradientBlock, lda: ld, b: columns, ldb: ld, beta: 1, c: dw.baseAddress!, ldc: k)
                                         }
                                         if biasGradient {
-                                            for o in 0..<out { db[o] += Double(rowSum(gradientBlock + o * ld, count: ld)) }
+                                            for o in 0..<out { db[o] += Double(vectorSum(gradientBlock + o * ld, count: ld)) }
                                         }
                                         first += count
                                     }
@@ -272,19 +272,4 @@ public final class Conv2d: Layer, CustomStringConvertible {
         }
         return inputGradient
     }
-}
-
-/// `Σ_i x[i]` with eight independent SIMD8 lanes (Swift does not reassociate a scalar sum).
-@inline(__always)
-func rowSum(_ x: UnsafePointer<Float>, count: Int) -> Float {
-    var s0 = SIMD8<Float>(), s1 = SIMD8<Float>()
-    var i = 0
-    while i + 16 <= count {
-        s0 += UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
-        s1 += UnsafeRawPointer(x + i + 8).loadUnaligned(as: SIMD8<Float>.self)
-        i += 16
-    }
-    var total = (s0 + s1).sum()
-    while i < count { total += x[i]; i += 1 }
-    return total
 }

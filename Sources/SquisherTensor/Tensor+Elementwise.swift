@@ -84,3 +84,23 @@ public func axpy(count: Int, alpha: Float, x: UnsafePointer<Float>, y: UnsafeMut
         i += 1
     }
 }
+
+/// `Σ_i x[i]` over `count` floats with two SIMD8 accumulators (Swift does not reassociate a scalar
+/// sum, so a plain loop would run one add at a time). Float32 accumulation: callers summing more
+/// than a few thousand values, or across batches, accumulate the returned partial sums in `Double`.
+@inlinable
+public func vectorSum(_ x: UnsafePointer<Float>, count: Int) -> Float {
+    var s0 = SIMD8<Float>(), s1 = SIMD8<Float>()
+    var i = 0
+    while i + 16 <= count {
+        s0 += UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
+        s1 += UnsafeRawPointer(x + i + 8).loadUnaligned(as: SIMD8<Float>.self)
+        i += 16
+    }
+    var total = (s0 + s1).sum()
+    while i < count {
+        total += x[i]
+        i += 1
+    }
+    return total
+}
