@@ -95,7 +95,12 @@ public enum SquisherTool {
         var lines = ["USAGE: squisher \(command.name) [options] \(command.positionalUsage)", "", command.discussion, "", "OPTIONS:"]
         for option in command.options {
             let head = "--\(option.name)" + (option.valueName.map { " <\($0)>" } ?? "")
-            lines.append("  " + head.padding(toLength: 28, withPad: " ", startingAt: 0) + option.help)
+            if head.count < 28 {
+                lines.append("  " + head.padding(toLength: 28, withPad: " ", startingAt: 0) + option.help)
+            } else {  // a long value list: the help goes on its own line rather than being cut
+                lines.append("  " + head)
+                lines.append(String(repeating: " ", count: 30) + option.help)
+            }
         }
         lines.append("  " + "--help".padding(toLength: 28, withPad: " ", startingAt: 0) + "Show this help.")
         return lines.joined(separator: "\n")
