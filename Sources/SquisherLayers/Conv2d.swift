@@ -1,3 +1,4 @@
+import Dispatch
 import SquisherTensor
 
 /// A 2-D convolution (cross-correlation) over NCHW images, as PyTorch's `nn.Conv2d` with
@@ -139,35 +140,18 @@ public final class Conv2d: Layer, CustomStringConvertible {
         return result
     }
 
-    /// Scratch memory reused across calls (column matrices and gradient blocks), so that repeated
-    /// forwards and backwards do not allocate and page-fault megabytes each time.
-    private var workspace: [Float] = []
-
-    /// Samples per block: the block's column matrix `[fanIn, block * L]` holds at most 2^18 floats
-    /// (1 MiB, cache-sized) but at least one sample. Each block is one GEMM.
-    private func samplesPerBlock(_ g: Im2Col, batch: Int) -> Int {
-        Swift.max(1, Swift.min(batch, (1 << 18) / Swift.max(g.rows * g.columns, 1)))
+    /// The threads one call splits its samples over, and the single-threaded GEMM settings each of
+    /// them uses (the per-sample products are small; the parallelism is over samples).
+    private func sampleParallelism(batch: Int) -> (parts: Int, configuration: GEMMConfiguration) {
+        var configuration = GEMMConfiguration.current
+        let parts = Swift.max(1, Swift.min(configuration.maximumThreads, batch))
+        configuration.maximumThreads = 1
+        return (parts, configuration)
     }
 
-    /// Runs `body` with the workspace grown to at least `count` floats (taken out of the object so
-    /// that writes through the pointer never trigger a uniqueness check or copy).
-    private func withWorkspace<R>(count: Int, _ body: (UnsafeMutablePointer<Float>) -> R) -> R {
-        var buffer: [Float] = []
-        swap(&buffer, &workspace)
-        if buffer.count < count { buffer = [Float](repeating: 0, count: count) }
-        defer { swap(&buffer, &workspace) }
-        return buffer.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
-    }
-
-    /// im2col of samples `first ..< first + count` side by side: `[fanIn, count * L]`, sample
-    /// `first + s` in columns `s*L ..< (s+1)*L`.
-    private func blockColumns(_ x: UnsafePointer<Float>, _ g: Im2Col, first: Int, count: Int, into columns: UnsafeMutablePointer<Float>) {
-        let l = g.columns
-        for s in 0..<count {
-            g.im2col(image: x + (first + s) * g.imageCount, columnsOut: columns + s * l, leadingDimension: count * l)
-        }
-    }
-
+    /// Computed one sample at a time, the samples split over the threads: per sample the im2col
+    /// matrix `X_col[fanIn, L]` (thread-local, cache-sized) and `Y_n[out, L] = W · X_col + bias`
+    /// written straight into the NCHW output (no transposes).
     public func forward(_ input: Tensor, mode: LayerMode) throws(TensorError) -> Tensor {
         let g = try geometry(for: input, "forward")
         let batch = input.shape[0]
@@ -176,29 +160,25 @@ public final class Conv2d: Layer, CustomStringConvertible {
         var output = Tensor(zeros: [batch, outputChannels, g.outputHeight, g.outputWidth])
         guard batch > 0 else { return output }
         let k = g.rows, l = g.columns, out = outputChannels
-        let block = samplesPerBlock(g, batch: batch)
-        let biasValues = bias?.value.scalars
-        withWorkspace(count: (k + out) * block * l) { work in
-            input.withUnsafeBufferPointer { x in
-                weight.value.withUnsafeBufferPointer { w in
-                    output.withUnsafeMutableBufferPointer { result in
-                        var first = 0
-                        while first < batch {
-                            let count = Swift.min(block, batch - first), ld = count * l
-                            let columns = work, product = work + k * ld
-                            blockColumns(x.baseAddress!, g, first: first, count: count, into: columns)
-                            // Y[out, count*L] = W[out, fanIn] · X_col, started from the bias (beta = 1).
-                            for o in 0..<out { (product + o * ld).update(repeating: biasValues?[o] ?? 0, count: ld) }
-                            gemm(
-                                transposeA: false, transposeB: false, m: out, n: ld, k: k,
-                                a: w.baseAddress!, lda: k, b: columns, ldb: ld, beta: 1, c: product, ldc: ld)
-                            // [out, count, L] -> [count, out, L].
-                            for s in 0..<count {
-                                for o in 0..<out {
-                                    (result.baseAddress! + ((first + s) * out + o) * l).update(from: product + o * ld + s * l, count: l)
-                                }
+        let (parts, configuration) = sampleParallelism(batch: batch)
+        let biasValues = bias?.value.scalars ?? [Float](repeating: 0, count: out)
+        input.withUnsafeBufferPointer { x in
+            weight.value.withUnsafeBufferPointer { w in
+                output.withUnsafeMutableBufferPointer { y in
+                    biasValues.withUnsafeBufferPointer { b in
+                        let p = ConvPointers(x: x.baseAddress!, w: w.baseAddress!, dy: b.baseAddress!, out: y.baseAddress!)
+                        DispatchQueue.concurrentPerform(iterations: parts) { part in
+                            let columns = UnsafeMutablePointer<Float>.allocate(capacity: k * l)
+                            defer { columns.deallocate() }
+                            for n in (batch * part / parts)..<(batch * (part + 1) / parts) {
+                                g.im2col(image: p.x + n * g.imageCount, columnsOut: columns, leadingDimension: l)
+                                let yn = p.out + n * out * l
+                                for o in 0..<out { (yn + o * l).update(repeating: p.dy[o], count: l) }
+                                gemm(
+                                    transposeA: false, transposeB: false, m: out, n: l, k: k,
+                                    a: p.w, lda: k, b: columns, ldb: l, beta: 1, c: yn, ldc: l,
+                                    configuration: configuration)
                             }
-                            first += count
                         }
                     }
                 }
@@ -207,6 +187,9 @@ public final class Conv2d: Layer, CustomStringConvertible {
         return output
     }
 
+    /// One sample at a time, the samples split over the threads: `dX_col = Wᵀ · dY_n` then col2im
+    /// into `dX_n`; `dW += dY_n · X_colᵀ` and `db += Σ_l dY_n` into per-thread sums (Double for
+    /// the bias) added at the end.
     public func backward(_ outputGradient: Tensor, accumulateParameterGradients: Bool) throws(TensorError) -> Tensor {
         guard let input = cachedInput, let g = cachedGeometry else {
             throw .invalidArgument(argument: "\(description) backward", reason: "called before forward")
@@ -216,48 +199,41 @@ public final class Conv2d: Layer, CustomStringConvertible {
         var inputGradient = Tensor(zeros: input.shape)
         guard batch > 0 else { return inputGradient }
         let k = g.rows, l = g.columns, out = outputChannels
-        let block = samplesPerBlock(g, batch: batch)
+        let (parts, configuration) = sampleParallelism(batch: batch)
         let weightGradient = accumulateParameterGradients && weight.requiresGradient
         let biasGradient = accumulateParameterGradients && (bias?.requiresGradient ?? false)
-        var weightIncrement = [Float](repeating: 0, count: weightGradient ? out * k : 0)
-        var biasIncrement = [Double](repeating: 0, count: biasGradient ? out : 0)
-        withWorkspace(count: (out + 2 * k) * block * l) { work in
-            input.withUnsafeBufferPointer { x in
-                outputGradient.withUnsafeBufferPointer { dy in
-                    weight.value.withUnsafeBufferPointer { w in
-                        inputGradient.withUnsafeMutableBufferPointer { dx in
-                            weightIncrement.withUnsafeMutableBufferPointer { dw in
-                                biasIncrement.withUnsafeMutableBufferPointer { db in
-                                    var first = 0
-                                    while first < batch {
-                                        let count = Swift.min(block, batch - first), ld = count * l
-                                        let gradientBlock = work, columnGradient = work + out * ld, columns = columnGradient + k * ld
-                                        // dY of the block as [out, count*L].
-                                        for s in 0..<count {
-                                            for o in 0..<out {
-                                                (gradientBlock + o * ld + s * l).update(from: dy.baseAddress! + ((first + s) * out + o) * l, count: l)
-                                            }
-                                        }
-                                        // dX_col[fanIn, count*L] = Wᵀ · dY, then col2im per sample.
+        // Per thread: dW [out, k] in Float, then db [out] in Double.
+        let weightStride = weightGradient ? out * k : 0, biasStride = biasGradient ? out : 0
+        var weightSums = [Float](repeating: 0, count: parts * weightStride)
+        var biasSums = [Double](repeating: 0, count: parts * biasStride)
+        input.withUnsafeBufferPointer { x in
+            outputGradient.withUnsafeBufferPointer { dy in
+                weight.value.withUnsafeBufferPointer { w in
+                    inputGradient.withUnsafeMutableBufferPointer { dx in
+                        weightSums.withUnsafeMutableBufferPointer { dw in
+                            biasSums.withUnsafeMutableBufferPointer { db in
+                                let p = ConvPointers(x: x.baseAddress!, w: w.baseAddress!, dy: dy.baseAddress!, out: dx.baseAddress!)
+                                let sums = ConvSums(weight: weightGradient ? dw.baseAddress : nil, bias: biasGradient ? db.baseAddress : nil)
+                                DispatchQueue.concurrentPerform(iterations: parts) { part in
+                                    let columns = UnsafeMutablePointer<Float>.allocate(capacity: k * l)
+                                    defer { columns.deallocate() }
+                                    for n in (batch * part / parts)..<(batch * (part + 1) / parts) {
+                                        let dyn = p.dy + n * out * l
+                                        // dX_col[fanIn, L] = Wᵀ · dY_n, scattered back into dX_n.
                                         gemm(
-                                            transposeA: true, transposeB: false, m: k, n: ld, k: out,
-                                            a: w.baseAddress!, lda: k, b: gradientBlock, ldb: ld, c: columnGradient, ldc: ld)
-                                        for s in 0..<count {
-                                            g.col2im(
-                                                columnsIn: columnGradient + s * l, leadingDimension: ld,
-                                                addingInto: dx.baseAddress! + (first + s) * g.imageCount)
-                                        }
-                                        if weightGradient {
-                                            // dW[out, fanIn] += dY · X_colᵀ: both operands read along rows of length count*L.
-                                            blockColumns(x.baseAddress!, g, first: first, count: count, into: columns)
+                                            transposeA: true, transposeB: false, m: k, n: l, k: out,
+                                            a: p.w, lda: k, b: dyn, ldb: l, c: columns, ldc: l, configuration: configuration)
+                                        g.col2im(columnsIn: columns, leadingDimension: l, addingInto: p.out + n * g.imageCount)
+                                        if let weightSum = sums.weight.map({ $0 + part * weightStride }) {
+                                            g.im2col(image: p.x + n * g.imageCount, columnsOut: columns, leadingDimension: l)
                                             gemm(
-                                                transposeA: false, transposeB: true, m: out, n: k, k: ld,
-                                                a: gradientBlock, lda: ld, b: columns, ldb: ld, beta: 1, c: dw.baseAddress!, ldc: k)
+                                                transposeA: false, transposeB: true, m: out, n: k, k: l,
+                                                a: dyn, lda: l, b: columns, ldb: l, beta: 1, c: weightSum, ldc: k,
+                                                configuration: configuration)
                                         }
-                                        if biasGradient {
-                                            for o in 0..<out { db[o] += Double(vectorSum(gradientBlock + o * ld, count: ld)) }
+                                        if let biasSum = sums.bias.map({ $0 + part * biasStride }) {
+                                            for o in 0..<out { biasSum[o] += Double(vectorSum(dyn + o * l, count: l)) }
                                         }
-                                        first += count
                                     }
                                 }
                             }
@@ -266,10 +242,31 @@ public final class Conv2d: Layer, CustomStringConvertible {
                 }
             }
         }
+        var weightIncrement = Array(weightSums.prefix(weightStride))
+        var biasIncrement = Array(biasSums.prefix(biasStride))
+        for part in 1..<parts {
+            for i in 0..<weightStride { weightIncrement[i] += weightSums[part * weightStride + i] }
+            for i in 0..<biasStride { biasIncrement[i] += biasSums[part * biasStride + i] }
+        }
         if weightGradient { try weight.gradient.addScaled(Tensor(uncheckedShape: weight.value.shape, scalars: weightIncrement)) }
         if biasGradient, let bias {
             try bias.gradient.addScaled(Tensor(uncheckedShape: [out], scalars: biasIncrement.map { Float($0) }))
         }
         return inputGradient
     }
+}
+
+/// Operand pointers shared by the threads of one convolution call (each thread touches disjoint
+/// samples of `out`).
+private struct ConvPointers: @unchecked Sendable {
+    let x: UnsafePointer<Float>
+    let w: UnsafePointer<Float>
+    let dy: UnsafePointer<Float>
+    let out: UnsafeMutablePointer<Float>
+}
+
+/// Per-thread parameter-gradient sums (nil when that gradient is not accumulated).
+private struct ConvSums: @unchecked Sendable {
+    let weight: UnsafeMutablePointer<Float>?
+    let bias: UnsafeMutablePointer<Double>?
 }
