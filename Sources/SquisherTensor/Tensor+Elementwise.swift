@@ -3,11 +3,14 @@ extension Tensor {
     /// Applies `transform` to every scalar.
     @inlinable
     public func map(_ transform: (Float) -> Float) -> Tensor {
-        var result = self
-        result.withUnsafeMutableBufferPointer { out in
-            for i in out.indices { out[i] = transform(out[i]) }
+        // One pass: read this tensor, write a fresh buffer (no copy-then-overwrite).
+        let scalars = withUnsafeBufferPointer { x in
+            [Float](unsafeUninitializedCapacity: x.count) { out, initialized in
+                for i in 0..<x.count { out[i] = transform(x[i]) }
+                initialized = x.count
+            }
         }
-        return result
+        return Tensor(uncheckedShape: shape, scalars: scalars)
     }
 
     /// Combines two tensors of equal shape element by element.
@@ -17,13 +20,15 @@ extension Tensor {
         _ other: Tensor, _ operation: String = "element-wise operation", _ combine: (Float, Float) -> Float
     ) throws(TensorError) -> Tensor {
         try other.checkShape(shape, operation)
-        var result = self
-        other.withUnsafeBufferPointer { rhs in
-            result.withUnsafeMutableBufferPointer { out in
-                for i in out.indices { out[i] = combine(out[i], rhs[i]) }
+        let scalars = withUnsafeBufferPointer { lhs in
+            other.withUnsafeBufferPointer { rhs in
+                [Float](unsafeUninitializedCapacity: lhs.count) { out, initialized in
+                    for i in 0..<lhs.count { out[i] = combine(lhs[i], rhs[i]) }
+                    initialized = lhs.count
+                }
             }
         }
-        return result
+        return Tensor(uncheckedShape: shape, scalars: scalars)
     }
 
     /// `self += alpha * other`, element-wise (axpy).
