@@ -191,13 +191,26 @@ public final class Conv2d: Layer, CustomStringConvertible {
     /// into `dX_n`; `dW += dY_n · X_colᵀ` and `db += Σ_l dY_n` into per-thread sums (Double for
     /// the bias) added at the end.
     public func backward(_ outputGradient: Tensor, accumulateParameterGradients: Bool) throws(TensorError) -> Tensor {
+        try backward(outputGradient, accumulateParameterGradients: accumulateParameterGradients, computeInputGradient: true)!
+    }
+
+    /// Skips the input gradient (the `Wᵀ · dY_n` products and col2im).
+    public func accumulateParameterGradients(_ outputGradient: Tensor) throws(TensorError) {
+        _ = try backward(outputGradient, accumulateParameterGradients: true, computeInputGradient: false)
+    }
+
+    /// The input gradient when `computeInputGradient`, else nil.
+    private func backward(
+        _ outputGradient: Tensor, accumulateParameterGradients: Bool, computeInputGradient: Bool
+    ) throws(TensorError) -> Tensor? {
         guard let input = cachedInput, let g = cachedGeometry else {
             throw .invalidArgument(argument: "\(description) backward", reason: "called before forward")
         }
         let batch = input.shape[0]
         try outputGradient.checkShape([batch, outputChannels, g.outputHeight, g.outputWidth], "\(description) backward (output gradient)")
-        var inputGradient = Tensor(zeros: input.shape)
-        guard batch > 0 else { return inputGradient }
+        // Without an input gradient, a one-element placeholder keeps the pointer plumbing simple; it is never written.
+        var inputGradient = Tensor(zeros: computeInputGradient ? input.shape : [1])
+        guard batch > 0 else { return computeInputGradient ? inputGradient : nil }
         let k = g.rows, l = g.columns, out = outputChannels
         let (parts, configuration) = sampleParallelism(batch: batch)
         let weightGradient = accumulateParameterGradients && weight.requiresGradient
@@ -219,11 +232,13 @@ public final class Conv2d: Layer, CustomStringConvertible {
                                     defer { columns.deallocate() }
                                     for n in (batch * part / parts)..<(batch * (part + 1) / parts) {
                                         let dyn = p.dy + n * out * l
-                                        // dX_col[fanIn, L] = Wᵀ · dY_n, scattered back into dX_n.
-                                        gemm(
-                                            transposeA: true, transposeB: false, m: k, n: l, k: out,
-                                            a: p.w, lda: k, b: dyn, ldb: l, c: columns, ldc: l, configuration: configuration)
-                                        g.col2im(columnsIn: columns, leadingDimension: l, addingInto: p.out + n * g.imageCount)
+                                        if computeInputGradient {
+                                            // dX_col[fanIn, L] = Wᵀ · dY_n, scattered back into dX_n.
+                                            gemm(
+                                                transposeA: true, transposeB: false, m: k, n: l, k: out,
+                                                a: p.w, lda: k, b: dyn, ldb: l, c: columns, ldc: l, configuration: configuration)
+                                            g.col2im(columnsIn: columns, leadingDimension: l, addingInto: p.out + n * g.imageCount)
+                                        }
                                         if let weightSum = sums.weight.map({ $0 + part * weightStride }) {
                                             g.im2col(image: p.x + n * g.imageCount, columnsOut: columns, leadingDimension: l)
                                             gemm(
@@ -252,7 +267,7 @@ public final class Conv2d: Layer, CustomStringConvertible {
         if biasGradient, let bias {
             try bias.gradient.addScaled(Tensor(uncheckedShape: [out], scalars: biasIncrement.map { Float($0) }))
         }
-        return inputGradient
+        return computeInputGradient ? inputGradient : nil
     }
 }
 

@@ -32,6 +32,20 @@ public protocol Layer: AnyObject {
     /// into each parameter's `gradient`.
     /// - Throws: ``TensorError`` when there was no forward or the gradient's shape is wrong.
     func backward(_ outputGradient: Tensor, accumulateParameterGradients: Bool) throws(TensorError) -> Tensor
+
+    /// The backward pass of a layer whose input gradient nobody needs (the first layer of a model,
+    /// whose input is data): adds `dL/d(parameter)` (summed over the batch) into each parameter's
+    /// `gradient`, as ``backward(_:accumulateParameterGradients:)`` with `true`, without computing
+    /// `dL/d(input)`. The default calls `backward` and discards its result; layers whose input
+    /// gradient is costly (`Linear`, `Conv2d`) skip that product.
+    /// - Throws: as ``backward(_:accumulateParameterGradients:)``.
+    func accumulateParameterGradients(_ outputGradient: Tensor) throws(TensorError)
+}
+
+extension Layer {
+    public func accumulateParameterGradients(_ outputGradient: Tensor) throws(TensorError) {
+        _ = try backward(outputGradient, accumulateParameterGradients: true)
+    }
 }
 
 /// A layer made of named child layers (like `nn.Sequential`); parameter names are the children's

@@ -69,6 +69,18 @@ public final class Linear: Layer {
     }
 
     public func backward(_ outputGradient: Tensor, accumulateParameterGradients: Bool) throws(TensorError) -> Tensor {
+        try backward(outputGradient, accumulateParameterGradients: accumulateParameterGradients, computeInputGradient: true)!
+    }
+
+    /// Skips the input-gradient product `g · W` (`[rows, out] x [out, in]`).
+    public func accumulateParameterGradients(_ outputGradient: Tensor) throws(TensorError) {
+        _ = try backward(outputGradient, accumulateParameterGradients: true, computeInputGradient: false)
+    }
+
+    /// The input gradient when `computeInputGradient`, else nil.
+    private func backward(
+        _ outputGradient: Tensor, accumulateParameterGradients: Bool, computeInputGradient: Bool
+    ) throws(TensorError) -> Tensor? {
         guard let input = cachedInput else { throw .invalidArgument(argument: "Linear.backward", reason: "called before forward") }
         try outputGradient.checkShape(Array(input.shape.dropLast()) + [outputFeatures], "Linear(\(inputFeatures)->\(outputFeatures)) backward")
         let rows = input.count / inputFeatures
@@ -92,6 +104,7 @@ public final class Linear: Layer {
                 try bias.gradient.addScaled(g.sumOverLeadingAxis())
             }
         }
+        guard computeInputGradient else { return nil }
         return try Tensor.matmul(g, weight.value).reshaped(input.shape)
     }
 }

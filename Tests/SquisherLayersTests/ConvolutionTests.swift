@@ -38,10 +38,10 @@ struct ConvolutionTests {
         }
     }
 
-    @Test("Conv2d on a batch spanning several internal blocks equals the Double reference and per-sample runs")
+    @Test("Conv2d on a batch split over the threads equals the Double reference, per-sample runs and the parameter-only backward")
     func blockedBatch() throws {
-        // 3 channels, 32x32, k3 p1: each sample's column matrix has 27 * 1024 floats, so the layer
-        // processes the 20 samples in blocks of 9, 9 and 2 (2^18 floats per block).
+        // 3 channels, 32x32, k3 p1, 20 samples: the layer splits them over the GEMM threads (each
+        // with its own parameter-gradient sums, added at the end).
         var generator = SplitMix64(seed: 37)
         let layer = try Conv2d(inputChannels: 3, outputChannels: 4, kernelSize: 3, padding: 1, generator: &generator)
         let input = Tensor.uniform(shape: [20, 3, 32, 32], low: -1, high: 1, using: &generator)
@@ -70,6 +70,13 @@ struct ConvolutionTests {
         // Parameter gradients sum 20 * 1024 products: summation order differs, ~1e-6 relative.
         for (index, (name, parameter)) in layer.namedParameters.enumerated() {
             expectClose(batchGradients[index], doubles(parameter.gradient), relative: 1e-5, absolute: 1e-4, "blocked gradient of \(name)")
+        }
+        // The parameter-only backward (first layer of a model) runs the same parameter arithmetic: identical bits.
+        _ = try layer.forward(input, mode: .training)
+        layer.zeroGradients()
+        try layer.accumulateParameterGradients(r)
+        for (index, (name, parameter)) in layer.namedParameters.enumerated() {
+            #expect(doubles(parameter.gradient) == batchGradients[index], "parameter-only backward of \(name)")
         }
     }
 

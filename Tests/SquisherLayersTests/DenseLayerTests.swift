@@ -14,6 +14,22 @@ struct DenseLayerTests {
         }
     }
 
+    @Test("Linear's parameter-only backward (first layer of a model) accumulates the same bits as the full backward")
+    func linearParameterOnlyBackward() throws {
+        var generator = SplitMix64(seed: 22)
+        let layer = Linear(inputFeatures: 300, outputFeatures: 40, generator: &generator)  // large enough for the packed GEMM
+        let input = Tensor.uniform(shape: [64, 300], low: -1, high: 1, using: &generator)
+        let gradient = Tensor.uniform(shape: [64, 40], low: -1, high: 1, using: &generator)
+        _ = try layer.forward(input, mode: .training)
+        layer.zeroGradients()
+        _ = try layer.backward(gradient, accumulateParameterGradients: true)
+        let full = layer.namedParameters.map { $0.parameter.gradient }
+        layer.zeroGradients()
+        try layer.accumulateParameterGradients(gradient)
+        #expect(layer.namedParameters.map { $0.parameter.gradient } == full)
+        #expect(full[0].scalars.contains { $0 != 0 })
+    }
+
     @Test("LayerNorm with non-trivial affine parameters", arguments: [[4], [2, 3]])
     func layerNorm(normalizedShape: [Int]) throws {
         var generator = SplitMix64(seed: 22)
