@@ -51,7 +51,7 @@ enum EstimatorBenchmark {
             let plain = try median(repeats) {
                 for batch in batches {
                     let logits = try model.forward(batch.inputs, mode: .evaluation)
-                    _ = try model.backward(try loss(logits: logits, labels: batch.labels).logitsGradient, accumulateParameterGradients: true)
+                    try model.accumulateParameterGradients(try loss(logits: logits, labels: batch.labels).logitsGradient)
                 }
             }
             let empirical = try median(repeats) { _ = try EmpiricalFisher(batchSize: batchSize).estimate(model: model, data: data) }
@@ -68,7 +68,7 @@ enum EstimatorBenchmark {
                 for single in singles {
                     model.zeroGradients()
                     let logits = try model.forward(single.inputs, mode: .evaluation)
-                    _ = try model.backward(try loss(logits: logits, labels: single.labels).logitsGradient, accumulateParameterGradients: true)
+                    try model.accumulateParameterGradients(try loss(logits: logits, labels: single.labels).logitsGradient)
                     for (i, entry) in model.namedParameters.enumerated() { try sums[i].addScaled(entry.parameter.gradient.map { $0 * $0 }) }
                 }
             } * Double(samples) / Double(loopSamples)

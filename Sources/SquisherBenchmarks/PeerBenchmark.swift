@@ -43,7 +43,7 @@ enum PeerBenchmark {
             return {
                 for batch in batches {
                     let logits = try model.forward(batch.inputs, mode: .training)
-                    _ = try model.backward(try loss(logits: logits, labels: batch.labels).logitsGradient, accumulateParameterGradients: true)
+                    try model.accumulateParameterGradients(try loss(logits: logits, labels: batch.labels).logitsGradient)
                 }
             }
         case "adam_epoch", "adam_epoch_squisher":

@@ -89,7 +89,7 @@ public enum Trainer {
                 guard value.isFinite else {
                     throw TensorError.invalidArgument(argument: "training loss", reason: "is \(value) at epoch \(epoch), batch \(index + 1) (diverged: lower the learning rate)")
                 }
-                _ = try model.backward(gradient, accumulateParameterGradients: true)
+                try model.accumulateParameterGradients(gradient)
                 var penalty = 0.0
                 for regularizer in regularizers { penalty += try regularizer.addPenalty(to: parameters, batchSize: batch.count) }
                 try optimizer.step(batchSize: batch.count)
