@@ -1,5 +1,4 @@
 import Dispatch
-import Synchronization
 import SquisherLayers
 import SquisherTensor
 
@@ -14,26 +13,53 @@ func registerBuiltInRules(into registry: inout PerSampleRuleRegistry) {
 /// gradient `Δ_n` `[O, L]` of sample `n`, the per-sample weight gradient is `Δ_n U_nᵀ` (one small
 /// matrix product per sample, as BackPACK's `BatchGrad` for convolutions) and the bias gradient
 /// `Σ_l Δ_n[:, l]`; both are squared and summed over samples.
-public struct Conv2dSquaredGradientRule: PerSampleSquaredGradientRule {
-    /// The last input and its unfolding: the true Fisher runs C backward passes after one forward,
-    /// and every pass sees the same layer input, so it is unfolded once.
-    private let cache = UnfoldCache()
-
+///
+/// Over the passes of one batch (``PassSummableSquaredGradientRule``) the input is unfolded once
+/// and the per-thread sums are kept across passes (the square of a sum over positions cannot be
+/// summed over passes first, so the per-sample products stay one per pass).
+public struct Conv2dSquaredGradientRule: PassSummableSquaredGradientRule {
     public init() {}
 
     public func accumulateSquaredGradients(
         layer: any Layer, input: Tensor, outputGradient: Tensor, scale: Float, into accumulators: inout [String: Tensor]
     ) throws -> Int {
+        guard let sum = try beginPasses(layer: layer, input: input) else { return 0 }
+        return try sum.add(outputGradient: outputGradient, scale: scale) + sum.finish(into: &accumulators) + sum.retainedBytes
+    }
+
+    public func beginPasses(layer: any Layer, input: Tensor) throws -> (any SquaredGradientPassSum)? {
         guard let conv = layer as? Conv2d else { throw TensorError.invalidArgument(argument: "layer", reason: "expected Conv2d, got \(layer.typeName)") }
-        let unfolded = try cache.unfolded(input, by: conv)
+        return try Conv2dPassSum(conv: conv, unfolded: conv.unfold(input))
+    }
+}
+
+/// The per-batch state of ``Conv2dSquaredGradientRule``: the unfolded input `[N, C·kh·kw, L]` and,
+/// per thread, `Σ_pass scale·Σ_n` of the squared per-sample weight and bias gradients.
+final class Conv2dPassSum: SquaredGradientPassSum {
+    let conv: Conv2d
+    let unfolded: Tensor
+    /// Samples are split between `parts` threads; part `p` owns `partial[p·stride ..< (p+1)·stride]`
+    /// (weight sums `[O·K]`, then bias sums `[O]`).
+    private let parts: Int
+    private var partial: [Float]
+
+    init(conv: Conv2d, unfolded: Tensor) {
+        self.conv = conv
+        self.unfolded = unfolded
+        let n = unfolded.shape[0], o = conv.outputChannels, k = unfolded.shape[1]
+        parts = Swift.max(1, Swift.min(GEMMConfiguration.current.maximumThreads, n))
+        partial = [Float](repeating: 0, count: parts * (o * k + o))
+    }
+
+    var retainedBytes: Int { 4 * (unfolded.count + partial.count) }
+
+    func add(outputGradient: Tensor, scale: Float) throws -> Int {
         let n = unfolded.shape[0], k = unfolded.shape[1], l = unfolded.shape[2], o = conv.outputChannels
         guard outputGradient.count == n * o * l else {
             throw TensorError.shapeMismatch(operation: "\(conv) per-sample rule", expected: "output gradient with \(n * o * l) entries", actual: outputGradient.shape)
         }
-        // Samples are split between threads; each squares its own per-sample gradients into its own sums.
-        let parts = Swift.max(1, Swift.min(GEMMConfiguration.current.maximumThreads, n))
-        let stride = o * k + o
-        var partial = [Float](repeating: 0, count: parts * stride)
+        guard n > 0, o > 0, k > 0, l > 0 else { return 0 }
+        let parts = parts, stride = o * k + o
         unfolded.withUnsafeBufferPointer { u in
             outputGradient.withUnsafeBufferPointer { d in
                 partial.withUnsafeMutableBufferPointer { sums in
@@ -46,28 +72,33 @@ public struct Conv2dSquaredGradientRule: PerSampleSquaredGradientRule {
                             let delta = pointers.d + sample * o * l
                             gemm(transposeA: false, transposeB: true, m: o, n: k, k: l,
                                  a: delta, lda: l, b: pointers.u + sample * k * l, ldb: l, c: g, ldc: k)
-                            for i in 0..<(o * k) { weightSum[i] = g[i] * g[i] + weightSum[i] }
+                            addScaledSquares(count: o * k, scale: scale, x: g, y: weightSum)
                             for channel in 0..<o {
                                 let total = vectorSum(delta + channel * l, count: l)
-                                biasSum[channel] = total * total + biasSum[channel]
+                                biasSum[channel] = scale * total * total + biasSum[channel]
                             }
                         }
                     }
                 }
             }
         }
+        return 4 * parts * o * k
+    }
+
+    func finish(into accumulators: inout [String: Tensor]) throws -> Int {
+        let k = unfolded.shape[1], o = conv.outputChannels, stride = o * k + o
         var weightSum = Array(partial[0..<(o * k)]), biasSum = Array(partial[(o * k)..<stride])
         for part in 1..<parts {
             for i in 0..<(o * k) { weightSum[i] += partial[part * stride + i] }
             for i in 0..<o { biasSum[i] += partial[part * stride + o * k + i] }
         }
         if conv.weight.requiresGradient {
-            try accumulators["weight", default: Tensor(zeros: conv.weight.value.shape)].addScaled(Tensor(uncheckedShape: conv.weight.value.shape, scalars: weightSum), scale)
+            try accumulators["weight", default: Tensor(zeros: conv.weight.value.shape)].addScaled(Tensor(uncheckedShape: conv.weight.value.shape, scalars: weightSum))
         }
         if let bias = conv.bias, bias.requiresGradient {
-            try accumulators["bias", default: Tensor(zeros: [o])].addScaled(Tensor(uncheckedShape: [o], scalars: biasSum), scale)
+            try accumulators["bias", default: Tensor(zeros: [o])].addScaled(Tensor(uncheckedShape: [o], scalars: biasSum))
         }
-        return 4 * (unfolded.count + (parts + 1) * stride)
+        return 4 * stride
     }
 }
 
@@ -76,27 +107,6 @@ private struct RulePointers: @unchecked Sendable {
     let u: UnsafePointer<Float>
     let d: UnsafePointer<Float>
     let sums: UnsafeMutablePointer<Float>
-}
-
-
-/// Remembers the last (input, unfolded input) pair of a convolution rule. The cached input is kept
-/// alive, so its storage can neither be freed nor written in place (copy on write): the same storage
-/// address and shape mean the same values.
-final class UnfoldCache: Sendable {
-    private let last = Mutex<(input: Tensor, layer: String, unfolded: Tensor)?>(nil)
-
-    func unfolded(_ input: Tensor, by conv: Conv2d) throws(TensorError) -> Tensor {
-        let identity = conv.description  // channels, kernel, stride and padding: the unfolding's geometry
-        let address = input.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
-        if let hit = last.withLock({ entry -> Tensor? in
-            guard let entry, entry.layer == identity, entry.input.shape == input.shape,
-                  entry.input.withUnsafeBufferPointer({ UInt(bitPattern: $0.baseAddress) }) == address else { return nil }
-            return entry.unfolded
-        }) { return hit }
-        let unfolded = try conv.unfold(input)
-        last.withLock { $0 = (input, identity, unfolded) }
-        return unfolded
-    }
 }
 
 /// `LayerNorm`: with the normalized input `x̂` and output gradient `Δ`, sample `n`'s gradients are
