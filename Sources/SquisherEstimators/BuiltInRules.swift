@@ -23,69 +23,125 @@ public struct Conv2dSquaredGradientRule: PassSummableSquaredGradientRule {
     public func accumulateSquaredGradients(
         layer: any Layer, input: Tensor, outputGradient: Tensor, scale: Float, into accumulators: inout [String: Tensor]
     ) throws -> Int {
-        guard let sum = try beginPasses(layer: layer, input: input) else { return 0 }
+        guard let sum = try beginPasses(layer: layer, input: input, passes: 1) else { return 0 }
         return try sum.add(outputGradient: outputGradient, scale: scale) + sum.finish(into: &accumulators) + sum.retainedBytes
     }
 
-    public func beginPasses(layer: any Layer, input: Tensor) throws -> (any SquaredGradientPassSum)? {
+    public func beginPasses(layer: any Layer, input: Tensor, passes: Int) throws -> (any SquaredGradientPassSum)? {
         guard let conv = layer as? Conv2d else { throw TensorError.invalidArgument(argument: "layer", reason: "expected Conv2d, got \(layer.typeName)") }
-        return try Conv2dPassSum(conv: conv, unfolded: conv.unfold(input))
+        return try Conv2dPassSum(conv: conv, unfolded: conv.unfold(input), passes: passes)
     }
 }
 
-/// The per-batch state of ``Conv2dSquaredGradientRule``: the unfolded input `[N, C·kh·kw, L]` and,
-/// per thread, `Σ_pass scale·Σ_n` of the squared per-sample weight and bias gradients.
+/// The per-batch state of ``Conv2dSquaredGradientRule``: the unfolded input `[N, K, L]`
+/// (`K = C·kh·kw`) and, per thread, `Σ_pass scale·Σ_n` of the squared per-sample weight and bias
+/// gradients.
+///
+/// The passes' output gradients are kept (not copied) until `S` of them are held (as many as the
+/// batch's passes, at most 64 and ``bufferBytes`` in all) or the batch ends; then each sample's
+/// `P <= S` gradients are stacked into one `[P·O, L]` matrix (a small per-thread copy) and
+/// multiplied with `U_n` in **one** product (`[P·O, K]`, as BackPACK's einsum batched over
+/// classes) instead of `P` small ones: `U_n` is packed once per sample instead of once per pass,
+/// and the product fills the GEMM's register tiles.
 final class Conv2dPassSum: SquaredGradientPassSum {
     let conv: Conv2d
     let unfolded: Tensor
+    /// The most bytes of output gradients kept before they are multiplied out (64 MiB).
+    static let bufferBytes = 64 << 20
     /// Samples are split between `parts` threads; part `p` owns `partial[p·stride ..< (p+1)·stride]`
     /// (weight sums `[O·K]`, then bias sums `[O]`).
     private let parts: Int
     private var partial: [Float]
+    /// Kept output gradients `[N, O, L]` and their scales, at most `slots`.
+    private let slots: Int
+    private var pending: [Tensor] = []
+    private var scales: [Float] = []
 
-    init(conv: Conv2d, unfolded: Tensor) {
+    init(conv: Conv2d, unfolded: Tensor, passes: Int) {
         self.conv = conv
         self.unfolded = unfolded
-        let n = unfolded.shape[0], o = conv.outputChannels, k = unfolded.shape[1]
+        let n = unfolded.shape[0], o = conv.outputChannels, k = unfolded.shape[1], l = unfolded.shape[2]
         parts = Swift.max(1, Swift.min(GEMMConfiguration.current.maximumThreads, n))
         partial = [Float](repeating: 0, count: parts * (o * k + o))
+        slots = Swift.max(1, Swift.min(passes, 64, Self.bufferBytes / Swift.max(1, 4 * n * o * l)))
     }
 
-    var retainedBytes: Int { 4 * (unfolded.count + partial.count) }
+    var retainedBytes: Int { 4 * (unfolded.count + partial.count + pending.reduce(0) { $0 + $1.count }) }
 
     func add(outputGradient: Tensor, scale: Float) throws -> Int {
-        let n = unfolded.shape[0], k = unfolded.shape[1], l = unfolded.shape[2], o = conv.outputChannels
+        let n = unfolded.shape[0], l = unfolded.shape[2], o = conv.outputChannels
         guard outputGradient.count == n * o * l else {
             throw TensorError.shapeMismatch(operation: "\(conv) per-sample rule", expected: "output gradient with \(n * o * l) entries", actual: outputGradient.shape)
         }
-        guard n > 0, o > 0, k > 0, l > 0 else { return 0 }
-        let parts = parts, stride = o * k + o
+        pending.append(outputGradient)
+        scales.append(scale)
+        return scales.count == slots ? flush() : 0
+    }
+
+    /// Multiplies out the kept gradients into the per-thread sums; returns the scratch bytes.
+    private func flush() -> Int {
+        defer { pending = []; scales = [] }
+        let n = unfolded.shape[0], k = unfolded.shape[1], l = unfolded.shape[2], o = conv.outputChannels
+        let passes = scales.count, scales = scales
+        guard passes > 0, n > 0, o > 0, k > 0, l > 0 else { return 0 }
+        let rows = passes * o, stride = o * k + o, parts = parts
+        // G = A·U_nᵀ `[P·O, K]`, or Gᵀ = U_n·Aᵀ `[K, P·O]` when that wastes less of the GEMM's
+        // 12 x 32 register tile (e.g. K = 9 for a 3x3 kernel on one channel).
+        func padded(_ m: Int, _ n: Int) -> Int { (m + 11) / 12 * 12 * ((n + 31) / 32 * 32) }
+        let transposed = padded(k, rows) < padded(rows, k)
+        var configuration = GEMMConfiguration.current
+        configuration.maximumThreads = 1  // already one thread per part
+        let threadConfiguration = configuration
+        withPointers(to: pending[...], collected: []) { gradients in
         unfolded.withUnsafeBufferPointer { u in
-            outputGradient.withUnsafeBufferPointer { d in
-                partial.withUnsafeMutableBufferPointer { sums in
-                    let pointers = RulePointers(u: u.baseAddress!, d: d.baseAddress!, sums: sums.baseAddress!)
-                    DispatchQueue.concurrentPerform(iterations: parts) { part in
-                        let weightSum = pointers.sums + part * stride, biasSum = weightSum + o * k
-                        let g = UnsafeMutablePointer<Float>.allocate(capacity: o * k)
-                        defer { g.deallocate() }
-                        for sample in (n * part / parts)..<(n * (part + 1) / parts) {
-                            let delta = pointers.d + sample * o * l
-                            gemm(transposeA: false, transposeB: true, m: o, n: k, k: l,
-                                 a: delta, lda: l, b: pointers.u + sample * k * l, ldb: l, c: g, ldc: k)
-                            addScaledSquares(count: o * k, scale: scale, x: g, y: weightSum)
+            partial.withUnsafeMutableBufferPointer { sums in
+                let pointers = RulePointers(u: u.baseAddress!, d: u.baseAddress!, sums: sums.baseAddress!)
+                let gradients = GradientPointers(gradients)
+                DispatchQueue.concurrentPerform(iterations: parts) { part in
+                    let weightSum = pointers.sums + part * stride, biasSum = weightSum + o * k
+                    let stacked = UnsafeMutablePointer<Float>.allocate(capacity: rows * l + rows * k)  // [P·O, L]
+                    defer { stacked.deallocate() }
+                    let g = stacked + rows * l
+                    for sample in (n * part / parts)..<(n * (part + 1) / parts) {
+                        for pass in 0..<passes {
+                            (stacked + pass * o * l).update(from: gradients.pointers[pass] + sample * o * l, count: o * l)
+                        }
+                        for pass in 0..<passes {
+                            let scale = scales[pass]
                             for channel in 0..<o {
-                                let total = vectorSum(delta + channel * l, count: l)
+                                let total = vectorSum(stacked + (pass * o + channel) * l, count: l)
                                 biasSum[channel] = scale * total * total + biasSum[channel]
+                            }
+                        }
+                        let unfoldedSample = pointers.u + sample * k * l
+                        if transposed {
+                            gemm(transposeA: false, transposeB: true, m: k, n: rows, k: l,
+                                 a: unfoldedSample, lda: l, b: stacked, ldb: l, c: g, ldc: rows, configuration: threadConfiguration)
+                            for kk in 0..<k {
+                                for pass in 0..<passes {
+                                    let scale = scales[pass], row = g + kk * rows + pass * o
+                                    for channel in 0..<o {
+                                        weightSum[channel * k + kk] = scale * row[channel] * row[channel] + weightSum[channel * k + kk]
+                                    }
+                                }
+                            }
+                        } else {
+                            gemm(transposeA: false, transposeB: true, m: rows, n: k, k: l,
+                                 a: stacked, lda: l, b: unfoldedSample, ldb: l, c: g, ldc: k, configuration: threadConfiguration)
+                            for pass in 0..<passes {
+                                addScaledSquares(count: o * k, scale: scales[pass], x: g + pass * o * k, y: weightSum)
                             }
                         }
                     }
                 }
             }
         }
-        return 4 * parts * o * k
+        }
+        return 4 * parts * rows * (k + l)
     }
 
     func finish(into accumulators: inout [String: Tensor]) throws -> Int {
+        let scratchBytes = scales.isEmpty ? 0 : flush()
         let k = unfolded.shape[1], o = conv.outputChannels, stride = o * k + o
         var weightSum = Array(partial[0..<(o * k)]), biasSum = Array(partial[(o * k)..<stride])
         for part in 1..<parts {
@@ -98,8 +154,22 @@ final class Conv2dPassSum: SquaredGradientPassSum {
         if let bias = conv.bias, bias.requiresGradient {
             try accumulators["bias", default: Tensor(zeros: [o])].addScaled(Tensor(uncheckedShape: [o], scalars: biasSum))
         }
-        return 4 * stride
+        return scratchBytes + 4 * stride
     }
+}
+
+/// Calls `body` with the base addresses of all `tensors` (each valid for the whole call).
+private func withPointers<R>(to tensors: ArraySlice<Tensor>, collected: [UnsafePointer<Float>], _ body: ([UnsafePointer<Float>]) -> R) -> R {
+    guard let first = tensors.first else { return body(collected) }
+    return first.withUnsafeBufferPointer { buffer in
+        withPointers(to: tensors.dropFirst(), collected: collected + [buffer.baseAddress!], body)
+    }
+}
+
+/// The kept gradients' addresses, read (never written) by the worker threads.
+private struct GradientPointers: @unchecked Sendable {
+    let pointers: [UnsafePointer<Float>]
+    init(_ pointers: [UnsafePointer<Float>]) { self.pointers = pointers }
 }
 
 /// Raw pointers handed to the worker threads of a rule (each writes only its own part).

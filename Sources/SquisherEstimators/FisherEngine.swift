@@ -40,7 +40,7 @@ struct FisherEngine {
             let classes = logits.shape[1]
             let probabilities = try logits.softmaxRows().scalars.map(Double.init)
             let passes = try outputGradients(probabilities, classes, batch.labels)
-            collector.beginBatch()
+            collector.beginBatch(passes: passes.count)
             for (gradient, scale) in passes {
                 collector.scale = scale
                 _ = try sequential.backward(gradient, accumulateParameterGradients: false, observer: collector, computeInputGradient: false)

@@ -22,8 +22,10 @@ import SquisherTensor
 /// ``PerSampleSquaredGradientRule/accumulateSquaredGradients(layer:input:outputGradient:scale:into:)``.
 public protocol PassSummableSquaredGradientRule: PerSampleSquaredGradientRule {
     /// Starts the passes of one batch for `layer`, whose input is `input` (`[N, ...]`, as in the
-    /// forward) in every pass. Returns nil to use the per-pass method for this input instead.
-    func beginPasses(layer: any Layer, input: Tensor) throws -> (any SquaredGradientPassSum)?
+    /// forward) in every pass; `passes` is how many passes the batch will have (a hint, e.g. for
+    /// buffering: the state must accept any number). Returns nil to use the per-pass method for
+    /// this input instead.
+    func beginPasses(layer: any Layer, input: Tensor, passes: Int) throws -> (any SquaredGradientPassSum)?
 }
 
 /// One layer's per-batch state of a ``PassSummableSquaredGradientRule``: created at the first pass

@@ -24,6 +24,7 @@ final class SquaredGradientCollector: BackwardObserver {
         var sum: (any SquaredGradientPassSum)?
     }
     private var batchOpen = false
+    private var expectedPasses = 1
     /// Open sums by layer path, and the paths in the order they were opened.
     private var openSums: [String: OpenSum] = [:]
     private var openOrder: [String] = []
@@ -45,7 +46,7 @@ final class SquaredGradientCollector: BackwardObserver {
                 try finish(path)  // a new input at this path: its earlier passes are complete
             }
             if openSums[path] == nil {
-                openSums[path] = OpenSum(input: input, sum: try summable.beginPasses(layer: layer, input: input))
+                openSums[path] = OpenSum(input: input, sum: try summable.beginPasses(layer: layer, input: input, passes: expectedPasses))
                 openOrder.append(path)
             }
             if let sum = openSums[path]!.sum {
@@ -60,9 +61,10 @@ final class SquaredGradientCollector: BackwardObserver {
         peakTemporaryBytes = max(peakTemporaryBytes, bytes + retainedBytes)
     }
 
-    /// Starts a batch: the following backward passes all follow the same forward.
-    func beginBatch() {
+    /// Starts a batch of `passes` backward passes that all follow the same forward.
+    func beginBatch(passes: Int) {
         batchOpen = true
+        expectedPasses = passes
     }
 
     /// Ends a batch: finishes every open pass sum into the accumulators.
