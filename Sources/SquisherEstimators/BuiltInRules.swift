@@ -15,21 +15,23 @@ func registerBuiltInRules(into registry: inout PerSampleRuleRegistry) {
 /// `Σ_l Δ_n[:, l]`; both are squared and summed over samples.
 ///
 /// Over the passes of one batch (``PassSummableSquaredGradientRule``) the input is unfolded once
-/// and the per-thread sums are kept across passes (the square of a sum over positions cannot be
-/// summed over passes first, so the per-sample products stay one per pass).
+/// and each sample's per-pass gradients are computed in one stacked product (the square of a sum
+/// over positions cannot be summed over passes first, so there is still one gradient per pass).
 public struct Conv2dSquaredGradientRule: PassSummableSquaredGradientRule {
     public init() {}
 
     public func accumulateSquaredGradients(
         layer: any Layer, input: Tensor, outputGradient: Tensor, scale: Float, into accumulators: inout [String: Tensor]
     ) throws -> Int {
-        guard let sum = try beginPasses(layer: layer, input: input, passes: 1) else { return 0 }
+        guard let sum = try beginPasses(layer: layer, input: input, passes: 1, reusing: nil) else { return 0 }
         return try sum.add(outputGradient: outputGradient, scale: scale) + sum.finish(into: &accumulators) + sum.retainedBytes
     }
 
-    public func beginPasses(layer: any Layer, input: Tensor, passes: Int) throws -> (any SquaredGradientPassSum)? {
+    public func beginPasses(
+        layer: any Layer, input: Tensor, passes: Int, reusing previous: (any SquaredGradientPassSum)?
+    ) throws -> (any SquaredGradientPassSum)? {
         guard let conv = layer as? Conv2d else { throw TensorError.invalidArgument(argument: "layer", reason: "expected Conv2d, got \(layer.typeName)") }
-        return try Conv2dPassSum(conv: conv, unfolded: conv.unfold(input), passes: passes)
+        return try Conv2dPassSum(conv: conv, unfolded: conv.unfold(input), passes: passes, reusing: previous as? Conv2dPassSum)
     }
 }
 
@@ -37,53 +39,77 @@ public struct Conv2dSquaredGradientRule: PassSummableSquaredGradientRule {
 /// (`K = C·kh·kw`) and, per thread, `Σ_pass scale·Σ_n` of the squared per-sample weight and bias
 /// gradients.
 ///
-/// The passes' output gradients are kept (not copied) until `S` of them are held (as many as the
-/// batch's passes, at most 64 and ``bufferBytes`` in all) or the batch ends; then each sample's
-/// `P <= S` gradients are stacked into one `[P·O, L]` matrix (a small per-thread copy) and
-/// multiplied with `U_n` in **one** product (`[P·O, K]`, as BackPACK's einsum batched over
-/// classes) instead of `P` small ones: `U_n` is packed once per sample instead of once per pass,
-/// and the product fills the GEMM's register tiles.
+/// The passes' output gradients are copied into a sample-major buffer `[N, S, O, L]` of `S` slots
+/// (as many as the batch's passes, at most 64 and ``bufferBytes`` in all; taken over from the
+/// previous batch's state when large enough, so its pages stay mapped). When it is full or the
+/// batch ends, each sample's `P <= S` gradients, one `[P·O, L]` matrix, are multiplied with `U_n`
+/// in **one** product (`[P·O, K]`, as BackPACK's einsum batched over classes) instead of `P` small
+/// ones: `U_n` is packed once per sample instead of once per pass, and the product fills the
+/// GEMM's register tiles.
 final class Conv2dPassSum: SquaredGradientPassSum {
     let conv: Conv2d
-    let unfolded: Tensor
-    /// The most bytes of output gradients kept before they are multiplied out (64 MiB).
+    /// The most bytes of output gradients buffered before they are multiplied out (64 MiB).
     static let bufferBytes = 64 << 20
+    /// `[N, K, L]`; released (emptied) when finished.
+    private var unfolded: Tensor
+    private let n: Int, k: Int, l: Int, o: Int
     /// Samples are split between `parts` threads; part `p` owns `partial[p·stride ..< (p+1)·stride]`
     /// (weight sums `[O·K]`, then bias sums `[O]`).
     private let parts: Int
     private var partial: [Float]
-    /// Kept output gradients `[N, O, L]` and their scales, at most `slots`.
+    /// `[N, slots, O, L]` (`capacity` floats); `scales.count` slots are filled.
+    private var buffer: UnsafeMutablePointer<Float>?
+    private var capacity: Int
     private let slots: Int
-    private var pending: [Tensor] = []
     private var scales: [Float] = []
 
-    init(conv: Conv2d, unfolded: Tensor, passes: Int) {
+    init(conv: Conv2d, unfolded: Tensor, passes: Int, reusing previous: Conv2dPassSum?) {
         self.conv = conv
         self.unfolded = unfolded
-        let n = unfolded.shape[0], o = conv.outputChannels, k = unfolded.shape[1], l = unfolded.shape[2]
+        (n, k, l, o) = (unfolded.shape[0], unfolded.shape[1], unfolded.shape[2], conv.outputChannels)
         parts = Swift.max(1, Swift.min(GEMMConfiguration.current.maximumThreads, n))
         partial = [Float](repeating: 0, count: parts * (o * k + o))
         slots = Swift.max(1, Swift.min(passes, 64, Self.bufferBytes / Swift.max(1, 4 * n * o * l)))
+        let needed = Swift.max(1, n * slots * o * l)
+        if let previous, let reused = previous.buffer, previous.capacity >= needed {
+            buffer = reused
+            capacity = previous.capacity
+            previous.buffer = nil
+        } else {
+            buffer = .allocate(capacity: needed)
+            capacity = needed
+        }
     }
 
-    var retainedBytes: Int { 4 * (unfolded.count + partial.count + pending.reduce(0) { $0 + $1.count }) }
+    deinit { buffer?.deallocate() }
+
+    var retainedBytes: Int { 4 * (unfolded.count + partial.count + (buffer == nil ? 0 : capacity)) }
 
     func add(outputGradient: Tensor, scale: Float) throws -> Int {
-        let n = unfolded.shape[0], l = unfolded.shape[2], o = conv.outputChannels
         guard outputGradient.count == n * o * l else {
             throw TensorError.shapeMismatch(operation: "\(conv) per-sample rule", expected: "output gradient with \(n * o * l) entries", actual: outputGradient.shape)
         }
-        pending.append(outputGradient)
+        guard let buffer, unfolded.count == n * k * l else {
+            throw TensorError.invalidArgument(argument: "\(conv) pass sum", reason: "add after finish")
+        }
+        let slot = scales.count, size = o * l, slots = slots
+        if size > 0 {
+            outputGradient.withUnsafeBufferPointer { d in
+                for sample in 0..<n {
+                    (buffer + (sample * slots + slot) * size).update(from: d.baseAddress! + sample * size, count: size)
+                }
+            }
+        }
         scales.append(scale)
         return scales.count == slots ? flush() : 0
     }
 
-    /// Multiplies out the kept gradients into the per-thread sums; returns the scratch bytes.
+    /// Multiplies out the buffered gradients into the per-thread sums; returns the scratch bytes.
     private func flush() -> Int {
-        defer { pending = []; scales = [] }
-        let n = unfolded.shape[0], k = unfolded.shape[1], l = unfolded.shape[2], o = conv.outputChannels
-        let passes = scales.count, scales = scales
-        guard passes > 0, n > 0, o > 0, k > 0, l > 0 else { return 0 }
+        defer { scales = [] }
+        let (n, k, l, o) = (n, k, l, o)
+        let passes = scales.count, slots = slots, scales = scales
+        guard passes > 0, n > 0, o > 0, k > 0, l > 0, let buffer else { return 0 }
         let rows = passes * o, stride = o * k + o, parts = parts
         // G = A·U_nᵀ `[P·O, K]`, or Gᵀ = U_n·Aᵀ `[K, P·O]` when that wastes less of the GEMM's
         // 12 x 32 register tile (e.g. K = 9 for a 3x3 kernel on one channel).
@@ -92,20 +118,15 @@ final class Conv2dPassSum: SquaredGradientPassSum {
         var configuration = GEMMConfiguration.current
         configuration.maximumThreads = 1  // already one thread per part
         let threadConfiguration = configuration
-        withPointers(to: pending[...], collected: []) { gradients in
         unfolded.withUnsafeBufferPointer { u in
             partial.withUnsafeMutableBufferPointer { sums in
-                let pointers = RulePointers(u: u.baseAddress!, d: u.baseAddress!, sums: sums.baseAddress!)
-                let gradients = GradientPointers(gradients)
+                let pointers = RulePointers(u: u.baseAddress!, d: UnsafePointer(buffer), sums: sums.baseAddress!)
                 DispatchQueue.concurrentPerform(iterations: parts) { part in
                     let weightSum = pointers.sums + part * stride, biasSum = weightSum + o * k
-                    let stacked = UnsafeMutablePointer<Float>.allocate(capacity: rows * l + rows * k)  // [P·O, L]
-                    defer { stacked.deallocate() }
-                    let g = stacked + rows * l
+                    let g = UnsafeMutablePointer<Float>.allocate(capacity: rows * k)
+                    defer { g.deallocate() }
                     for sample in (n * part / parts)..<(n * (part + 1) / parts) {
-                        for pass in 0..<passes {
-                            (stacked + pass * o * l).update(from: gradients.pointers[pass] + sample * o * l, count: o * l)
-                        }
+                        let stacked = pointers.d + sample * slots * o * l  // [P·O, L]
                         for pass in 0..<passes {
                             let scale = scales[pass]
                             for channel in 0..<o {
@@ -136,13 +157,13 @@ final class Conv2dPassSum: SquaredGradientPassSum {
                 }
             }
         }
-        }
-        return 4 * parts * rows * (k + l)
+        return 4 * parts * rows * k
     }
 
     func finish(into accumulators: inout [String: Tensor]) throws -> Int {
         let scratchBytes = scales.isEmpty ? 0 : flush()
-        let k = unfolded.shape[1], o = conv.outputChannels, stride = o * k + o
+        unfolded = Tensor(zeros: [0])
+        let stride = o * k + o
         var weightSum = Array(partial[0..<(o * k)]), biasSum = Array(partial[(o * k)..<stride])
         for part in 1..<parts {
             for i in 0..<(o * k) { weightSum[i] += partial[part * stride + i] }
@@ -156,20 +177,6 @@ final class Conv2dPassSum: SquaredGradientPassSum {
         }
         return scratchBytes + 4 * stride
     }
-}
-
-/// Calls `body` with the base addresses of all `tensors` (each valid for the whole call).
-private func withPointers<R>(to tensors: ArraySlice<Tensor>, collected: [UnsafePointer<Float>], _ body: ([UnsafePointer<Float>]) -> R) -> R {
-    guard let first = tensors.first else { return body(collected) }
-    return first.withUnsafeBufferPointer { buffer in
-        withPointers(to: tensors.dropFirst(), collected: collected + [buffer.baseAddress!], body)
-    }
-}
-
-/// The kept gradients' addresses, read (never written) by the worker threads.
-private struct GradientPointers: @unchecked Sendable {
-    let pointers: [UnsafePointer<Float>]
-    init(_ pointers: [UnsafePointer<Float>]) { self.pointers = pointers }
 }
 
 /// Raw pointers handed to the worker threads of a rule (each writes only its own part).

@@ -22,10 +22,18 @@ import SquisherTensor
 /// ``PerSampleSquaredGradientRule/accumulateSquaredGradients(layer:input:outputGradient:scale:into:)``.
 public protocol PassSummableSquaredGradientRule: PerSampleSquaredGradientRule {
     /// Starts the passes of one batch for `layer`, whose input is `input` (`[N, ...]`, as in the
-    /// forward) in every pass; `passes` is how many passes the batch will have (a hint, e.g. for
-    /// buffering: the state must accept any number). Returns nil to use the per-pass method for
-    /// this input instead.
-    func beginPasses(layer: any Layer, input: Tensor, passes: Int) throws -> (any SquaredGradientPassSum)?
+    /// forward) in every pass.
+    /// - Parameters:
+    ///   - passes: how many passes the batch will have (a hint, e.g. for buffering: the state must
+    ///     accept any number).
+    ///   - previous: this layer's state from the previous batch, already finished (nil for the
+    ///     first batch): the new state may take over its buffers, so that large scratch memory
+    ///     stays mapped across batches instead of being freed and faulted in again. It is not
+    ///     used after this call.
+    /// - Returns: the batch's state, or nil to use the per-pass method for this input instead.
+    func beginPasses(
+        layer: any Layer, input: Tensor, passes: Int, reusing previous: (any SquaredGradientPassSum)?
+    ) throws -> (any SquaredGradientPassSum)?
 }
 
 /// One layer's per-batch state of a ``PassSummableSquaredGradientRule``: created at the first pass

@@ -99,7 +99,9 @@ public struct LinearSquaredGradientRule: PassSummableSquaredGradientRule {
         return temporaryBytes
     }
 
-    public func beginPasses(layer: any Layer, input: Tensor, passes: Int) throws -> (any SquaredGradientPassSum)? {
+    public func beginPasses(
+        layer: any Layer, input: Tensor, passes: Int, reusing previous: (any SquaredGradientPassSum)?
+    ) throws -> (any SquaredGradientPassSum)? {
         guard let linear = layer as? Linear else { throw TensorError.invalidArgument(argument: "layer", reason: "expected Linear, got \(layer.typeName)") }
         let n = input.shape.first ?? 0
         guard input.rank == 2, input.count == n * linear.inputFeatures, n > 0 else { return nil }

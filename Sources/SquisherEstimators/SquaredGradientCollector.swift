@@ -28,6 +28,8 @@ final class SquaredGradientCollector: BackwardObserver {
     /// Open sums by layer path, and the paths in the order they were opened.
     private var openSums: [String: OpenSum] = [:]
     private var openOrder: [String] = []
+    /// Each layer's last finished sum, offered to its next batch for reuse of its buffers.
+    private var finished: [String: any SquaredGradientPassSum] = [:]
 
     init(registry: PerSampleRuleRegistry, estimator: String) {
         self.registry = registry
@@ -46,7 +48,8 @@ final class SquaredGradientCollector: BackwardObserver {
                 try finish(path)  // a new input at this path: its earlier passes are complete
             }
             if openSums[path] == nil {
-                openSums[path] = OpenSum(input: input, sum: try summable.beginPasses(layer: layer, input: input, passes: expectedPasses))
+                let previous = finished.removeValue(forKey: path)
+                openSums[path] = OpenSum(input: input, sum: try summable.beginPasses(layer: layer, input: input, passes: expectedPasses, reusing: previous))
                 openOrder.append(path)
             }
             if let sum = openSums[path]!.sum {
@@ -83,10 +86,13 @@ final class SquaredGradientCollector: BackwardObserver {
         let bytes = try sum.finish(into: &local)
         accumulators[path] = local
         peakTemporaryBytes = max(peakTemporaryBytes, bytes + retainedBytes + sum.retainedBytes)
+        finished[path] = sum
     }
 
-    /// Bytes kept by the open pass sums.
-    private var retainedBytes: Int { openSums.values.reduce(0) { $0 + ($1.sum?.retainedBytes ?? 0) } }
+    /// Bytes kept by the open and the finished pass sums.
+    private var retainedBytes: Int {
+        openSums.values.reduce(0) { $0 + ($1.sum?.retainedBytes ?? 0) } + finished.values.reduce(0) { $0 + $1.retainedBytes }
+    }
 
     /// Whether two tensors are the same storage (not merely equal values): an input kept alive by
     /// an open sum cannot be freed or written in place, so the same address and shape mean the same input.
