@@ -1,3 +1,4 @@
+import Dispatch
 import SquisherTensor
 
 /// A 2-D convolution (cross-correlation) over NCHW images, as PyTorch's `nn.Conv2d` with
@@ -242,10 +243,22 @@ public final class Conv2d: Layer, CustomStringConvertible {
                                         gemm(
                                             transposeA: true, transposeB: false, m: k, n: ld, k: out,
                                             a: w.baseAddress!, lda: k, b: gradientBlock, ldb: ld, c: columnGradient, ldc: ld)
-                                        for s in 0..<count {
-                                            g.col2im(
-                                                columnsIn: columnGradient + s * l, leadingDimension: ld,
-                                                addingInto: dx.baseAddress! + (first + s) * g.imageCount)
+                                        // Samples write disjoint images: split them between the GEMM's threads
+                                        // (the rest of a backward pass runs on the calling thread only).
+                                        let threads = Swift.min(count, GEMMConfiguration.current.maximumThreads)
+                                        let parts = threads > 1 && count * g.rows * l >= 1 << 16 ? threads : 1
+                                        let pointers = Col2imPointers(columns: UnsafePointer(columnGradient), images: dx.baseAddress! + first * g.imageCount)
+                                        let fold: @Sendable (Int) -> Void = { part in
+                                            for s in (count * part / parts)..<(count * (part + 1) / parts) {
+                                                g.col2im(
+                                                    columnsIn: pointers.columns + s * l, leadingDimension: ld,
+                                                    addingInto: pointers.images + s * g.imageCount)
+                                            }
+                                        }
+                                        if parts > 1 {
+                                            DispatchQueue.concurrentPerform(iterations: parts, execute: fold)
+                                        } else {
+                                            fold(0)
                                         }
                                         if weightGradient {
                                             // dW[out, fanIn] += dY · X_colᵀ: both operands read along rows of length count*L.
@@ -272,4 +285,11 @@ public final class Conv2d: Layer, CustomStringConvertible {
         }
         return inputGradient
     }
+}
+
+/// The operands of the threaded col2im in ``Conv2d/backward(_:accumulateParameterGradients:)``:
+/// each thread reads its own samples' columns and writes its own samples' images.
+private struct Col2imPointers: @unchecked Sendable {
+    let columns: UnsafePointer<Float>
+    let images: UnsafeMutablePointer<Float>
 }
