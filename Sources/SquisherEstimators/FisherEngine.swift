@@ -6,6 +6,10 @@ import SquisherTensor
 /// The shared loop of the data-based Fisher variants: per mini-batch, one forward pass in
 /// evaluation mode, then one backward pass per output gradient that `outputGradients` returns for
 /// the batch's logits, observed by a ``SquaredGradientCollector``.
+///
+/// The passes of a batch share one forward, so the collector treats them as one batch
+/// (``PassSummableSquaredGradientRule``: e.g. one `Linear` product per batch instead of per pass),
+/// and no pass computes the gradient with respect to the model's input (nobody uses it).
 struct FisherEngine {
     var estimator: String
     var batchSize: Int
@@ -36,11 +40,13 @@ struct FisherEngine {
             let classes = logits.shape[1]
             let probabilities = try logits.softmaxRows().scalars.map(Double.init)
             let passes = try outputGradients(probabilities, classes, batch.labels)
+            collector.beginBatch(passes: passes.count)
             for (gradient, scale) in passes {
                 collector.scale = scale
-                _ = try sequential.backward(gradient, accumulateParameterGradients: false, observer: collector)
+                _ = try sequential.backward(gradient, accumulateParameterGradients: false, observer: collector, computeInputGradient: false)
                 cost.backwardPasses += 1
             }
+            try collector.endBatch()
             peakBatchBytes = max(peakBatchBytes, 4 * logits.count * (1 + passes.count))
         }
         cost.samplesTouched = data.count

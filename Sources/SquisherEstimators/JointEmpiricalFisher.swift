@@ -37,7 +37,7 @@ public struct JointEmpiricalFisher: SensitivityEstimator {
             for (_, parameter) in parameters { parameter.gradient = Tensor(zeros: parameter.value.shape) }
             let logits = try model.forward(batch.inputs, mode: .evaluation)
             let (_, gradient) = try loss(logits: logits, labels: batch.labels)
-            _ = try model.backward(gradient, accumulateParameterGradients: true)
+            try model.accumulateParameterGradients(gradient)
             cost.forwardPasses += 1
             cost.backwardPasses += 1
             for (index, entry) in parameters.enumerated() where entry.parameter.requiresGradient {

@@ -49,7 +49,11 @@ public struct PerSampleRuleRegistry {
 /// `Σ_n (∂ℓ_n/∂W)² = (Δ⊙Δ)ᵀ (X⊙X)` (one matrix product) and `Σ_n (∂ℓ_n/∂b)² = Σ_n Δ_n⊙Δ_n`.
 /// For inputs with extra axes `[N, T, in]` each sample's gradient sums over positions first,
 /// `∂ℓ_n/∂W = Δ_nᵀ X_n`, then is squared (one product per sample).
-public struct LinearSquaredGradientRule: PerSampleSquaredGradientRule {
+///
+/// Over the passes of one batch (``PassSummableSquaredGradientRule``), a 2-D input sums
+/// `D = Σ_pass scale·Δ⊙Δ` (`[N, out]`) and does one product `Dᵀ(X⊙X)` per batch (bias: `Σ_n D_n`);
+/// inputs with extra axes keep the per-pass path.
+public struct LinearSquaredGradientRule: PassSummableSquaredGradientRule {
     public init() {}
 
     public func accumulateSquaredGradients(
@@ -91,6 +95,80 @@ public struct LinearSquaredGradientRule: PerSampleSquaredGradientRule {
             if let bias = linear.bias, bias.requiresGradient {
                 try accumulators["bias", default: Tensor(zeros: [outFeatures])].addScaled(biasSum, scale)
             }
+        }
+        return temporaryBytes
+    }
+
+    public func beginPasses(
+        layer: any Layer, input: Tensor, passes: Int, reusing previous: (any SquaredGradientPassSum)?
+    ) throws -> (any SquaredGradientPassSum)? {
+        guard let linear = layer as? Linear else { throw TensorError.invalidArgument(argument: "layer", reason: "expected Linear, got \(layer.typeName)") }
+        let n = input.shape.first ?? 0
+        guard input.rank == 2, input.count == n * linear.inputFeatures, n > 0 else { return nil }
+        return LinearPassSum(linear: linear, input: input, rows: n)
+    }
+}
+
+/// The pass-summed statistic of ``LinearSquaredGradientRule`` for a 2-D input `X` `[N, in]`:
+/// `D = Σ_pass scale·Δ⊙Δ` `[N, out]`, turned into `Dᵀ(X⊙X)` (weight) and `Σ_n D_n` (bias) once.
+final class LinearPassSum: SquaredGradientPassSum {
+    let linear: Linear
+    let input: Tensor
+    let rows: Int
+    private var squares: Tensor
+
+    init(linear: Linear, input: Tensor, rows: Int) {
+        self.linear = linear
+        self.input = input
+        self.rows = rows
+        squares = Tensor(zeros: [rows, linear.outputFeatures])
+    }
+
+    var retainedBytes: Int { 4 * squares.count }
+
+    func add(outputGradient: Tensor, scale: Float) throws -> Int {
+        guard outputGradient.count == squares.count, outputGradient.shape.first == rows else {
+            throw TensorError.shapeMismatch(operation: "\(linear) pass sum", expected: "output gradient [\(rows), \(linear.outputFeatures)]", actual: outputGradient.shape)
+        }
+        guard squares.count > 0 else { return 0 }
+        outputGradient.withUnsafeBufferPointer { g in
+            squares.withUnsafeMutableBufferPointer { d in
+                addScaledSquares(count: d.count, scale: scale, x: g.baseAddress!, y: d.baseAddress!)
+            }
+        }
+        return 0
+    }
+
+    func finish(into accumulators: inout [String: Tensor]) throws -> Int {
+        let inFeatures = linear.inputFeatures, outFeatures = linear.outputFeatures
+        var temporaryBytes = 0
+        guard outFeatures > 0 else { return 0 }
+        if linear.weight.requiresGradient, inFeatures > 0 {
+            let inputSquares = input.map { $0 * $0 }
+            temporaryBytes = 4 * inputSquares.count
+            var weight = accumulators.removeValue(forKey: "weight") ?? Tensor(zeros: [outFeatures, inFeatures])
+            try weight.checkShape([outFeatures, inFeatures], "\(linear) pass sum")
+            // weight += Dᵀ (X⊙X), accumulated in place by the GEMM (beta = 1).
+            squares.withUnsafeBufferPointer { d in
+                inputSquares.withUnsafeBufferPointer { x2 in
+                    weight.withUnsafeMutableBufferPointer { w in
+                        gemm(transposeA: true, transposeB: false, m: outFeatures, n: inFeatures, k: rows,
+                             a: d.baseAddress!, lda: outFeatures, b: x2.baseAddress!, ldb: inFeatures,
+                             beta: 1, c: w.baseAddress!, ldc: inFeatures)
+                    }
+                }
+            }
+            accumulators["weight"] = weight
+        }
+        if let bias = linear.bias, bias.requiresGradient {
+            var sums = accumulators.removeValue(forKey: "bias") ?? Tensor(zeros: [outFeatures])
+            try sums.checkShape([outFeatures], "\(linear) pass sum")
+            squares.withUnsafeBufferPointer { d in
+                sums.withUnsafeMutableBufferPointer { b in
+                    for row in 0..<rows { axpy(count: outFeatures, alpha: 1, x: d.baseAddress! + row * outFeatures, y: b.baseAddress!) }
+                }
+            }
+            accumulators["bias"] = sums
         }
         return temporaryBytes
     }

@@ -46,6 +46,19 @@ public final class Sequential: LayerContainer {
         try forward(input, mode: .evaluation)
     }
 
+    /// Backward for training: accumulates every parameter gradient and skips the first layer's
+    /// input gradient (the model's input is data), as `backward(_:accumulateParameterGradients:
+    /// observer:computeInputGradient:)` with `true`, no observer and `computeInputGradient: false`.
+    public func accumulateParameterGradients(_ outputGradient: Tensor) throws(TensorError) {
+        do {
+            _ = try backward(outputGradient, accumulateParameterGradients: true, observer: nil, computeInputGradient: false)
+        } catch let error as TensorError {
+            throw error
+        } catch {
+            throw .invalidArgument(argument: "backward", reason: "\(error)")  // unreachable without an observer
+        }
+    }
+
     public func backward(_ outputGradient: Tensor, accumulateParameterGradients: Bool) throws(TensorError) -> Tensor {
         do {
             return try backward(outputGradient, accumulateParameterGradients: accumulateParameterGradients, observer: nil)
@@ -59,11 +72,20 @@ public final class Sequential: LayerContainer {
     /// Backward through the last forward, calling `observer` for every leaf layer (recursively
     /// through nested `Sequential`s) with its input and output gradient.
     /// - Parameters:
+    ///   - computeInputGradient: when false, the caller does not need `dL/d(input)` of the whole
+    ///     model (estimators that only observe): the first leaf layer (recursively the first child
+    ///     of a nested `Sequential` at position 0) is still observed with its input and output
+    ///     gradient, but its own backward, usually the largest product of the pass, is not run;
+    ///     when `accumulateParameterGradients` is true it runs
+    ///     ``Layer/accumulateParameterGradients(_:)`` instead (parameter gradients only). Every
+    ///     layer's observation and parameter gradient is the same as with `true`.
     ///   - pathPrefix: prepended to child names (used for nesting; `""` at the top).
+    /// - Returns: `dL/d(input)`, same shape as the input of the last forward; when
+    ///   `computeInputGradient` is false, an empty placeholder of shape `[0]` instead.
     /// - Throws: ``TensorError`` from the layers, or whatever the observer throws.
     public func backward(
         _ outputGradient: Tensor, accumulateParameterGradients: Bool,
-        observer: (any BackwardObserver)?, pathPrefix: String = ""
+        observer: (any BackwardObserver)?, computeInputGradient: Bool = true, pathPrefix: String = ""
     ) throws -> Tensor {
         guard childInputs.count == children.count else {
             throw TensorError.invalidArgument(argument: "Sequential.backward", reason: "called before forward")
@@ -72,15 +94,20 @@ public final class Sequential: LayerContainer {
         for index in children.indices.reversed() {
             let (name, layer) = children[index]
             let path = pathPrefix + name
+            let inputGradientNeeded = computeInputGradient || index > 0
             if let nested = layer as? Sequential {
                 gradient = try nested.backward(
                     gradient, accumulateParameterGradients: accumulateParameterGradients,
-                    observer: observer, pathPrefix: path + ".")
+                    observer: observer, computeInputGradient: inputGradientNeeded, pathPrefix: path + ".")
             } else {
                 try observer?.observe(layer: layer, path: path, input: childInputs[index], outputGradient: gradient)
-                gradient = try layer.backward(gradient, accumulateParameterGradients: accumulateParameterGradients)
+                if inputGradientNeeded {
+                    gradient = try layer.backward(gradient, accumulateParameterGradients: accumulateParameterGradients)
+                } else if accumulateParameterGradients {
+                    try layer.accumulateParameterGradients(gradient)
+                }
             }
         }
-        return gradient
+        return computeInputGradient ? gradient : Tensor(zeros: [0])
     }
 }

@@ -85,6 +85,41 @@ struct SequentialTests {
         #expect(recorder.seen.last!.input == [2, 2, 4, 6] && recorder.seen.last!.gradient == [2, 3, 4, 6])
     }
 
+    @Test("computeInputGradient: false reports the same observations and parameter gradients, and returns a [0] placeholder")
+    func withoutInputGradient() throws {
+        final class Recorder: BackwardObserver {
+            var seen: [(path: String, input: Tensor, gradient: Tensor)] = []
+            func observe(layer: any Layer, path: String, input: Tensor, outputGradient: Tensor) throws {
+                seen.append((path, input, outputGradient))
+            }
+        }
+        var generator = SplitMix64(seed: 55)
+        // The first leaf sits inside a nested Sequential at position 0.
+        let model = Sequential([
+            Sequential([try Conv2d(inputChannels: 2, outputChannels: 3, kernelSize: 3, padding: 1, generator: &generator), ReLU()]),
+            try MaxPool2d(kernelSize: 2), Flatten(), Linear(inputFeatures: 18, outputFeatures: 4, generator: &generator),
+        ])
+        let input = Tensor.uniform(shape: [2, 2, 4, 6], low: -1, high: 1, using: &generator)
+        let outputGradient = Tensor.uniform(shape: [2, 4], low: -1, high: 1, using: &generator)
+        _ = try model.forward(input, mode: .evaluation)
+        for accumulate in [false, true] {
+            let full = Recorder(), partial = Recorder()
+            model.zeroGradients()
+            let inputGradient = try model.backward(outputGradient, accumulateParameterGradients: accumulate, observer: full)
+            let fullGradients = model.namedParameters.map { $0.parameter.gradient }
+            model.zeroGradients()
+            let placeholder = try model.backward(outputGradient, accumulateParameterGradients: accumulate, observer: partial, computeInputGradient: false)
+            #expect(inputGradient.shape == input.shape)
+            #expect(placeholder.shape == [0])
+            #expect(partial.seen.map(\.path) == ["3", "2", "1", "0.1", "0.0"])
+            #expect(partial.seen.map(\.path) == full.seen.map(\.path))
+            #expect(partial.seen.map(\.input) == full.seen.map(\.input))
+            #expect(partial.seen.map(\.gradient) == full.seen.map(\.gradient))
+            #expect(model.namedParameters.map { $0.parameter.gradient } == fullGradients)
+            if accumulate { #expect(fullGradients.allSatisfy { $0.scalars.contains { $0 != 0 } }) }
+        }
+    }
+
     /// Runs `body`, expecting a thrown error whose message contains every fragment.
     func expectError(_ fragments: [String], sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void) {
         do {
