@@ -157,14 +157,15 @@ public final class Conv2d: Layer, CustomStringConvertible {
         let batch = input.shape[0]
         cachedInput = input
         cachedGeometry = g
-        var output = Tensor(zeros: [batch, outputChannels, g.outputHeight, g.outputWidth])
-        guard batch > 0 else { return output }
+        let shape = [batch, outputChannels, g.outputHeight, g.outputWidth]
+        guard batch > 0 else { return Tensor(zeros: shape) }
         let k = g.rows, l = g.columns, out = outputChannels
         let (parts, configuration) = sampleParallelism(batch: batch)
         let biasValues = bias?.value.scalars ?? [Float](repeating: 0, count: out)
-        input.withUnsafeBufferPointer { x in
-            weight.value.withUnsafeBufferPointer { w in
-                output.withUnsafeMutableBufferPointer { y in
+        // Every output scalar is written below (bias, then the product with beta = 1): no zero fill.
+        return Tensor(uninitializedShape: shape) { y in
+            input.withUnsafeBufferPointer { x in
+                weight.value.withUnsafeBufferPointer { w in
                     biasValues.withUnsafeBufferPointer { b in
                         let p = ConvPointers(x: x.baseAddress!, w: w.baseAddress!, dy: b.baseAddress!, out: y.baseAddress!)
                         DispatchQueue.concurrentPerform(iterations: parts) { part in
@@ -184,7 +185,6 @@ public final class Conv2d: Layer, CustomStringConvertible {
                 }
             }
         }
-        return output
     }
 
     /// One sample at a time, the samples split over the threads: `dX_col = Wᵀ · dY_n` then col2im
@@ -208,8 +208,9 @@ public final class Conv2d: Layer, CustomStringConvertible {
         }
         let batch = input.shape[0]
         try outputGradient.checkShape([batch, outputChannels, g.outputHeight, g.outputWidth], "\(description) backward (output gradient)")
-        // Without an input gradient, a one-element placeholder keeps the pointer plumbing simple; it is never written.
-        var inputGradient = Tensor(zeros: computeInputGradient ? input.shape : [1])
+        // Without an input gradient, a one-element placeholder keeps the pointer plumbing simple; it is
+        // never written. With one, each thread zeroes its own samples' slices before col2im adds into them.
+        var inputGradient = computeInputGradient ? Tensor(uninitializedShape: input.shape) { _ in } : Tensor(zeros: [1])
         guard batch > 0 else { return computeInputGradient ? inputGradient : nil }
         let k = g.rows, l = g.columns, out = outputChannels
         let (parts, configuration) = sampleParallelism(batch: batch)
@@ -237,6 +238,7 @@ public final class Conv2d: Layer, CustomStringConvertible {
                                             gemm(
                                                 transposeA: true, transposeB: false, m: k, n: l, k: out,
                                                 a: p.w, lda: k, b: dyn, ldb: l, c: columns, ldc: l, configuration: configuration)
+                                            (p.out + n * g.imageCount).update(repeating: 0, count: g.imageCount)
                                             g.col2im(columnsIn: columns, leadingDimension: l, addingInto: p.out + n * g.imageCount)
                                         }
                                         if let weightSum = sums.weight.map({ $0 + part * weightStride }) {

@@ -43,6 +43,18 @@ public struct Tensor: Sendable, Hashable {
         self.init(uncheckedShape: shape, scalars: [Float](repeating: value, count: shape.reduce(1, *)))
     }
 
+    /// A tensor whose scalars `body` writes, without zero-filling them first (for kernels that
+    /// overwrite every element: saves a pass over memory that is often fresh from the OS).
+    /// `body` must initialize all `shape.reduce(1, *)` scalars.
+    @inlinable
+    public init(uninitializedShape shape: [Int], initializingWith body: (UnsafeMutableBufferPointer<Float>) -> Void) {
+        let count = shape.reduce(1, *)
+        self.init(uncheckedShape: shape, scalars: [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            body(UnsafeMutableBufferPointer(rebasing: buffer[0..<count]))
+            initialized = count
+        })
+    }
+
     /// A tensor of zeros of the given shape.
     @inlinable
     public init(zeros shape: [Int]) { self.init(repeating: 0, shape: shape) }
