@@ -67,7 +67,7 @@ final class Conv2dPassSum: SquaredGradientPassSum {
         self.conv = conv
         self.unfolded = unfolded
         (n, k, l, o) = (unfolded.shape[0], unfolded.shape[1], unfolded.shape[2], conv.outputChannels)
-        parts = Swift.max(1, Swift.min(GEMMConfiguration.current.maximumThreads, n))
+        parts = GEMMConfiguration.current.threadParts(for: n)
         partial = [Float](repeating: 0, count: parts * (o * k + o))
         slots = Swift.max(1, Swift.min(passes, 64, Self.bufferBytes / Swift.max(1, 4 * n * o * l)))
         let needed = Swift.max(1, n * slots * o * l)

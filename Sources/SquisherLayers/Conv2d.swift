@@ -144,7 +144,7 @@ public final class Conv2d: Layer, CustomStringConvertible {
     /// them uses (the per-sample products are small; the parallelism is over samples).
     private func sampleParallelism(batch: Int) -> (parts: Int, configuration: GEMMConfiguration) {
         var configuration = GEMMConfiguration.current
-        let parts = Swift.max(1, Swift.min(configuration.maximumThreads, batch))
+        let parts = configuration.threadParts(for: batch)
         configuration.maximumThreads = 1
         return (parts, configuration)
     }

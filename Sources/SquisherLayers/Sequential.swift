@@ -50,18 +50,21 @@ public final class Sequential: LayerContainer {
     /// input gradient (the model's input is data), as `backward(_:accumulateParameterGradients:
     /// observer:computeInputGradient:)` with `true`, no observer and `computeInputGradient: false`.
     public func accumulateParameterGradients(_ outputGradient: Tensor) throws(TensorError) {
-        do {
-            _ = try backward(outputGradient, accumulateParameterGradients: true, observer: nil, computeInputGradient: false)
-        } catch let error as TensorError {
-            throw error
-        } catch {
-            throw .invalidArgument(argument: "backward", reason: "\(error)")  // unreachable without an observer
-        }
+        _ = try unobservedBackward(outputGradient, accumulateParameterGradients: true, computeInputGradient: false)
     }
 
     public func backward(_ outputGradient: Tensor, accumulateParameterGradients: Bool) throws(TensorError) -> Tensor {
+        try unobservedBackward(outputGradient, accumulateParameterGradients: accumulateParameterGradients, computeInputGradient: true)
+    }
+
+    /// The observed backward without an observer, whose only errors are the layers' `TensorError`s.
+    private func unobservedBackward(
+        _ outputGradient: Tensor, accumulateParameterGradients: Bool, computeInputGradient: Bool
+    ) throws(TensorError) -> Tensor {
         do {
-            return try backward(outputGradient, accumulateParameterGradients: accumulateParameterGradients, observer: nil)
+            return try backward(
+                outputGradient, accumulateParameterGradients: accumulateParameterGradients, observer: nil,
+                computeInputGradient: computeInputGradient)
         } catch let error as TensorError {
             throw error
         } catch {

@@ -15,6 +15,10 @@ public struct GEMMConfiguration: Sendable, Hashable {
     /// The largest number of threads one product may use (1 = single-threaded). Products below
     /// ``parallelThresholdFlops`` always run on the calling thread.
     public var maximumThreads: Int
+
+    /// How many threads to split `items` independent pieces of work over (samples of a batch, each
+    /// with single-threaded products): ``maximumThreads``, but at least 1 and at most `items`.
+    public func threadParts(for items: Int) -> Int { Swift.max(1, Swift.min(maximumThreads, items)) }
     /// Products with fewer flops (`2·m·n·k`) than this run single-threaded.
     public var parallelThresholdFlops: Int
     /// Depth of a packed panel (the `k` extent of one pass), in scalars.
