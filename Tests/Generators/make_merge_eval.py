@@ -23,8 +23,8 @@ Run from the repository root (about 2 minutes on 2 cores):
     $P Tests/Generators/make_merge_eval.py eval FOLDER [...]     # accuracy of each folder on both tasks
     $P Tests/Generators/make_merge_eval.py reference-fisher OUT [--floor F]  # PyTorch Fisher merge, evaluated
 e.g.
-    swift run -c release squisher merge --method fisher /work/merge-eval/task_a/checkpoint-400 \
-        /work/merge-eval/task_b/checkpoint-400 --output /work/merge-eval/fisher
+    swift run -c release squisher merge --method fisher /work/merge-eval/task_a/checkpoint-250 \
+        /work/merge-eval/task_b/checkpoint-250 --output /work/merge-eval/fisher
     $P Tests/Generators/make_merge_eval.py eval /work/merge-eval/fisher
 `eval` prints one line per folder: task A accuracy, task B accuracy and their mean, on 1,000 held-out
 sequences per task (seeded, the same every run).
