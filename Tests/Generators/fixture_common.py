@@ -1,6 +1,6 @@
 """Shared helpers for the fixture generators in this folder (tiny models, data, answer-key writers).
 
-Imported by make_checkpoint_fixtures.py, make_hf_model_fixtures.py and make_merge_eval.py; not run on its own.
+Imported by make_checkpoint_fixtures.py and make_hf_model_fixtures.py; not run on its own.
 Versions and the command to run each generator are in that generator's header and in requirements.txt.
 """
 
