@@ -174,17 +174,14 @@ public enum EWCExperiment {
         for (t, task) in tasks.enumerated() {
             let model = head(body, scenario: scenario, task: t)
             let optimizer = try Adam(parameters: model.namedParameters, learningRate: learningRate)
-            var hook: SquaredGradientAccumulator?
-            if case .squisherEMA(let beta2) = importance {
-                let accumulator = try SquaredGradientAccumulator(rule: .ema(beta2: beta2), scaling: .datasetSize(task.fit.count))
-                accumulator.attach(to: optimizer)
-                hook = accumulator
+            let consolidates = penaltyStrength > 0 && t < tasks.count - 1
+            let observers = try importance.estimator.map { estimator in
+                try TrainingRunObservers(run: TrainingRun(model: model, optimizer: optimizer, data: task.fit, batchSize: configuration.batchSize), estimators: consolidates ? [estimator] : [])
             }
             try Trainer.train(
                 model: model, optimizer: optimizer, data: task.fit,
                 configuration: TrainingConfiguration(epochs: epochs, batchSize: configuration.batchSize, seed: seeds.tasks[t]),
                 regularizers: penaltyStrength > 0 ? [ewc] : [])
-            hook?.detach()
 
             var testRow: [Double] = [], validationRow: [Double] = []
             for (j, other) in tasks.enumerated() {
@@ -195,25 +192,12 @@ public enum EWCExperiment {
             testAccuracy.append(testRow)
             validationAccuracy.append(validationRow)
 
-            guard penaltyStrength > 0, t < tasks.count - 1 else { continue }
+            guard consolidates, let observers else { continue }
             let importanceStart = Date()
-            let values: Importance?
-            switch importance {
-            case .none: values = nil
-            case .estimator(let choice):
-                values = try choice.importance(model: model, optimizer: optimizer, data: task.fit, batchSize: configuration.batchSize)
-            case .squisherRaw:
-                values = try Squisher(optimizer: optimizer, scaling: .none).estimate(model: model, data: task.fit)
-            case .squisherEMA:
-                values = try hook?.estimate(model: model, data: task.fit)
-            case .squisherBiasCorrected:
-                values = try Squisher(optimizer: optimizer, biasCorrection: true, scaling: .datasetSize(task.fit.count)).estimate(model: model, data: task.fit)
-            }
+            let values = try observers.estimate(0)
             importanceSeconds += Date().timeIntervalSince(importanceStart)
-            if let values {
-                importanceTotals.append(values.flattened.reduce(0.0) { $0 + Double($1) })
-                try ewc.consolidate(importance: values, anchor: model.stateDict())
-            }
+            importanceTotals.append(values.flattened.reduce(0.0) { $0 + Double($1) })
+            try ewc.consolidate(importance: values, anchor: model.stateDict())
         }
         return EWCRunResult(seed: seed, testAccuracy: testAccuracy, validationAccuracy: validationAccuracy,
                             importanceSeconds: importanceSeconds, importanceTotals: importanceTotals, seconds: Date().timeIntervalSince(start))
@@ -222,11 +206,11 @@ public enum EWCExperiment {
     /// Runs the experiment at a preset size.
     /// - Parameters:
     ///   - seeds: one sequence per seed and variant (mean ± std over seeds).
-    ///   - estimators: importance-based estimators to compare (the baseline "no regularization" is
-    ///     always included; ``EstimatorChoice/baseline`` in the list is ignored). The ablations need
-    ///   `.squisher` (and use `.empiricalFisher`'s `λ` when present).
+    ///   - estimators: importance-based estimators to compare, built-in or a user's (the baseline
+    ///     "no regularization" is always included; ``AblationEstimator/baseline`` in the list is
+    ///     ignored). The ablations need `.squisher` (and use `.empiricalFisher`'s `λ` when present).
     public static func run(
-        size: ExperimentSize, seeds: [UInt64], estimators: [EstimatorChoice] = EstimatorChoice.importanceBased,
+        size: ExperimentSize, seeds: [UInt64], estimators: [AblationEstimator] = AblationEstimator.importanceBased,
         progress: ProgressReporter = .silent
     ) throws -> EWCResult {
         try run(configuration: .preset(size), seeds: seeds, estimators: estimators, progress: progress)
@@ -236,7 +220,7 @@ public enum EWCExperiment {
     /// and runs the ablations at the selected `λ`s.
     /// - Throws: ``ApplicationError`` for no seeds or an empty or negative `λ` grid; training errors.
     public static func run(
-        configuration: EWCConfiguration, seeds: [UInt64], estimators: [EstimatorChoice] = EstimatorChoice.importanceBased,
+        configuration: EWCConfiguration, seeds: [UInt64], estimators: [AblationEstimator] = AblationEstimator.importanceBased,
         progress: ProgressReporter = .silent
     ) throws -> EWCResult {
         guard !seeds.isEmpty else { throw ApplicationError(application: "ewc", problem: "needs at least one seed") }
@@ -246,12 +230,12 @@ public enum EWCExperiment {
             }
         }
         let start = Date()
-        var methods: [EstimatorChoice] = []
-        for choice in estimators where choice != .baseline && !methods.contains(choice) { methods.append(choice) }
+        var methods: [AblationEstimator] = []
+        for choice in estimators where !choice.isBaseline && !methods.contains(choice) { methods.append(choice) }
         let hasSquisher = methods.contains(.squisher)
 
         let sweepRuns = seeds.count * (2 + methods.count * (configuration.lambdas.count + configuration.classIncrementalLambdas.count))
-        let ablationRuns = hasSquisher ? seeds.count * (4 + configuration.ablationBeta2s.count) : 0
+        let ablationRuns = hasSquisher ? seeds.count * (5 + configuration.lambdas.count + configuration.ablationBeta2s.count) : 0
         let totalRuns = sweepRuns + ablationRuns
         var doneRuns = 0
 
@@ -306,6 +290,7 @@ public enum EWCExperiment {
         let main = try selected(.taskIncremental, grid: configuration.lambdas)
         progress.message("ewc: task-incremental sweep done (\(String(format: "%.1f", Date().timeIntervalSince(start))) s)")
 
+        var notes: [String] = []
         var ablations: [EWCVariantResult] = main.filter {
             [.none, .estimator(.empiricalFisher), .estimator(.squisher)].contains($0.importance)
         }
@@ -319,6 +304,26 @@ public enum EWCExperiment {
             if fisherLambda != squisherLambda {
                 ablations.append(try variant(.taskIncremental, .squisherRaw, squisherLambda, choice: "Squisher's best λ"))
             }
+            // The matched scale N·B·v: at the Fisher's λ (what matching the scale is for), and with its own λ.
+            if let fisherLambda {
+                ablations.append(try variant(.taskIncremental, .squisherSumReducedFisher, fisherLambda, choice: "Fisher's best λ"))
+            }
+            var bestMatched: EWCVariantResult?
+            for lambda in configuration.lambdas {
+                // N·B·v is about B times N·v: the top of the grid can make training diverge. Such a
+                // λ is reported in the notes and left out of the choice, not hidden.
+                let result: EWCVariantResult
+                do { result = try variant(.taskIncremental, .squisherSumReducedFisher, lambda, choice: "sweep") } catch {
+                    notes.append("\(EWCImportance.squisherSumReducedFisher) at λ = \(String(format: "%g", lambda)) failed and is left out of its λ choice: \(error)")
+                    continue
+                }
+                sweep.append(result)
+                if bestMatched.map({ result.finalValidationAccuracy.mean > $0.finalValidationAccuracy.mean }) ?? true { bestMatched = result }
+            }
+            if var bestMatched {
+                bestMatched.lambdaChoice = "own best (validation)"
+                ablations.append(bestMatched)
+            }
             ablations.append(try variant(.taskIncremental, .squisherBiasCorrected, squisherLambda, choice: "Squisher's best λ"))
             for beta2 in configuration.ablationBeta2s {
                 ablations.append(try variant(.taskIncremental, .squisherEMA(beta2: beta2), squisherLambda, choice: "Squisher's best λ"))
@@ -331,6 +336,6 @@ public enum EWCExperiment {
         progress.message("ewc: class-incremental sweep done (\(String(format: "%.1f", Date().timeIntervalSince(start))) s)")
 
         return EWCResult(configuration: configuration, seeds: seeds, sweep: sweep, main: main, ablations: ablations,
-                         classIncremental: classIncremental, seconds: Date().timeIntervalSince(start))
+                         classIncremental: classIncremental, seconds: Date().timeIntervalSince(start), notes: notes)
     }
 }
