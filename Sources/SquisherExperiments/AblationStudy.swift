@@ -67,7 +67,7 @@ public struct AblationStudy {
             var text = "# Squisher ablation study on digits\n\n\(settings)\n\n"
             text += "Reproduces the comparisons of Li, Dangel, Tam, Raffel (ICML 2025), *Fishers for Free?*, on the bundled digits data: "
             text += "per application the Fisher variants, the Squisher (Adam's `exp_avg_sq`) and the application's Fisher-free baseline (Figure 2), "
-            text += "the cost of each estimator (Table 1) and the EWC ablations (Table 2).\n\n"
+            text += "the cost of each estimator (Table 1) and the EWC ablations (Table 2), and measures the scale of Adam's `v` against the sum-reduced Fisher.\n\n"
             text += guide + "\n\n"
             for table in tables { text += table.markdown() + "\n" }
             if !plots.isEmpty {
