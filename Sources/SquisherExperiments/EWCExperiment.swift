@@ -236,106 +236,17 @@ public enum EWCExperiment {
 
         let sweepRuns = seeds.count * (2 + methods.count * (configuration.lambdas.count + configuration.classIncrementalLambdas.count))
         let ablationRuns = hasSquisher ? seeds.count * (5 + configuration.lambdas.count + configuration.ablationBeta2s.count) : 0
-        let totalRuns = sweepRuns + ablationRuns
-        var doneRuns = 0
+        let runner = try EWCVariantRunner(configuration: configuration, seeds: seeds, totalRuns: sweepRuns + ablationRuns, progress: progress)
+        func elapsed() -> String { String(format: "%.1f", Date().timeIntervalSince(start)) }
 
-        var taskCache: [EWCScenario: [UInt64: [TaskData]]] = [:]
-        for scenario in EWCScenario.allCases {
-            for seed in seeds { taskCache[scenario, default: [:]][seed] = try tasks(seed: seed, scenario: scenario, configuration: configuration) }
-        }
-        var computed: [String: EWCVariantResult] = [:]
-        func variant(_ scenario: EWCScenario, _ importance: EWCImportance, _ lambda: Double, choice: String) throws -> EWCVariantResult {
-            let key = "\(scenario)|\(importance)|\(lambda)"
-            if var cached = computed[key] {
-                cached.lambdaChoice = choice
-                return cached
-            }
-            var runs: [EWCRunResult] = []
-            for seed in seeds {
-                do {
-                    runs.append(try sequence(tasks: taskCache[scenario]![seed]!, scenario: scenario, importance: importance,
-                                             lambda: lambda, seed: seed, configuration: configuration))
-                } catch {
-                    throw ApplicationError(application: "ewc", problem: "\(scenario.rawValue), \(importance), λ = \(lambda), seed \(seed): \(error)")
-                }
-                doneRuns += 1
-                progress.update("ewc", done: min(doneRuns, totalRuns), total: totalRuns, detail: "\(scenario.rawValue) \(importance) λ=\(lambda)")
-            }
-            let result = EWCVariantResult(scenario: scenario, importance: importance, lambda: lambda, lambdaChoice: choice, runs: runs)
-            computed[key] = result
-            return result
-        }
+        let main = try runner.selected(.taskIncremental, grid: configuration.lambdas, methods: methods)
+        progress.message("ewc: task-incremental sweep done (\(elapsed()) s)")
+        let ablations = try runner.ablations(main: main)
+        progress.message("ewc: ablations done (\(elapsed()) s)")
+        let classIncremental = try runner.selected(.classIncremental, grid: configuration.classIncrementalLambdas, methods: methods)
+        progress.message("ewc: class-incremental sweep done (\(elapsed()) s)")
 
-        var sweep: [EWCVariantResult] = []
-        func selected(_ scenario: EWCScenario, grid: [Double]) throws -> [EWCVariantResult] {
-            let baseline = try variant(scenario, .none, 0, choice: "baseline")
-            sweep.append(baseline)
-            var chosen = [baseline]
-            for method in methods {
-                var best: EWCVariantResult?
-                for lambda in grid {
-                    let result = try variant(scenario, .estimator(method), lambda, choice: "sweep")
-                    sweep.append(result)
-                    // Ties go to the smaller λ (the grid is visited in the given order).
-                    if best.map({ result.finalValidationAccuracy.mean > $0.finalValidationAccuracy.mean }) ?? true { best = result }
-                }
-                if var best {
-                    best.lambdaChoice = "own best (validation)"
-                    chosen.append(best)
-                }
-            }
-            return chosen
-        }
-
-        let main = try selected(.taskIncremental, grid: configuration.lambdas)
-        progress.message("ewc: task-incremental sweep done (\(String(format: "%.1f", Date().timeIntervalSince(start))) s)")
-
-        var notes: [String] = []
-        var ablations: [EWCVariantResult] = main.filter {
-            [.none, .estimator(.empiricalFisher), .estimator(.squisher)].contains($0.importance)
-        }
-        if hasSquisher, let squisherLambda = main.first(where: { $0.importance == .estimator(.squisher) })?.lambda {
-            let fisherLambda = main.first { $0.importance == .estimator(.empiricalFisher) }?.lambda
-            if let fisherLambda {
-                let same = fisherLambda == squisherLambda ? " (= its own best here)" : ""
-                ablations.append(try variant(.taskIncremental, .estimator(.squisher), fisherLambda, choice: "Fisher's best λ, paper's heuristic\(same)"))
-                ablations.append(try variant(.taskIncremental, .squisherRaw, fisherLambda, choice: "Fisher's best λ"))
-            }
-            if fisherLambda != squisherLambda {
-                ablations.append(try variant(.taskIncremental, .squisherRaw, squisherLambda, choice: "Squisher's best λ"))
-            }
-            // The matched scale N·B·v: at the Fisher's λ (what matching the scale is for), and with its own λ.
-            if let fisherLambda {
-                ablations.append(try variant(.taskIncremental, .squisherSumReducedFisher, fisherLambda, choice: "Fisher's best λ"))
-            }
-            var bestMatched: EWCVariantResult?
-            for lambda in configuration.lambdas {
-                // N·B·v is about B times N·v: the top of the grid can make training diverge. Such a
-                // λ is reported in the notes and left out of the choice, not hidden.
-                let result: EWCVariantResult
-                do { result = try variant(.taskIncremental, .squisherSumReducedFisher, lambda, choice: "sweep") } catch {
-                    notes.append("\(EWCImportance.squisherSumReducedFisher) at λ = \(String(format: "%g", lambda)) failed and is left out of its λ choice: \(error)")
-                    continue
-                }
-                sweep.append(result)
-                if bestMatched.map({ result.finalValidationAccuracy.mean > $0.finalValidationAccuracy.mean }) ?? true { bestMatched = result }
-            }
-            if var bestMatched {
-                bestMatched.lambdaChoice = "own best (validation)"
-                ablations.append(bestMatched)
-            }
-            ablations.append(try variant(.taskIncremental, .squisherBiasCorrected, squisherLambda, choice: "Squisher's best λ"))
-            for beta2 in configuration.ablationBeta2s {
-                ablations.append(try variant(.taskIncremental, .squisherEMA(beta2: beta2), squisherLambda, choice: "Squisher's best λ"))
-            }
-        }
-        ablations += main.filter { $0.importance == .estimator(.jointFisher) || $0.importance == .estimator(.trueFisher) }
-        progress.message("ewc: ablations done (\(String(format: "%.1f", Date().timeIntervalSince(start))) s)")
-
-        let classIncremental = try selected(.classIncremental, grid: configuration.classIncrementalLambdas)
-        progress.message("ewc: class-incremental sweep done (\(String(format: "%.1f", Date().timeIntervalSince(start))) s)")
-
-        return EWCResult(configuration: configuration, seeds: seeds, sweep: sweep, main: main, ablations: ablations,
-                         classIncremental: classIncremental, seconds: Date().timeIntervalSince(start), notes: notes)
+        return EWCResult(configuration: configuration, seeds: seeds, sweep: runner.sweep, main: main, ablations: ablations,
+                         classIncremental: classIncremental, seconds: Date().timeIntervalSince(start), notes: runner.notes)
     }
 }
