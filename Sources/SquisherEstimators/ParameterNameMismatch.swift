@@ -32,10 +32,12 @@ public struct ParameterNameMismatch: Sendable, Hashable, CustomStringConvertible
     /// Pairs `(expected, found)` where one name is the other with a leading `prefix.` added.
     public private(set) var prefixPairs: [(expected: String, found: String)] = []
 
+    /// Same missing and unexpected names from the same source.
     public static func == (a: Self, b: Self) -> Bool {
         a.missing == b.missing && a.unexpected == b.unexpected && a.source == b.source
     }
 
+    /// Hashes the names and the source.
     public func hash(into hasher: inout Hasher) {
         hasher.combine(missing)
         hasher.combine(unexpected)

@@ -66,7 +66,9 @@ public struct AblationEstimator: Sendable, Hashable, Codable, CustomStringConver
     /// ``name`` reduced to ASCII letters, digits and `-`, for file names.
     public var slug: String { String(name.map { $0.isASCII && ($0.isLetter || $0.isNumber) ? $0 : "-" }) }
 
+    /// Same ``name``, same estimator (one row per name in every table).
     public static func == (a: Self, b: Self) -> Bool { a.name == b.name }
+    /// Hashes ``name`` only.
     public func hash(into hasher: inout Hasher) { hasher.combine(name) }
 
     private enum CodingKeys: String, CodingKey { case name, displayName }
