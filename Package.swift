@@ -29,10 +29,12 @@ let testTargets: [(name: String, dependencies: [String], resources: Bool)] = [
     ("SquisherCheckpointsTests", ["SquisherCheckpoints"], true),
     ("SquisherApplicationsTests", ["Squisher"], false),
     ("SquisherCommandsTests", ["SquisherCommands"], true),
+    ("SquisherPublicAPITests", ["Squisher"], false),
 ]
 
 let examples = [
     "TrainWithSquisher", "CustomEstimator", "MergeWithAnyEstimator", "PruneWithSquisher", "ContinualLearningEWC", "TaskEmbeddings",
+    "AblateCustomEstimator",
 ]
 
 let package = Package(

@@ -42,8 +42,11 @@ public final class ElasticWeightConsolidation: TrainingRegularizer {
     }
 
     /// Records a finished task: its importance and the parameters to stay close to.
-    /// - Throws: ``ApplicationError`` naming a parameter missing from the importance or with bad values.
+    /// - Throws: ``ApplicationError`` naming the parameters missing from the importance, entries
+    ///   that name no parameter of `anchor`, bad values, or an importance that is zero everywhere.
     public func consolidate(importance: Importance, anchor: NamedTensors) throws(ApplicationError) {
+        try Validation.checkNames(importance, expected: anchor.names, known: anchor.names, application: "ewc")
+        try Validation.checkNotAllZero(importance, names: anchor.names, application: "ewc")
         var fisher = NamedTensors()
         for (name, theta) in anchor {
             guard let values = try Validation.checkImportance(importance, covers: name, shape: theta.shape, application: "ewc", owner: importance.estimator) else {

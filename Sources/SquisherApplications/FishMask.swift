@@ -27,7 +27,8 @@ public struct FishMask: Sendable {
 
     /// The mask over every parameter (classifier tensors all ones).
     /// - Throws: ``ApplicationError`` for a fraction outside (0, 1], a classifier name the model
-    ///   lacks, or a parameter without (valid) importance.
+    ///   lacks, a parameter without (valid) importance, importance names that are no parameter,
+    ///   or an importance that is zero on every scored parameter.
     public func mask(parameters: NamedTensors, importance: Importance) throws(ApplicationError) -> ParameterMask {
         guard keepFraction > 0, keepFraction <= 1, keepFraction.isFinite else {
             throw ApplicationError(application: "fish-mask", problem: "keepFraction must be in (0, 1], got \(keepFraction)")
@@ -35,6 +36,9 @@ public struct FishMask: Sendable {
         if let unknown = classifierParameters.first(where: { parameters[$0] == nil }) {
             throw ApplicationError(application: "fish-mask", problem: "classifier parameter '\(unknown)' is not a parameter of the model")
         }
+        let scored = parameters.names.filter { !classifierParameters.contains($0) }
+        try Validation.checkNames(importance, expected: scored, known: parameters.names, application: "fish-mask")
+        try Validation.checkNotAllZero(importance, names: scored, application: "fish-mask")
         var scores = NamedTensors()
         var classifierSize = 0
         for (name, theta) in parameters {

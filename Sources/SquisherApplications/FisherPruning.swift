@@ -37,8 +37,10 @@ public struct FisherPruning: Sendable {
     }
 
     /// The saliency `θ² F / 2` of every pruned tensor.
-    /// - Throws: ``ApplicationError`` naming a parameter without importance or with a bad one.
+    /// - Throws: ``ApplicationError`` naming a parameter without importance or with a bad one, or
+    ///   importance entries that name no parameter.
     public func saliency(parameters: NamedTensors, importance: Importance) throws(ApplicationError) -> NamedTensors {
+        try Validation.checkNames(importance, expected: prunedNames(parameters), known: parameters.names, application: "pruning")
         var scores = NamedTensors()
         for (name, theta) in parameters where !weightsOnly || theta.rank >= 2 {
             guard let fisher = try Validation.checkImportance(importance, covers: name, shape: theta.shape, application: "pruning", owner: importance.estimator) else {
@@ -50,10 +52,12 @@ public struct FisherPruning: Sendable {
     }
 
     /// The mask removing a fraction `sparsity` in [0, 1) of the pruned entries.
-    /// - Throws: ``ApplicationError`` for a sparsity outside [0, 1) or bad importances.
+    /// - Throws: ``ApplicationError`` for a sparsity outside [0, 1), bad or mismatched importances,
+    ///   or an importance that is zero on every pruned tensor.
     public func mask(parameters: NamedTensors, importance: Importance, sparsity: Double) throws(ApplicationError) -> ParameterMask {
         try Validation.checkFraction(sparsity, argument: "sparsity", application: "pruning")
         var scores = try saliency(parameters: parameters, importance: importance)
+        try Validation.checkNotAllZero(importance, names: prunedNames(parameters), application: "pruning")
         switch scope {
         case .global:
             return ParameterMask.topK(scores: scores, keepCount: Self.keepCount(scores.scalarCount, sparsity))
@@ -71,6 +75,11 @@ public struct FisherPruning: Sendable {
             }
             return ParameterMask(masks: masks)
         }
+    }
+
+    /// The tensors that are pruned (rank ≥ 2 unless ``weightsOnly`` is off), in model order.
+    func prunedNames(_ parameters: NamedTensors) -> [String] {
+        parameters.names.filter { !weightsOnly || parameters[$0]!.rank >= 2 }
     }
 
     static func keepCount(_ total: Int, _ sparsity: Double) -> Int {

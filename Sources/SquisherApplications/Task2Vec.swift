@@ -34,7 +34,8 @@ public struct Task2Vec: Sendable {
     }
 
     /// The embedding of one importance, coordinates in parameter order.
-    /// - Throws: ``ApplicationError`` for negative/NaN importances or when nothing is left to embed.
+    /// - Throws: ``ApplicationError`` for negative/NaN importances, when nothing is left to embed, or
+    ///   (with ``normalize``) when the importance is zero on every embedded parameter.
     public func embedding(_ importance: Importance) throws(ApplicationError) -> [Double] {
         var coordinates: [Double] = []
         for (name, tensor) in importance.values where !skippedParameters.contains(name) {
@@ -50,7 +51,10 @@ public struct Task2Vec: Sendable {
         guard !coordinates.isEmpty else { throw ApplicationError(application: "task2vec", problem: "no parameters left to embed after skipping \(skippedParameters.sorted())") }
         if normalize {
             let sum = coordinates.reduce(0, +)
-            if sum > 0 { coordinates = coordinates.map { $0 / sum } }
+            guard sum > 0 else {
+                throw ApplicationError(application: "task2vec", problem: "importance '\(importance.estimator)' is zero on every embedded parameter: nothing was observed (an optimizer or accumulator over other parameters?), and a zero embedding has no direction")
+            }
+            coordinates = coordinates.map { $0 / sum }
         }
         return coordinates
     }

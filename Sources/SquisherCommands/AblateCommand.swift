@@ -17,7 +17,7 @@ enum AblateCommand: Subcommand {
         .init("quick", help: "A small run (one seed, fewer epochs) that finishes in about a minute."),
         .init("seeds", value: "n", help: "Number of seeds (default 3, or 1 with --quick)."),
         .init("applications", value: "list", help: "Comma-separated subset of: \(AblationStudy.Application.allCases.map(\.rawValue).joined(separator: ", "))."),
-        .init("estimators", value: "list", help: "Comma-separated subset of: \(EstimatorChoice.allCases.map(\.rawValue).joined(separator: ", "))."),
+        .init("estimators", value: "list", help: "Comma-separated subset of: \(AblationEstimator.builtIns.map(\.name).joined(separator: ", "))."),
         .init("output", value: "folder", help: "Report folder (default ./report)."),
         .init("no-report", help: "Print the tables only; write no files."),
         .init("json", help: "Print the tables as JSON instead of Markdown."),
@@ -29,8 +29,8 @@ enum AblateCommand: Subcommand {
         let seedCount = try arguments.integer("seeds", default: quick ? 1 : 3, range: 1...100)
         let applications = try arguments.list("applications", default: AblationStudy.Application.allCases.map(\.rawValue), allowed: AblationStudy.Application.allCases.map(\.rawValue))
             .compactMap(AblationStudy.Application.init(rawValue:))
-        let estimators = try arguments.list("estimators", default: EstimatorChoice.allCases.map(\.rawValue), allowed: EstimatorChoice.allCases.map(\.rawValue))
-            .compactMap(EstimatorChoice.init(rawValue:))
+        let estimators = try arguments.list("estimators", default: AblationEstimator.builtIns.map(\.name), allowed: AblationEstimator.builtIns.map(\.name))
+            .compactMap(AblationEstimator.builtIn(named:))
         guard !applications.isEmpty else { throw CommandError("squisher ablate: --applications is empty") }
         guard !estimators.isEmpty else { throw CommandError("squisher ablate: --estimators is empty") }
         let study = AblationStudy(applications: applications, estimators: estimators, seeds: (0..<UInt64(seedCount)).map { $0 }, size: quick ? .quick : .full)

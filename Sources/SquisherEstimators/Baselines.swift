@@ -4,7 +4,7 @@ import SquisherTensor
 
 /// The data-free baseline "all parameters matter equally": every importance is 1 (turns Fisher
 /// merging into plain averaging and EWC into an L2 penalty towards the old parameters).
-public struct UniformImportance: SensitivityEstimator {
+public struct UniformImportance: SensitivityEstimator, Sendable {
     public let name = "uniform"
     public let requirement = EstimatorRequirement.parametersOnly
     public init() {}
@@ -14,7 +14,7 @@ public struct UniformImportance: SensitivityEstimator {
 }
 
 /// The data-free baseline "large weights matter": importance `θ²` (magnitude pruning's score).
-public struct MagnitudeImportance: SensitivityEstimator {
+public struct MagnitudeImportance: SensitivityEstimator, Sendable {
     public let name = "magnitude"
     public let requirement = EstimatorRequirement.parametersOnly
     public init() {}
@@ -25,7 +25,7 @@ public struct MagnitudeImportance: SensitivityEstimator {
 
 /// The data-free baseline "random importance": independent uniform values in [0, 1) from a seeded
 /// generator (a random mask in pruning and FISH-mask training). Same seed, same values.
-public struct RandomImportance: SensitivityEstimator {
+public struct RandomImportance: SensitivityEstimator, Sendable {
     public var name: String { "random" }
     public let requirement = EstimatorRequirement.parametersOnly
     public var seed: UInt64

@@ -13,7 +13,7 @@ import SquisherTensor
 ///
 /// [1]: Li, Dangel, Tam, Raffel 2025, Fishers for Free?; Kunstner, Hennig, Balles 2019,
 ///      Limitations of the empirical Fisher approximation.
-public struct EmpiricalFisher: SensitivityEstimator {
+public struct EmpiricalFisher: SensitivityEstimator, Sendable {
     public let name = "empirical-fisher"
     public let requirement = EstimatorRequirement.data
     /// Samples per forward/backward pass (affects speed and memory only, not the result).

@@ -13,7 +13,7 @@ import SquisherTensor
 ///   saved and restored around the computation.
 ///
 /// [1]: Li, Dangel, Tam, Raffel 2025, Fishers for Free?
-public struct JointEmpiricalFisher: SensitivityEstimator {
+public struct JointEmpiricalFisher: SensitivityEstimator, Sendable {
     public let name = "joint-empirical-fisher"
     public let requirement = EstimatorRequirement.data
     /// Samples per batch `B` (this changes the result: the square is taken per batch).

@@ -37,6 +37,8 @@ public final class SquaredGradientAccumulator: TrainingObserver, SensitivityEsti
     public var biasCorrection: Bool
     /// The rescaling of the result.
     public var scaling: SquisherScaling
+    /// What to do with a trainable parameter that got no gradient in any accumulated step.
+    public var unobserved: UnobservedParameterPolicy
 
     /// Accumulated values by parameter name.
     public private(set) var accumulated = NamedTensors()
@@ -45,7 +47,9 @@ public final class SquaredGradientAccumulator: TrainingObserver, SensitivityEsti
     private var handle: HookHandle?
 
     /// - Throws: ``EstimatorError`` for `beta2` outside [0, 1) or `startStep < 1`.
-    public init(rule: Rule, startStep: Int = 1, biasCorrection: Bool = false, scaling: SquisherScaling = .none) throws(EstimatorError) {
+    public init(
+        rule: Rule, startStep: Int = 1, biasCorrection: Bool = false, scaling: SquisherScaling = .none, unobserved: UnobservedParameterPolicy = .fail
+    ) throws(EstimatorError) {
         if case .ema(let beta2) = rule, !(0..<1).contains(beta2) {
             throw EstimatorError(estimator: "squisher-ema", problem: "beta2 must be in [0, 1), got \(beta2)")
         }
@@ -54,6 +58,7 @@ public final class SquaredGradientAccumulator: TrainingObserver, SensitivityEsti
         self.startStep = startStep
         self.biasCorrection = biasCorrection
         self.scaling = scaling
+        self.unobserved = unobserved
     }
 
     @discardableResult
@@ -94,21 +99,44 @@ public final class SquaredGradientAccumulator: TrainingObserver, SensitivityEsti
         }
     }
 
+    /// `v` (scaled, optionally bias-corrected) for every parameter of `model`.
+    /// - Throws: ``EstimatorError`` when no step was accumulated, or when a trainable parameter of
+    ///   `model` got no gradient in any accumulated step (names that differ, an optimizer over part
+    ///   of the model) unless ``unobserved`` is `.zero`; frozen parameters get zeros, listed in
+    ///   `conventions["frozen"]`.
     public func estimate(model: any Layer, data: Dataset?) throws -> Importance {
+        guard accumulatedSteps > 0 else {
+            throw EstimatorError(estimator: name, problem: "accumulated no optimizer step (attach it to the optimizer before training; startStep is \(startStep))")
+        }
+        let parameters = model.namedParameters
+        let trainable = parameters.filter { $0.parameter.requiresGradient }.map(\.name)
+        if let mismatch = ParameterNameMismatch(expected: trainable, found: accumulated.names, source: "accumulator", allowUnexpected: true) {
+            if unobserved == .fail || mismatch.missing.count == trainable.count {
+                throw EstimatorError(estimator: name, problem: "\(mismatch); \(unobserved == .fail ? "pass unobserved: .zero to give such parameters zero importance explicitly" : "no parameter of the model was observed")")
+            }
+        }
         var factor = scaling.multiplier
-        if biasCorrection, case .ema(let beta2) = rule, accumulatedSteps > 0 {
+        if biasCorrection, case .ema(let beta2) = rule {
             factor /= 1 - Foundation.pow(Double(beta2), Double(accumulatedSteps))
         }
         var values = NamedTensors()
-        for (name, parameter) in model.namedParameters {
-            var v = accumulated[name] ?? Tensor(zeros: parameter.value.shape)
+        var unobservedNames: [String] = [], frozen: [String] = []
+        for (name, parameter) in parameters {
+            guard var v = accumulated[name] else {
+                if parameter.requiresGradient { unobservedNames.append(name) } else { frozen.append(name) }
+                values[name] = Tensor(zeros: parameter.value.shape)
+                continue
+            }
+            guard v.shape == parameter.value.shape else {
+                throw EstimatorError(estimator: self.name, problem: "accumulated '\(name)' has shape \(v.shape), the model's parameter has \(parameter.value.shape)")
+            }
             if factor != 1 { v.scale(by: Float(factor)) }
             values[name] = v
         }
-        return try Importance(
-            values: values, estimator: name,
-            conventions: ["scaling": scaling.label, "bias_correction": biasCorrection ? "on" : "off",
-                          "steps": "\(accumulatedSteps)", "start_step": "\(startStep)"],
-            cost: .free)
+        var conventions = ["scaling": scaling.label, "bias_correction": biasCorrection ? "on" : "off",
+                           "steps": "\(accumulatedSteps)", "start_step": "\(startStep)"]
+        if !unobservedNames.isEmpty { conventions["unobserved"] = unobservedNames.joined(separator: ",") }
+        if !frozen.isEmpty { conventions["frozen"] = frozen.joined(separator: ",") }
+        return try Importance(values: values, estimator: name, conventions: conventions, cost: .free)
     }
 }

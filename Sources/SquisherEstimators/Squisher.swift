@@ -11,15 +11,21 @@ import SquisherTensor
 /// live optimizer or a saved ``OptimizerState``. Options:
 /// - ``biasCorrection``: divide an EMA by `1 − β₂ᵗ` (PyTorch stores `v` uncorrected; the paper uses
 ///   it "without modification", so the default is off). No effect on Adagrad's sum.
-/// - ``scaling``: raw `v`, `B·v` or `N·v` (see ``SquisherScaling``).
+/// - ``scaling``: raw `v`, `B·v`, `N·v` or `N·B·v`, the scale of a sum-reduced Fisher (see ``SquisherScaling``).
 ///
-/// Parameters without optimizer state (frozen, or never given a gradient) get zeros and are listed
-/// in `conventions["no_state"]`.
+/// Names must match: a trainable parameter without optimizer state (an optimizer built over a
+/// sub-model names `0.weight` what the model calls `0.0.weight`, or over part of the parameters)
+/// is an ``EstimatorError`` naming the parameters and the prefix mismatch, unless
+/// ``unobserved`` is `.zero` (zeros, listed in `conventions["no_state"]`). Parameters the model
+/// itself freezes (`requiresGradient == false`) have no state by design: zeros, listed in
+/// `conventions["frozen"]`.
 ///
 /// [1]: Li, Dangel, Tam, Raffel 2025, Fishers for Free? Approximating the Fisher Information Matrix
 ///      by Recycling the Squared Gradient Accumulator.
 public struct Squisher: SensitivityEstimator {
+    /// `"squisher"`.
     public let name = "squisher"
+    /// `.trainingRun`: it reads the optimizer state a training run filled.
     public let requirement = EstimatorRequirement.trainingRun
 
     /// Where the accumulator comes from.
@@ -30,21 +36,26 @@ public struct Squisher: SensitivityEstimator {
         case state(OptimizerState)
     }
 
+    /// Where the accumulator is read.
     public var source: Source
     /// Divide the EMA by `1 − β₂ᵗ` (per parameter, `t` its step count).
     public var biasCorrection: Bool
     /// The rescaling of `v`.
     public var scaling: SquisherScaling
+    /// What to do with a trainable parameter that has no optimizer state.
+    public var unobserved: UnobservedParameterPolicy
 
-    public init(source: Source, biasCorrection: Bool = false, scaling: SquisherScaling = .none) {
+    /// The Squisher of an optimizer or a saved state.
+    public init(source: Source, biasCorrection: Bool = false, scaling: SquisherScaling = .none, unobserved: UnobservedParameterPolicy = .fail) {
         self.source = source
         self.biasCorrection = biasCorrection
         self.scaling = scaling
+        self.unobserved = unobserved
     }
 
     /// The Squisher of a live optimizer.
-    public init(optimizer: any Optimizer, biasCorrection: Bool = false, scaling: SquisherScaling = .none) {
-        self.init(source: .optimizer(optimizer), biasCorrection: biasCorrection, scaling: scaling)
+    public init(optimizer: any Optimizer, biasCorrection: Bool = false, scaling: SquisherScaling = .none, unobserved: UnobservedParameterPolicy = .fail) {
+        self.init(source: .optimizer(optimizer), biasCorrection: biasCorrection, scaling: scaling, unobserved: unobserved)
     }
 
     /// The accumulator buffer and EMA decay of an optimizer kind.
@@ -58,12 +69,20 @@ public struct Squisher: SensitivityEstimator {
         }
     }
 
+    /// The importance of every parameter of `model` (its names and shapes); `data` is not used.
+    /// - Throws: ``EstimatorError`` for an optimizer without accumulator, a state shape that differs
+    ///   from the parameter's, or trainable parameters without state (see ``unobserved``).
     public func estimate(model: any Layer, data: Dataset?) throws -> Importance {
-        try estimate(parameters: model.namedParameters.map { ($0.name, $0.parameter.value.shape) })
+        let parameters = model.namedParameters
+        let frozen = Set(parameters.filter { !$0.parameter.requiresGradient }.map(\.name))
+        return try estimate(parameters: parameters.map { ($0.name, $0.parameter.value.shape) }, frozen: frozen)
     }
 
     /// The estimate for parameters given by name and shape (no model needed: works on checkpoints).
-    public func estimate(parameters: [(name: String, shape: [Int])]) throws -> Importance {
+    /// - Parameter frozen: parameters that legitimately have no state (zeros, listed in
+    ///   `conventions["frozen"]`).
+    /// - Throws: ``EstimatorError`` as ``estimate(model:data:)``.
+    public func estimate(parameters: [(name: String, shape: [Int])], frozen: Set<String> = []) throws -> Importance {
         let state: OptimizerState
         switch source {
         case .optimizer(let optimizer): state = optimizer.state
@@ -72,11 +91,12 @@ public struct Squisher: SensitivityEstimator {
         guard let (bufferName, decay) = Self.accumulator(of: state) else {
             throw EstimatorError(estimator: name, problem: "optimizer \(state.kind) has no squared-gradient accumulator (use Adam, AdamW, RMSprop or Adagrad, or attach a SquaredGradientAccumulator)")
         }
+        try checkObserved(parameters: parameters.map(\.name), frozen: frozen, state: state, bufferName: bufferName)
         var values = NamedTensors()
-        var missing: [String] = []
+        var missing: [String] = [], frozenWithoutState: [String] = []
         for (parameter, shape) in parameters {
             guard var v = state.buffer(bufferName, for: parameter) else {
-                missing.append(parameter)
+                if frozen.contains(parameter) { frozenWithoutState.append(parameter) } else { missing.append(parameter) }
                 values[parameter] = Tensor(zeros: shape)
                 continue
             }
@@ -95,7 +115,22 @@ public struct Squisher: SensitivityEstimator {
             "bias_correction": biasCorrection ? "on" : "off", "reduction": "EMA of squared mean mini-batch gradients",
         ]
         if !missing.isEmpty { conventions["no_state"] = missing.joined(separator: ",") }
+        if !frozenWithoutState.isEmpty { conventions["frozen"] = frozenWithoutState.joined(separator: ",") }
         return try Importance(values: values, estimator: name, conventions: conventions, cost: .free)
+    }
+
+    /// Fails when no parameter has state, or (policy `.fail`) when a trainable one lacks it.
+    func checkObserved(parameters: [String], frozen: Set<String>, state: OptimizerState, bufferName: String) throws(EstimatorError) {
+        let stateNames = state.buffers[bufferName]?.names ?? []
+        let trainable = parameters.filter { !frozen.contains($0) }
+        guard let mismatch = ParameterNameMismatch(expected: trainable, found: stateNames, source: "optimizer state (\(bufferName))", allowUnexpected: true) else { return }
+        let noneObserved = mismatch.missing.count == trainable.count && !trainable.isEmpty
+        guard unobserved == .fail || noneObserved else { return }
+        let steps = state.steps.values.max() ?? 0
+        let context = steps == 0 ? " (the optimizer has taken no step yet)" : ""
+        let remedy = noneObserved ? "no parameter of the model has state, so the Squisher would be all zeros"
+            : "pass unobserved: .zero to give such parameters zero importance explicitly"
+        throw EstimatorError(estimator: name, problem: "\(mismatch)\(context); \(remedy)")
     }
 }
 

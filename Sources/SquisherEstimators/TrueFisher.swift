@@ -13,7 +13,7 @@ import SquisherTensor
 ///
 /// [1]: Li, Dangel, Tam, Raffel 2025, Fishers for Free?; Martens 2020, New insights and
 ///      perspectives on the natural gradient method.
-public struct TrueFisherExact: SensitivityEstimator {
+public struct TrueFisherExact: SensitivityEstimator, Sendable {
     public let name = "true-fisher"
     public let requirement = EstimatorRequirement.data
     /// Samples per pass (speed and memory only).
@@ -52,7 +52,7 @@ public struct TrueFisherExact: SensitivityEstimator {
 ///
 /// - Reduction: **sum** over the `N` samples, mean over the `S` label samples.
 /// - Cost: one forward and `S` backward passes per batch. Same seed, same bits.
-public struct TrueFisherMonteCarlo: SensitivityEstimator {
+public struct TrueFisherMonteCarlo: SensitivityEstimator, Sendable {
     public var name: String { "true-fisher-mc\(samples)" }
     public let requirement = EstimatorRequirement.data
     /// Label samples per data point (`S >= 1`).

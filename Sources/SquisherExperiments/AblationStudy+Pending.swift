@@ -1,18 +1,19 @@
 import SquisherTraining
 
 extension AblationStudy {
-    static func task2vec(size: ExperimentSize, seeds: [UInt64], estimators: [EstimatorChoice], progress: ProgressReporter) throws -> ([ResultTable], [(String, String)]) {
+    static func task2vec(size: ExperimentSize, seeds: [UInt64], estimators: [AblationEstimator], progress: ProgressReporter) throws -> ([ResultTable], [(String, String)]) {
         let result = try Task2VecExperiment.run(size: size, seeds: seeds, estimators: estimators, progress: progress)
         var plots: [(String, String)] = []
-        for choice in [EstimatorChoice.empiricalFisher, .squisher] {
+        // Heat maps: the Fisher, the Squisher and every user's estimator.
+        for choice in [AblationEstimator.empiricalFisher, .squisher] + estimators.filter({ !$0.isBuiltIn && !$0.isBaseline }) {
             guard let matrix = result.meanDistances(choice) else { continue }
-            plots.append(("task2vec_distances_\(choice.rawValue).svg",
+            plots.append(("task2vec_distances_\(choice.slug).svg",
                           SVGPlot.heatMap(title: "Task2Vec distances, \(choice.displayName)", labels: result.taskNames, matrix: matrix)))
         }
         return (result.tables(), plots)
     }
 
-    static func ewc(size: ExperimentSize, seeds: [UInt64], estimators: [EstimatorChoice], progress: ProgressReporter) throws -> ([ResultTable], [(String, String)]) {
+    static func ewc(size: ExperimentSize, seeds: [UInt64], estimators: [AblationEstimator], progress: ProgressReporter) throws -> ([ResultTable], [(String, String)]) {
         let result = try EWCExperiment.run(size: size, seeds: seeds, estimators: estimators, progress: progress)
         // Accuracy on each task over time: one panel per method, one line per task.
         var plots: [(String, String)] = []

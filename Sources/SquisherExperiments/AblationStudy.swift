@@ -7,19 +7,30 @@ import SquisherTraining
 
 /// The main job: every estimator in the six applications on digits, the paper's comparisons
 /// reproduced (Figure 2: application results per estimator; Table 1: cost; Table 2: EWC
-/// ablations), written as a report folder with Markdown, CSV and SVG plots.
+/// ablations) and the measured scale of the accumulator, written as a report folder with Markdown,
+/// CSV and SVG plots.
+///
+/// The estimators are ``AblationEstimator`` values: the built-ins and any user's
+/// ``TrainingRunEstimator`` side by side, in every table and plot (a user's estimator is also
+/// compared with the empirical Fisher in the agreement and cost tables and gets its own Task2Vec
+/// heat map).
 public struct AblationStudy {
     /// The applications the study can run.
     public enum Application: String, Sendable, CaseIterable {
         case merging, pruning, fishMask = "fish-mask", task2vec, ewc
     }
 
+    /// The applications to run, in order.
     public var applications: [Application]
-    public var estimators: [EstimatorChoice]
+    /// The estimators compared (built-in and custom; names must be unique).
+    public var estimators: [AblationEstimator]
+    /// One run per seed; tables show mean ± std.
     public var seeds: [UInt64]
+    /// `quick` (tests) or `full` (the report).
     public var size: ExperimentSize
 
-    public init(applications: [Application] = Application.allCases, estimators: [EstimatorChoice] = EstimatorChoice.allCases,
+    /// A study of `estimators` in `applications`.
+    public init(applications: [Application] = Application.allCases, estimators: [AblationEstimator] = AblationEstimator.builtIns,
                 seeds: [UInt64] = [0, 1, 2], size: ExperimentSize = .full) {
         self.applications = applications
         self.estimators = estimators
@@ -46,7 +57,8 @@ public struct AblationStudy {
                 - Figure 2 (each application: Fisher vs Squisher vs Fisher-free baseline, mean ± std over seeds): \
                 the merging, UBGM, pruning, FISH mask, Task2Vec and EWC tables.
                 - Table 1 (cost of each estimator vs the Squisher's ~0): \(find("Cost of each estimator")).
-                - Table 2 (EWC ablations: raw v vs N·v, β₂ sweep, joint): \(find("EWC ablations")).
+                - Table 2 (EWC ablations: raw v vs N·v vs N·B·v, β₂ sweep, joint): \(find("EWC ablations")).
+                - The scale of the recycled accumulator against the sum-reduced Fisher (Σ N·v / Σ F ≈ 1/B): \(find("Scale of the recycled accumulator")).
                 """
         }
 
@@ -55,7 +67,7 @@ public struct AblationStudy {
             var text = "# Squisher ablation study on digits\n\n\(settings)\n\n"
             text += "Reproduces the comparisons of Li, Dangel, Tam, Raffel (ICML 2025), *Fishers for Free?*, on the bundled digits data: "
             text += "per application the Fisher variants, the Squisher (Adam's `exp_avg_sq`) and the application's Fisher-free baseline (Figure 2), "
-            text += "the cost of each estimator (Table 1) and the EWC ablations (Table 2).\n\n"
+            text += "the cost of each estimator (Table 1) and the EWC ablations (Table 2), and measures the scale of Adam's `v` against the sum-reduced Fisher.\n\n"
             text += guide + "\n\n"
             for table in tables { text += table.markdown() + "\n" }
             if !plots.isEmpty {
@@ -76,7 +88,10 @@ public struct AblationStudy {
     }
 
     /// Runs the study. Progress goes to `progress` (stderr), never to stdout.
+    /// - Throws: ``EstimatorError`` for no estimators or duplicate names (a user's estimator may
+    ///   not take a built-in's name); whatever the experiments throw.
     public func run(progress: ProgressReporter = .silent) throws -> Report {
+        try checkEstimators()
         var tables: [ResultTable] = [], plots: [(String, String)] = [], seconds: [(String, Double)] = []
         func timed<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
             let start = Date()
@@ -85,9 +100,12 @@ public struct AblationStudy {
             return try body()
         }
         // Agreement and cost (Table 1) always run: they are cheap and anchor every comparison.
-        let agreement = try timed("agreement and cost") { try AgreementExperiment.run(seed: seeds.first ?? 0, progress: progress) }
+        let custom = estimators.filter { !$0.isBuiltIn }
+        let agreement = try timed("agreement and cost") { try AgreementExperiment.run(seed: seeds.first ?? 0, estimators: custom, progress: progress) }
         tables += agreement.tables().reversed()
         plots.append(("scatter_fisher_vs_squisher.svg", Self.scatterPlot(agreement)))
+        let scale = try timed("scale") { try ScaleExperiment.run(seed: seeds.first ?? 0, batchSizes: size == .quick ? [32] : [8, 32, 128], progress: progress) }
+        tables += scale.tables()
         for application in applications {
             switch application {
             case .merging:
@@ -110,8 +128,24 @@ public struct AblationStudy {
                 plots += p
             }
         }
-        let settings = "Size: \(size.rawValue); seeds: \(seeds.map(String.init).joined(separator: ", ")); estimators: \(estimators.map(\.rawValue).joined(separator: ", ")); applications: \(applications.map(\.rawValue).joined(separator: ", ")). The Squisher is read without bias correction, scaled by N where scale matters."
+        let settings = "Size: \(size.rawValue); seeds: \(seeds.map(String.init).joined(separator: ", ")); estimators: \(estimators.map(\.name).joined(separator: ", ")); applications: \(applications.map(\.rawValue).joined(separator: ", ")). The Squisher is read without bias correction, scaled by N where scale matters."
         return Report(tables: tables, plots: plots, seconds: seconds, settings: settings)
+    }
+
+    /// Names must be unique, and a user's estimator may not reuse a name the study gives its own
+    /// estimators.
+    func checkEstimators() throws(EstimatorError) {
+        guard !estimators.isEmpty else { throw EstimatorError(estimator: "ablation", problem: "needs at least one estimator") }
+        var seen: Set<String> = []
+        let reserved: Set<String> = ["true-fisher-mc1"]
+        for estimator in estimators {
+            guard seen.insert(estimator.name).inserted else {
+                throw EstimatorError(estimator: estimator.name, problem: "two estimators of the ablation are named '\(estimator.name)'; names identify table rows and must be unique")
+            }
+            guard estimator.isBuiltIn || !reserved.contains(estimator.name) else {
+                throw EstimatorError(estimator: estimator.name, problem: "'\(estimator.name)' is the name of an estimator the study always runs; choose another name")
+            }
+        }
     }
 
     static func scatterPlot(_ result: AgreementExperiment.Result) -> String {

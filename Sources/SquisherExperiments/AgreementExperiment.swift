@@ -43,8 +43,12 @@ public enum AgreementExperiment {
         }
     }
 
-    public static func run(seed: UInt64 = 0, progress: ProgressReporter = .silent) throws -> Result {
-        let run = try DigitsExperiment.trainMLP(hidden: 128, epochs: 30, seed: seed)
+    /// Trains the MLP and compares the estimators.
+    /// - Parameter estimators: more estimators (a user's) to compare with the empirical Fisher and
+    ///   to list in the cost table; they observe the same training run.
+    public static func run(seed: UInt64 = 0, estimators extra: [AblationEstimator] = [], progress: ProgressReporter = .silent) throws -> Result {
+        let extra = extra.filter { !$0.isBaseline }
+        let run = try DigitsExperiment.trainMLP(hidden: 128, epochs: 30, seed: seed, estimators: extra)
         var importances: [String: Importance] = [:]
         let estimators: [(String, any SensitivityEstimator)] = [
             ("squisher", Squisher(optimizer: run.optimizer)),
@@ -57,10 +61,16 @@ public enum AgreementExperiment {
             importances[name] = try estimator.estimate(model: run.model, data: run.train)
             progress.message("agreement: \(name) done")
         }
+        for estimator in extra where importances[estimator.name] == nil {
+            importances[estimator.name] = run.importances[estimator.name]
+        }
         var agreements: [(String, String, AgreementReport)] = []
-        for (a, b) in [("fisher", "squisher"), ("fisher", "joint"), ("joint", "squisher"), ("true-fisher", "squisher"), ("true-fisher", "fisher"), ("true-fisher", "true-fisher-mc1")] {
+        let pairs = [("fisher", "squisher"), ("fisher", "joint"), ("joint", "squisher"), ("true-fisher", "squisher"), ("true-fisher", "fisher"), ("true-fisher", "true-fisher-mc1")]
+            + extra.map { ("fisher", $0.name) }
+        for (a, b) in pairs {
             agreements.append((a, b, try AgreementReport(importances[a]!, importances[b]!, topKFraction: 0.01)))
         }
-        return Result(importances: importances, agreements: agreements, testAccuracy: run.testAccuracy, trainingSeconds: run.seconds, order: estimators.map(\.0))
+        let order = estimators.map(\.0) + extra.map(\.name).filter { name in !estimators.contains { $0.0 == name } }
+        return Result(importances: importances, agreements: agreements, testAccuracy: run.testAccuracy, trainingSeconds: run.seconds, order: order)
     }
 }

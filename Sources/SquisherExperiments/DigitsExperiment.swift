@@ -18,7 +18,11 @@ public enum DigitsExperiment {
         public var test: Dataset
         public var testAccuracy: Double
         public var testLoss: Double
+        /// Training seconds.
         public var seconds: Double
+        /// The importances of the estimators passed to ``trainMLP(hidden:epochs:batchSize:learningRate:seed:estimators:progress:)``,
+        /// by ``AblationEstimator/name``, computed right after training (the baseline has none).
+        public var importances: [String: Importance] = [:]
     }
 
     /// The digits split 80/20 with a seeded shuffle.
@@ -41,22 +45,27 @@ public enum DigitsExperiment {
         return Sequential(layers)
     }
 
-    /// Trains a `64-hidden-10` MLP with Adam (mean-reduced cross-entropy) on the train split and
-    /// evaluates on the test split.
+    /// Trains a `64-hidden-10` MLP with Adam (mean-reduced cross-entropy) on the train split,
+    /// evaluates on the test split, and computes the importances of `estimators` on the training
+    /// run (those that need it observe training through the step hooks).
     public static func trainMLP(
         hidden: Int = 128, epochs: Int = 30, batchSize: Int = 32, learningRate: Float = 1e-3, seed: UInt64 = 0,
-        progress: ProgressReporter = .silent
+        estimators: [AblationEstimator] = [], progress: ProgressReporter = .silent
     ) throws -> Run {
         let (train, test) = try split(seed: seed)
         let model = mlp(hidden: [hidden], seed: seed)
         let optimizer = try Adam(parameters: model.namedParameters, learningRate: learningRate)
+        let observed = try ObservedEstimators(estimators, run: TrainingRun(model: model, optimizer: optimizer, data: train, batchSize: batchSize))
         let start = Date()
         try Trainer.train(
             model: model, optimizer: optimizer, data: train,
             configuration: TrainingConfiguration(epochs: epochs, batchSize: batchSize, seed: seed), evaluationData: test, progress: progress)
+        let seconds = Date().timeIntervalSince(start)
         let evaluation = try Trainer.evaluate(model: model, data: test)
-        return Run(model: model, optimizer: optimizer, train: train, test: test, testAccuracy: evaluation.accuracy,
-                   testLoss: evaluation.loss, seconds: Date().timeIntervalSince(start))
+        var run = Run(model: model, optimizer: optimizer, train: train, test: test, testAccuracy: evaluation.accuracy,
+                      testLoss: evaluation.loss, seconds: seconds)
+        for estimator in observed.estimators { run.importances[estimator.name] = try observed.importance(estimator) }
+        return run
     }
 
     /// The samples of `data` whose label is in `classes`, labels unchanged (the 10-way head is kept).

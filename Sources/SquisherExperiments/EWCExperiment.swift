@@ -174,17 +174,14 @@ public enum EWCExperiment {
         for (t, task) in tasks.enumerated() {
             let model = head(body, scenario: scenario, task: t)
             let optimizer = try Adam(parameters: model.namedParameters, learningRate: learningRate)
-            var hook: SquaredGradientAccumulator?
-            if case .squisherEMA(let beta2) = importance {
-                let accumulator = try SquaredGradientAccumulator(rule: .ema(beta2: beta2), scaling: .datasetSize(task.fit.count))
-                accumulator.attach(to: optimizer)
-                hook = accumulator
+            let consolidates = penaltyStrength > 0 && t < tasks.count - 1
+            let observers = try importance.estimator.map { estimator in
+                try TrainingRunObservers(run: TrainingRun(model: model, optimizer: optimizer, data: task.fit, batchSize: configuration.batchSize), estimators: consolidates ? [estimator] : [])
             }
             try Trainer.train(
                 model: model, optimizer: optimizer, data: task.fit,
                 configuration: TrainingConfiguration(epochs: epochs, batchSize: configuration.batchSize, seed: seeds.tasks[t]),
                 regularizers: penaltyStrength > 0 ? [ewc] : [])
-            hook?.detach()
 
             var testRow: [Double] = [], validationRow: [Double] = []
             for (j, other) in tasks.enumerated() {
@@ -195,25 +192,12 @@ public enum EWCExperiment {
             testAccuracy.append(testRow)
             validationAccuracy.append(validationRow)
 
-            guard penaltyStrength > 0, t < tasks.count - 1 else { continue }
+            guard consolidates, let observers else { continue }
             let importanceStart = Date()
-            let values: Importance?
-            switch importance {
-            case .none: values = nil
-            case .estimator(let choice):
-                values = try choice.importance(model: model, optimizer: optimizer, data: task.fit, batchSize: configuration.batchSize)
-            case .squisherRaw:
-                values = try Squisher(optimizer: optimizer, scaling: .none).estimate(model: model, data: task.fit)
-            case .squisherEMA:
-                values = try hook?.estimate(model: model, data: task.fit)
-            case .squisherBiasCorrected:
-                values = try Squisher(optimizer: optimizer, biasCorrection: true, scaling: .datasetSize(task.fit.count)).estimate(model: model, data: task.fit)
-            }
+            let values = try observers.estimate(0)
             importanceSeconds += Date().timeIntervalSince(importanceStart)
-            if let values {
-                importanceTotals.append(values.flattened.reduce(0.0) { $0 + Double($1) })
-                try ewc.consolidate(importance: values, anchor: model.stateDict())
-            }
+            importanceTotals.append(values.flattened.reduce(0.0) { $0 + Double($1) })
+            try ewc.consolidate(importance: values, anchor: model.stateDict())
         }
         return EWCRunResult(seed: seed, testAccuracy: testAccuracy, validationAccuracy: validationAccuracy,
                             importanceSeconds: importanceSeconds, importanceTotals: importanceTotals, seconds: Date().timeIntervalSince(start))
@@ -222,11 +206,11 @@ public enum EWCExperiment {
     /// Runs the experiment at a preset size.
     /// - Parameters:
     ///   - seeds: one sequence per seed and variant (mean ± std over seeds).
-    ///   - estimators: importance-based estimators to compare (the baseline "no regularization" is
-    ///     always included; ``EstimatorChoice/baseline`` in the list is ignored). The ablations need
-    ///   `.squisher` (and use `.empiricalFisher`'s `λ` when present).
+    ///   - estimators: importance-based estimators to compare, built-in or a user's (the baseline
+    ///     "no regularization" is always included; ``AblationEstimator/baseline`` in the list is
+    ///     ignored). The ablations need `.squisher` (and use `.empiricalFisher`'s `λ` when present).
     public static func run(
-        size: ExperimentSize, seeds: [UInt64], estimators: [EstimatorChoice] = EstimatorChoice.importanceBased,
+        size: ExperimentSize, seeds: [UInt64], estimators: [AblationEstimator] = AblationEstimator.importanceBased,
         progress: ProgressReporter = .silent
     ) throws -> EWCResult {
         try run(configuration: .preset(size), seeds: seeds, estimators: estimators, progress: progress)
@@ -236,7 +220,7 @@ public enum EWCExperiment {
     /// and runs the ablations at the selected `λ`s.
     /// - Throws: ``ApplicationError`` for no seeds or an empty or negative `λ` grid; training errors.
     public static func run(
-        configuration: EWCConfiguration, seeds: [UInt64], estimators: [EstimatorChoice] = EstimatorChoice.importanceBased,
+        configuration: EWCConfiguration, seeds: [UInt64], estimators: [AblationEstimator] = AblationEstimator.importanceBased,
         progress: ProgressReporter = .silent
     ) throws -> EWCResult {
         guard !seeds.isEmpty else { throw ApplicationError(application: "ewc", problem: "needs at least one seed") }
@@ -246,91 +230,23 @@ public enum EWCExperiment {
             }
         }
         let start = Date()
-        var methods: [EstimatorChoice] = []
-        for choice in estimators where choice != .baseline && !methods.contains(choice) { methods.append(choice) }
+        var methods: [AblationEstimator] = []
+        for choice in estimators where !choice.isBaseline && !methods.contains(choice) { methods.append(choice) }
         let hasSquisher = methods.contains(.squisher)
 
         let sweepRuns = seeds.count * (2 + methods.count * (configuration.lambdas.count + configuration.classIncrementalLambdas.count))
-        let ablationRuns = hasSquisher ? seeds.count * (4 + configuration.ablationBeta2s.count) : 0
-        let totalRuns = sweepRuns + ablationRuns
-        var doneRuns = 0
+        let ablationRuns = hasSquisher ? seeds.count * (5 + configuration.lambdas.count + configuration.ablationBeta2s.count) : 0
+        let runner = try EWCVariantRunner(configuration: configuration, seeds: seeds, totalRuns: sweepRuns + ablationRuns, progress: progress)
+        func elapsed() -> String { String(format: "%.1f", Date().timeIntervalSince(start)) }
 
-        var taskCache: [EWCScenario: [UInt64: [TaskData]]] = [:]
-        for scenario in EWCScenario.allCases {
-            for seed in seeds { taskCache[scenario, default: [:]][seed] = try tasks(seed: seed, scenario: scenario, configuration: configuration) }
-        }
-        var computed: [String: EWCVariantResult] = [:]
-        func variant(_ scenario: EWCScenario, _ importance: EWCImportance, _ lambda: Double, choice: String) throws -> EWCVariantResult {
-            let key = "\(scenario)|\(importance)|\(lambda)"
-            if var cached = computed[key] {
-                cached.lambdaChoice = choice
-                return cached
-            }
-            var runs: [EWCRunResult] = []
-            for seed in seeds {
-                do {
-                    runs.append(try sequence(tasks: taskCache[scenario]![seed]!, scenario: scenario, importance: importance,
-                                             lambda: lambda, seed: seed, configuration: configuration))
-                } catch {
-                    throw ApplicationError(application: "ewc", problem: "\(scenario.rawValue), \(importance), λ = \(lambda), seed \(seed): \(error)")
-                }
-                doneRuns += 1
-                progress.update("ewc", done: min(doneRuns, totalRuns), total: totalRuns, detail: "\(scenario.rawValue) \(importance) λ=\(lambda)")
-            }
-            let result = EWCVariantResult(scenario: scenario, importance: importance, lambda: lambda, lambdaChoice: choice, runs: runs)
-            computed[key] = result
-            return result
-        }
+        let main = try runner.selected(.taskIncremental, grid: configuration.lambdas, methods: methods)
+        progress.message("ewc: task-incremental sweep done (\(elapsed()) s)")
+        let ablations = try runner.ablations(main: main)
+        progress.message("ewc: ablations done (\(elapsed()) s)")
+        let classIncremental = try runner.selected(.classIncremental, grid: configuration.classIncrementalLambdas, methods: methods)
+        progress.message("ewc: class-incremental sweep done (\(elapsed()) s)")
 
-        var sweep: [EWCVariantResult] = []
-        func selected(_ scenario: EWCScenario, grid: [Double]) throws -> [EWCVariantResult] {
-            let baseline = try variant(scenario, .none, 0, choice: "baseline")
-            sweep.append(baseline)
-            var chosen = [baseline]
-            for method in methods {
-                var best: EWCVariantResult?
-                for lambda in grid {
-                    let result = try variant(scenario, .estimator(method), lambda, choice: "sweep")
-                    sweep.append(result)
-                    // Ties go to the smaller λ (the grid is visited in the given order).
-                    if best.map({ result.finalValidationAccuracy.mean > $0.finalValidationAccuracy.mean }) ?? true { best = result }
-                }
-                if var best {
-                    best.lambdaChoice = "own best (validation)"
-                    chosen.append(best)
-                }
-            }
-            return chosen
-        }
-
-        let main = try selected(.taskIncremental, grid: configuration.lambdas)
-        progress.message("ewc: task-incremental sweep done (\(String(format: "%.1f", Date().timeIntervalSince(start))) s)")
-
-        var ablations: [EWCVariantResult] = main.filter {
-            [.none, .estimator(.empiricalFisher), .estimator(.squisher)].contains($0.importance)
-        }
-        if hasSquisher, let squisherLambda = main.first(where: { $0.importance == .estimator(.squisher) })?.lambda {
-            let fisherLambda = main.first { $0.importance == .estimator(.empiricalFisher) }?.lambda
-            if let fisherLambda {
-                let same = fisherLambda == squisherLambda ? " (= its own best here)" : ""
-                ablations.append(try variant(.taskIncremental, .estimator(.squisher), fisherLambda, choice: "Fisher's best λ, paper's heuristic\(same)"))
-                ablations.append(try variant(.taskIncremental, .squisherRaw, fisherLambda, choice: "Fisher's best λ"))
-            }
-            if fisherLambda != squisherLambda {
-                ablations.append(try variant(.taskIncremental, .squisherRaw, squisherLambda, choice: "Squisher's best λ"))
-            }
-            ablations.append(try variant(.taskIncremental, .squisherBiasCorrected, squisherLambda, choice: "Squisher's best λ"))
-            for beta2 in configuration.ablationBeta2s {
-                ablations.append(try variant(.taskIncremental, .squisherEMA(beta2: beta2), squisherLambda, choice: "Squisher's best λ"))
-            }
-        }
-        ablations += main.filter { $0.importance == .estimator(.jointFisher) || $0.importance == .estimator(.trueFisher) }
-        progress.message("ewc: ablations done (\(String(format: "%.1f", Date().timeIntervalSince(start))) s)")
-
-        let classIncremental = try selected(.classIncremental, grid: configuration.classIncrementalLambdas)
-        progress.message("ewc: class-incremental sweep done (\(String(format: "%.1f", Date().timeIntervalSince(start))) s)")
-
-        return EWCResult(configuration: configuration, seeds: seeds, sweep: sweep, main: main, ablations: ablations,
-                         classIncremental: classIncremental, seconds: Date().timeIntervalSince(start))
+        return EWCResult(configuration: configuration, seeds: seeds, sweep: runner.sweep, main: main, ablations: ablations,
+                         classIncremental: classIncremental, seconds: Date().timeIntervalSince(start), notes: runner.notes)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import SquisherEstimators
 
 /// The continual-learning scenario of an EWC run on split digits [1].
 ///
@@ -17,12 +18,14 @@ public enum EWCScenario: String, Sendable, Codable, CaseIterable {
 public enum EWCImportance: Sendable, Hashable, Codable, CustomStringConvertible {
     /// No regularization (`λ = 0`): the Fisher-free baseline, plain fine-tuning.
     case none
-    /// One of the shared estimators (``EstimatorChoice/importance(model:optimizer:data:batchSize:)``):
+    /// One of the compared estimators (built-in or a user's), on the task's training run:
     /// empirical/true Fisher (sum over the task's `N` training samples), the joint empirical Fisher
-    /// divided by `B`, or the Squisher `N·v` (the task's fresh Adam's `exp_avg_sq`).
-    case estimator(EstimatorChoice)
+    /// divided by `B`, the Squisher `N·v` (the task's fresh Adam's `exp_avg_sq`), ...
+    case estimator(AblationEstimator)
     /// Ablation: the raw, unscaled `v` (Adam's `exp_avg_sq`, no factor `N`).
     case squisherRaw
+    /// Ablation: `N·B·v`, the scale of the sum-reduced Fisher (see `SquisherScaling`).
+    case squisherSumReducedFisher
     /// Ablation: `N·v` from a ``SquaredGradientAccumulator`` hook with `.ema(beta2:)` attached to
     /// the same Adam (β₂ = 0.999) that trains the task (the optimizer's own β₂ is unchanged).
     case squisherEMA(beta2: Float)
@@ -35,8 +38,21 @@ public enum EWCImportance: Sendable, Hashable, Codable, CustomStringConvertible 
         case .none: "no regularization (λ = 0)"
         case .estimator(let choice): choice.displayName
         case .squisherRaw: "Squisher raw v (no N)"
+        case .squisherSumReducedFisher: "Squisher N·B·v (sum-reduced Fisher scale)"
         case .squisherEMA(let beta2): "Squisher N·v, hook β₂ = \(beta2)"
         case .squisherBiasCorrected: "Squisher N·v, bias-corrected"
+        }
+    }
+
+    /// The estimator run on each task's training run (`nil` for no regularization).
+    public var estimator: (any TrainingRunEstimator)? {
+        switch self {
+        case .none: nil
+        case .estimator(let choice): choice.estimator
+        case .squisherRaw: RecycledSquisher(scaling: .raw)
+        case .squisherSumReducedFisher: RecycledSquisher(scaling: .sumReducedFisher)
+        case .squisherEMA(let beta2): HookSquisher(rule: .ema(beta2: beta2), scaling: .datasetSize)
+        case .squisherBiasCorrected: RecycledSquisher(scaling: .datasetSize, biasCorrection: true)
         }
     }
 }
@@ -139,10 +155,14 @@ public struct EWCResult: Sendable, Codable, Hashable {
     public var classIncremental: [EWCVariantResult]
     /// Wall-clock seconds of the whole experiment.
     public var seconds: Double
+    /// What the tables cannot show (an ablation `λ` whose training failed), printed under the
+    /// ablation table.
+    public var notes: [String]
 
     /// A complete result (normally made by ``EWCExperiment/run(configuration:seeds:estimators:progress:)``).
     public init(configuration: EWCConfiguration, seeds: [UInt64], sweep: [EWCVariantResult], main: [EWCVariantResult],
-                ablations: [EWCVariantResult], classIncremental: [EWCVariantResult], seconds: Double) {
+                ablations: [EWCVariantResult], classIncremental: [EWCVariantResult], seconds: Double, notes: [String] = []) {
+        self.notes = notes
         self.configuration = configuration
         self.seeds = seeds
         self.sweep = sweep
@@ -195,7 +215,8 @@ public struct EWCResult: Sendable, Codable, Hashable {
             },
             notes: [seedNote, configuration.summary(.taskIncremental),
                     "β₂ rows: Adam keeps β₂ = 0.999 for its update; the importance is N·v from a SquaredGradientAccumulator(.ema(beta2:)) hook on the same optimizer (β₂ = 0.999 reproduces Adam's exp_avg_sq bit for bit), at the Squisher's chosen λ.",
-                    "No EMA is bias-corrected unless stated: after T steps the uncorrected v carries a factor 1 − β₂ᵀ, so small β₂ gives a larger importance at the same λ."])
+                    "No EMA is bias-corrected unless stated: after T steps the uncorrected v carries a factor 1 − β₂ᵀ, so small β₂ gives a larger importance at the same λ.",
+                    "N·B·v rows: the Squisher scaled to the sum-reduced Fisher (B = \(configuration.batchSize), see SquisherScaling), at the Fisher's λ and at its own λ chosen on validation from the same grid."] + notes)
 
         let classTable = ResultTable(
             identifier: "ewc-class-incremental",

@@ -33,7 +33,7 @@ public enum FishMaskExperiment {
     }
 
     public static func run(
-        size: ExperimentSize, seeds: [UInt64], estimators: [EstimatorChoice] = EstimatorChoice.allCases,
+        size: ExperimentSize, seeds: [UInt64], estimators: [AblationEstimator] = AblationEstimator.builtIns,
         keepFractions: [Double] = [0.005, 0.05, 0.5], progress: ProgressReporter = .silent
     ) throws -> Result {
         let epochs = size == .quick ? 5 : 10
@@ -50,6 +50,7 @@ public enum FishMaskExperiment {
             pretrainedAccuracy.append(try Trainer.evaluate(model: model, data: test).accuracy)
             // Dense warm-up epoch on the target.
             let warmupOptimizer = try Adam(parameters: model.namedParameters, learningRate: 1e-3)
+            let observed = try ObservedEstimators(estimators, run: TrainingRun(model: model, optimizer: warmupOptimizer, data: train, batchSize: 32))
             try Trainer.train(model: model, optimizer: warmupOptimizer, data: train, configuration: TrainingConfiguration(epochs: 1, batchSize: 32, seed: seed &+ 1))
             let warmedUp = model.stateDict()
             // Dense reference: continue all parameters.
@@ -59,10 +60,10 @@ public enum FishMaskExperiment {
             try model.load(warmedUp)
             var makers: [(String, (FishMask) throws -> ParameterMask)] = []
             for choice in estimators {
-                if choice == .baseline {
+                if choice.isBaseline {
                     makers.append(("random mask (baseline)", { fish in try fish.randomMask(parameters: warmedUp, seed: seed &+ 5) }))
                 } else {
-                    let importance = try choice.importance(model: model, optimizer: warmupOptimizer, data: train, batchSize: 32)!
+                    let importance = try observed.importance(choice)!
                     makers.append((choice.displayName, { fish in try fish.mask(parameters: warmedUp, importance: importance) }))
                 }
             }

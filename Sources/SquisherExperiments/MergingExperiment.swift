@@ -24,25 +24,33 @@ public enum MergingExperiment {
     /// Accuracies per estimator, for Fisher merging and UBGM.
     public struct Result: Sendable {
         /// Fisher merging accuracy on the union test set per estimator (baseline = averaging).
-        public var fisherMerging: [EstimatorChoice: Spread]
+        public var fisherMerging: [AblationEstimator: Spread]
         /// UBGM accuracy per estimator (baseline = averaging).
-        public var ubgm: [EstimatorChoice: Spread]
+        public var ubgm: [AblationEstimator: Spread]
         /// The base model's accuracy on the union.
         public var base: Spread
+        /// The class group of each task model.
         public var groups: [[Int]]
+        /// The estimators in report order (the baseline last).
+        public var estimators: [AblationEstimator] = []
+        /// Estimators that had no base importance for UBGM (they need a training run and the base
+        /// took no optimizer step): UBGM used the prior precision `δ₀` alone as their `F₀`.
+        public var withoutBaseImportance: [AblationEstimator] = []
 
+        /// The merging and UBGM tables.
         public func tables() -> [ResultTable] {
-            let order = EstimatorChoice.allCases.filter { fisherMerging[$0] != nil }
+            let order = estimators.filter { fisherMerging[$0] != nil }
+            let noBase = withoutBaseImportance.isEmpty ? "" : " No base importance for \(withoutBaseImportance.map(\.displayName).joined(separator: ", ")): it needs a training run and the base took no optimizer step, so UBGM uses δ₀ alone as its F₀."
             let note = "Digits, \(groups.count) models trained from one shared initialization on class groups \(groups.map { "\($0)" }.joined(separator: " ")); the merged body with each task's own head, accuracy (%) within each task on held-out digits averaged over tasks, mean ± std over \(base.values.count) seed(s). Base (shared initialization) \(base.percent)%."
             return [
                 ResultTable(identifier: "merging", title: "Fisher merging (Matena & Raffel 2022): merged accuracy",
                             columns: ["estimator", "accuracy (%)"],
-                            rows: order.map { [$0 == .baseline ? "parameter averaging (baseline)" : $0.displayName, fisherMerging[$0]!.percent] },
+                            rows: order.map { [$0.isBaseline ? "parameter averaging (baseline)" : $0.displayName, fisherMerging[$0]!.percent] },
                             notes: [note]),
                 ResultTable(identifier: "ubgm", title: "UBGM merging (Daheim et al. 2024): merged accuracy",
                             columns: ["estimator", "accuracy (%)"],
-                            rows: order.map { [$0 == .baseline ? "parameter averaging (baseline)" : $0.displayName, ubgm[$0]!.percent] },
-                            notes: [note + " Importances on the Fisher's sum scale (N·v for the Squisher); base importance from the base run."]),
+                            rows: order.map { [$0.isBaseline ? "parameter averaging (baseline)" : $0.displayName, ubgm[$0]!.percent] },
+                            notes: [note + " Importances on the Fisher's sum scale (N·v for the Squisher); base importance from the base run." + noBase]),
             ]
         }
     }
@@ -63,38 +71,47 @@ public enum MergingExperiment {
     }
 
     public static func run(
-        size: ExperimentSize, seeds: [UInt64], estimators: [EstimatorChoice] = EstimatorChoice.allCases,
+        size: ExperimentSize, seeds: [UInt64], estimators: [AblationEstimator] = AblationEstimator.builtIns,
         setting: Setting? = nil, progress: ProgressReporter = .silent
     ) throws -> Result {
         let setting = setting ?? Setting(groups: groups(for: size))
         let groups = setting.groups
         let hidden = setting.hidden
-        var fisher: [EstimatorChoice: [Double]] = [:], ubgm: [EstimatorChoice: [Double]] = [:]
+        let estimators = AblationEstimator.reportOrder(estimators)
+        var fisher: [AblationEstimator: [Double]] = [:], ubgm: [AblationEstimator: [Double]] = [:]
+        var withoutBase: [AblationEstimator] = []
         var baseAccuracies: [Double] = []
         for seed in seeds {
             let (train, test) = try DigitsExperiment.split(seed: seed)
             // Base: a short run on everything.
             let base = DigitsExperiment.mlp(hidden: hidden, seed: seed)
             let baseOptimizer = try Adam(parameters: base.namedParameters, learningRate: 1e-3)
+            let baseObserved = try ObservedEstimators(estimators, run: TrainingRun(model: base, optimizer: baseOptimizer, data: train, batchSize: 32))
             try Trainer.train(model: base, optimizer: baseOptimizer, data: train, configuration: TrainingConfiguration(epochs: setting.baseEpochs, batchSize: 32, seed: seed))
             let baseState = base.stateDict()
             baseAccuracies.append(try Trainer.evaluate(model: base, data: test).accuracy)
-            var baseImportance: [EstimatorChoice: Importance] = [:]
-            for choice in estimators where choice != .baseline {
-                baseImportance[choice] = try choice.importance(model: base, optimizer: baseOptimizer, data: train, batchSize: 32)
+            var baseImportance: [AblationEstimator: Importance] = [:]
+            for choice in estimators where !choice.isBaseline {
+                // An estimator of the training run has nothing to read when the base took no step.
+                if choice.requirement == .trainingRun && baseOptimizer.stepCount == 0 {
+                    if !withoutBase.contains(choice) { withoutBase.append(choice) }
+                    continue
+                }
+                baseImportance[choice] = try baseObserved.importance(choice)
             }
             // Fine-tune one copy per group.
             var models: [NamedTensors] = []
-            var importances: [EstimatorChoice: [Importance]] = [:]
+            var importances: [AblationEstimator: [Importance]] = [:]
             for (g, group) in groups.enumerated() {
                 let taskData = try DigitsExperiment.samples(of: group, in: train)
                 let model = DigitsExperiment.mlp(hidden: hidden, seed: seed)
                 try model.load(baseState)
                 let optimizer = try Adam(parameters: model.namedParameters, learningRate: setting.fineTuneLearningRate)
+                let observed = try ObservedEstimators(estimators, run: TrainingRun(model: model, optimizer: optimizer, data: taskData, batchSize: 32))
                 try Trainer.train(model: model, optimizer: optimizer, data: taskData, configuration: TrainingConfiguration(epochs: setting.fineTuneEpochs, batchSize: 32, seed: seed &+ UInt64(g) &+ 1))
                 models.append(model.stateDict())
-                for choice in estimators where choice != .baseline {
-                    importances[choice, default: []].append(try choice.importance(model: model, optimizer: optimizer, data: taskData, batchSize: 32)!)
+                for choice in estimators where !choice.isBaseline {
+                    importances[choice, default: []].append(try observed.importance(choice)!)
                 }
                 progress.update("merging seed \(seed)", done: g + 1, total: groups.count)
             }
@@ -121,7 +138,7 @@ public enum MergingExperiment {
                 return total / Double(groups.count)
             }
             for choice in estimators {
-                if choice == .baseline {
+                if choice.isBaseline {
                     let averaged = try ParameterAveraging.merge(models: models)
                     let value = try accuracy(averaged)
                     fisher[choice, default: []].append(value)
@@ -137,6 +154,6 @@ public enum MergingExperiment {
         }
         return Result(
             fisherMerging: fisher.mapValues(Spread.init), ubgm: ubgm.mapValues(Spread.init),
-            base: Spread(baseAccuracies), groups: groups)
+            base: Spread(baseAccuracies), groups: groups, estimators: estimators, withoutBaseImportance: withoutBase)
     }
 }

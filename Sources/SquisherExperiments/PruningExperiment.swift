@@ -37,23 +37,23 @@ public enum PruningExperiment {
     }
 
     public static func run(
-        size: ExperimentSize, seeds: [UInt64], estimators: [EstimatorChoice] = EstimatorChoice.allCases,
+        size: ExperimentSize, seeds: [UInt64], estimators: [AblationEstimator] = AblationEstimator.builtIns,
         sparsities: [Double] = [0.25, 0.5, 0.75, 0.9], progress: ProgressReporter = .silent
     ) throws -> Result {
         var without: [String: [[Double]]] = [:], with: [String: [[Double]]] = [:]
         var dense: [Double] = []
         var order: [String] = []
         for seed in seeds {
-            let run = try DigitsExperiment.trainMLP(hidden: 128, epochs: size == .quick ? 20 : 30, seed: seed)
+            let run = try DigitsExperiment.trainMLP(hidden: 128, epochs: size == .quick ? 20 : 30, seed: seed, estimators: estimators)
             dense.append(run.testAccuracy)
             let trained = run.model.stateDict()
             var masks: [(String, (Double) throws -> ParameterMask)] = []
             let pruning = FisherPruning()  // the library's default scope, as `squisher prune`
             for choice in estimators {
-                if choice == .baseline {
+                if choice.isBaseline {
                     masks.append(("random mask (baseline)", { s in try pruning.randomMask(parameters: trained, sparsity: s, seed: seed &+ 99) }))
                 } else {
-                    let importance = try choice.importance(model: run.model, optimizer: run.optimizer, data: run.train, batchSize: 32)!
+                    let importance = run.importances[choice.name]!
                     masks.append((choice.displayName, { s in try pruning.mask(parameters: trained, importance: importance, sparsity: s) }))
                 }
             }

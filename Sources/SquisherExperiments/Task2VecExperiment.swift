@@ -90,11 +90,11 @@ public enum Task2VecExperiment {
     }
 
     /// Runs the experiment on ``Task2VecTask/standardSet(size:)`` for each seed.
-    /// - Parameter estimators: the estimators to compare; ``EstimatorChoice/baseline`` is the
+    /// - Parameter estimators: the estimators to compare; ``AblationEstimator/baseline`` is the
     ///   data-set-size ranking.
     /// - Throws: ``ApplicationError`` or ``TensorError`` naming the failing step.
     public static func run(
-        size: ExperimentSize, seeds: [UInt64], estimators: [EstimatorChoice] = EstimatorChoice.allCases,
+        size: ExperimentSize, seeds: [UInt64], estimators: [AblationEstimator] = AblationEstimator.builtIns,
         progress: ProgressReporter = .silent
     ) throws -> Task2VecResult {
         try run(tasks: Task2VecTask.standardSet(size: size), configuration: .standard(size: size), seeds: seeds, estimators: estimators, progress: progress)
@@ -104,12 +104,12 @@ public enum Task2VecExperiment {
     /// - Throws: ``ApplicationError`` for fewer than three tasks, no seeds or no estimators, or
     ///   whatever training and estimation throw.
     public static func run(
-        tasks: [Task2VecTask], configuration: Configuration, seeds: [UInt64], estimators: [EstimatorChoice],
+        tasks: [Task2VecTask], configuration: Configuration, seeds: [UInt64], estimators: [AblationEstimator],
         progress: ProgressReporter = .silent
     ) throws -> Task2VecResult {
         guard tasks.count >= 3 else { throw ApplicationError(application: "task2vec", problem: "needs at least 3 tasks, got \(tasks.count)") }
         guard !seeds.isEmpty else { throw ApplicationError(application: "task2vec", problem: "needs at least one seed") }
-        var unique: [EstimatorChoice] = []
+        var unique: [AblationEstimator] = []
         for choice in estimators where !unique.contains(choice) { unique.append(choice) }
         guard !unique.isEmpty else { throw ApplicationError(application: "task2vec", problem: "needs at least one estimator") }
         var runs: [Task2VecSeedResult] = []
@@ -141,7 +141,7 @@ public enum Task2VecExperiment {
         return try NamedTensors(model.namedParameters.filter { !skipped.contains($0.name) }.map { ($0.name, $0.parameter.value) })
     }
 
-    static func runSeed(tasks: [Task2VecTask], configuration c: Configuration, seed: UInt64, estimators: [EstimatorChoice]) throws -> Task2VecSeedResult {
+    static func runSeed(tasks: [Task2VecTask], configuration c: Configuration, seed: UInt64, estimators: [AblationEstimator]) throws -> Task2VecSeedResult {
         let start = Date()
         let (train, test) = try DigitsExperiment.split(seed: seed)
         var seeds = SplitMix64(seed: seed ^ 0x7A5C_2FEC)
@@ -157,7 +157,7 @@ public enum Task2VecExperiment {
 
         // 2. Embeddings per estimator from the probe fine-tuned on each task.
         let classifier = classifierNames(hidden: c.hidden)
-        let importanceChoices = estimators.filter { $0 != .baseline }
+        let importanceChoices = estimators.filter { !$0.isBaseline }
         let task2vec = Task2Vec(grouping: c.grouping, skippedParameters: classifierNames(hidden: c.hidden), normalize: true)
         var embeddings = [[[Double]]](repeating: [], count: importanceChoices.count)
         var estimatorSeconds = [Double](repeating: 0, count: importanceChoices.count)
@@ -167,12 +167,13 @@ public enum Task2VecExperiment {
                 model: model, optimizer: try Adam(parameters: model.namedParameters.filter { classifier.contains($0.name) }, learningRate: c.headLearningRate),
                 data: data[t].train, configuration: TrainingConfiguration(epochs: c.headEpochs, batchSize: c.batchSize, seed: shuffleSeed &+ 2000 &+ UInt64(t)))
             let optimizer = try Adam(parameters: model.namedParameters, learningRate: c.learningRate)
+            let observed = try ObservedEstimators(importanceChoices, run: TrainingRun(model: model, optimizer: optimizer, data: data[t].train, batchSize: c.batchSize))
             try Trainer.train(
                 model: model, optimizer: optimizer, data: data[t].train,
                 configuration: TrainingConfiguration(epochs: c.embeddingEpochs, batchSize: c.batchSize, seed: shuffleSeed &+ UInt64(t)))
             for (e, choice) in importanceChoices.enumerated() {
                 let clock = Date()
-                guard let importance = try choice.importance(model: model, optimizer: optimizer, data: data[t].train, batchSize: c.batchSize) else { continue }
+                guard let importance = try observed.importance(choice) else { continue }
                 estimatorSeconds[e] += Date().timeIntervalSince(clock)
                 embeddings[e].append(try task2vec.embedding(importance))
             }
@@ -214,7 +215,7 @@ public enum Task2VecExperiment {
             let rankings: [[Int]]
             var matrix: [[Double]]? = nil
             var seconds = 0.0
-            if choice == .baseline {
+            if choice.isBaseline {
                 rankings = tasks.indices.map { t in baselineRanking(target: t, sizes: data.map(\.train.count)) }
             } else {
                 let e = importanceChoices.firstIndex(of: choice)!

@@ -6,8 +6,8 @@ import SquisherEstimators
 public struct Task2VecSeedResult: Sendable, Codable, Hashable {
     /// The scores of one estimator (or the baseline) on this seed.
     public struct EstimatorScore: Sendable, Codable, Hashable {
-        /// The estimator; ``EstimatorChoice/baseline`` is the data-set-size ranking.
-        public var estimator: EstimatorChoice
+        /// The estimator; ``AblationEstimator/baseline`` is the data-set-size ranking.
+        public var estimator: AblationEstimator
         /// Task2Vec distances `[task][task]` (symmetric, zero diagonal, in [0, 1]); `nil` for the baseline.
         public var distances: [[Double]]?
         /// For each target, the other tasks from predicted best to worst source.
@@ -38,7 +38,7 @@ public struct Task2VecSeedResult: Sendable, Codable, Hashable {
     public var seconds: Double
 
     /// The score of one estimator, if it was run.
-    public func score(_ estimator: EstimatorChoice) -> EstimatorScore? { scores.first { $0.estimator == estimator } }
+    public func score(_ estimator: AblationEstimator) -> EstimatorScore? { scores.first { $0.estimator == estimator } }
 }
 
 /// The outcome of ``Task2VecExperiment``: raw matrices per seed and summary tables.
@@ -48,12 +48,12 @@ public struct Task2VecResult: Sendable, Codable, Hashable {
     /// The hyper-parameters used.
     public var configuration: Task2VecExperiment.Configuration
     /// The estimators compared, in the order requested (duplicates removed).
-    public var estimators: [EstimatorChoice]
+    public var estimators: [AblationEstimator]
     /// One result per seed.
     public var runs: [Task2VecSeedResult]
 
     /// Bundles the runs of an experiment (made by ``Task2VecExperiment/run(size:seeds:estimators:progress:)``).
-    public init(tasks: [Task2VecTask], configuration: Task2VecExperiment.Configuration, estimators: [EstimatorChoice], runs: [Task2VecSeedResult]) {
+    public init(tasks: [Task2VecTask], configuration: Task2VecExperiment.Configuration, estimators: [AblationEstimator], runs: [Task2VecSeedResult]) {
         self.tasks = tasks
         self.configuration = configuration
         self.estimators = estimators
@@ -64,12 +64,12 @@ public struct Task2VecResult: Sendable, Codable, Hashable {
     public var taskNames: [String] { tasks.map(\.name) }
 
     /// MRR over seeds (mean ± sample std) of one estimator.
-    public func meanReciprocalRank(_ estimator: EstimatorChoice) -> Spread {
+    public func meanReciprocalRank(_ estimator: AblationEstimator) -> Spread {
         Spread(runs.compactMap { $0.score(estimator)?.meanReciprocalRank })
     }
 
     /// Top-1 accuracy over seeds of one estimator.
-    public func topOneAccuracy(_ estimator: EstimatorChoice) -> Spread {
+    public func topOneAccuracy(_ estimator: AblationEstimator) -> Spread {
         Spread(runs.compactMap { $0.score(estimator)?.topOneAccuracy })
     }
 
@@ -82,7 +82,7 @@ public struct Task2VecResult: Sendable, Codable, Hashable {
     /// Spearman rank correlation, over seeds, of the upper triangles of two estimators' distance
     /// matrices (`nil` unless both have distances).
     /// - Throws: ``TensorError`` when the matrices cannot be compared (fewer than two pairs).
-    public func distanceAgreement(_ a: EstimatorChoice, _ b: EstimatorChoice) throws -> Spread? {
+    public func distanceAgreement(_ a: AblationEstimator, _ b: AblationEstimator) throws -> Spread? {
         var values: [Double] = []
         for run in runs {
             guard let x = run.score(a)?.distances, let y = run.score(b)?.distances else { return nil }
@@ -99,7 +99,7 @@ public struct Task2VecResult: Sendable, Codable, Hashable {
     }
 
     /// Distances averaged over seeds for one estimator (`nil` for the baseline), for heat maps.
-    public func meanDistances(_ estimator: EstimatorChoice) -> [[Double]]? {
+    public func meanDistances(_ estimator: AblationEstimator) -> [[Double]]? {
         let matrices = runs.compactMap { $0.score(estimator)?.distances }
         guard let first = matrices.first else { return nil }
         return first.indices.map { i in first[i].indices.map { j in matrices.reduce(0) { $0 + $1[i][j] } / Double(matrices.count) } }
@@ -123,7 +123,7 @@ public struct Task2VecResult: Sendable, Codable, Hashable {
             let seconds = Spread(runs.compactMap { $0.score(estimator)?.seconds })
             mrrRows.append([
                 estimator.displayName, Self.format(meanReciprocalRank(estimator)), Self.format(topOneAccuracy(estimator)),
-                estimator == .baseline ? "-" : String(format: "%.3f", seconds.mean),
+                estimator.isBaseline ? "-" : String(format: "%.3f", seconds.mean),
             ])
         }
         mrrRows.append(["random ranking (expected)", String(format: "%.3f", randomRankingMRR), String(format: "%.3f", 1 / Double(max(tasks.count - 1, 1))), "-"])
@@ -137,10 +137,10 @@ public struct Task2VecResult: Sendable, Codable, Hashable {
                     "Task2Vec ranks by the normalized cosine distance of per-unit embeddings (classifier skipped, unit-sum normalized); the baseline ranks by training-set size, largest first.",
                 ])
         ]
-        let reference: EstimatorChoice? = estimators.contains(.empiricalFisher) ? .empiricalFisher : estimators.first { $0 != .baseline }
+        let reference: AblationEstimator? = estimators.contains(.empiricalFisher) ? .empiricalFisher : estimators.first { !$0.isBaseline }
         if let reference {
             var rows: [[String]] = []
-            for estimator in estimators where estimator != .baseline && estimator != reference {
+            for estimator in estimators where !estimator.isBaseline && estimator != reference {
                 if let spread = try? distanceAgreement(reference, estimator) {
                     rows.append([estimator.displayName, Self.format(spread)])
                 }

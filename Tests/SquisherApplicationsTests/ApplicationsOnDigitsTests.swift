@@ -11,7 +11,7 @@ struct ApplicationsOnDigitsTests {
     func merging() throws {
         let result = try MergingExperiment.run(size: .quick, seeds: [0, 1], estimators: [.empiricalFisher, .squisher, .baseline])
         let baseline = result.fisherMerging[.baseline]!.mean
-        for choice in [EstimatorChoice.empiricalFisher, .squisher] {
+        for choice in [AblationEstimator.empiricalFisher, .squisher] {
             let merged = result.fisherMerging[choice]!.mean, ubgm = result.ubgm[choice]!.mean
             #expect(merged >= baseline + 0.02, "Fisher merging with \(choice.displayName): \(merged) vs averaging \(baseline)")
             #expect(ubgm >= baseline + 0.02, "UBGM with \(choice.displayName): \(ubgm) vs averaging \(baseline)")
@@ -22,7 +22,7 @@ struct ApplicationsOnDigitsTests {
     func pruning() throws {
         let result = try PruningExperiment.run(size: .quick, seeds: [0, 1], estimators: [.empiricalFisher, .squisher, .baseline], sparsities: [0.75, 0.9])
         let random = result.withoutFineTuning["random mask (baseline)"]!
-        for choice in [EstimatorChoice.empiricalFisher, .squisher] {
+        for choice in [AblationEstimator.empiricalFisher, .squisher] {
             let ours = result.withoutFineTuning[choice.displayName]!
             for i in 0..<2 {
                 #expect(ours[i].mean >= random[i].mean + 0.10, "\(choice.displayName) at \(result.sparsities[i]): \(ours[i].mean) vs random \(random[i].mean)")
@@ -34,7 +34,7 @@ struct ApplicationsOnDigitsTests {
     func fishMask() throws {
         let result = try FishMaskExperiment.run(size: .quick, seeds: [0, 1], estimators: [.empiricalFisher, .squisher, .baseline], keepFractions: [0.05])
         let random = result.accuracy["random mask (baseline)"]![0].mean
-        for choice in [EstimatorChoice.empiricalFisher, .squisher] {
+        for choice in [AblationEstimator.empiricalFisher, .squisher] {
             let ours = result.accuracy[choice.displayName]![0].mean
             #expect(ours >= random + 0.10, "\(choice.displayName): \(ours) vs random \(random)")
         }

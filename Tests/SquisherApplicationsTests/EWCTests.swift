@@ -60,7 +60,9 @@ struct EWCTests {
         let result = try EWCExperiment.run(configuration: configuration, seeds: [3], estimators: [.empiricalFisher, .squisher, .baseline])
         #expect(result.main.map(\.importance) == [.none, .estimator(.empiricalFisher), .estimator(.squisher)])
         #expect(result.classIncremental.map(\.importance) == [.none, .estimator(.empiricalFisher), .estimator(.squisher)])
-        #expect(result.sweep.count == 2 * 1 + 2 * 2 + 2 * 1, "sweep rows: \(result.sweep.map { "\($0.scenario) \($0.importance) \($0.lambda)" })")
+        // Baselines, 2 methods × 2 λ task-incremental, the N·B·v ablation's own sweep over the same
+        // 2 λ, 2 methods × 1 λ class-incremental.
+        #expect(result.sweep.count == 2 * 1 + 2 * 2 + 2 + 2 * 1, "sweep rows: \(result.sweep.map { "\($0.scenario) \($0.importance) \($0.lambda)" })")
         for variant in result.main + result.classIncremental + result.ablations {
             #expect(variant.runs.count == 1)
             #expect(variant.finalTestAccuracy.mean >= 0 && variant.finalTestAccuracy.mean <= 1, "\(variant.importance): \(variant.finalTestAccuracy)")
@@ -74,6 +76,8 @@ struct EWCTests {
         }
         #expect(result.ablations.contains { $0.importance == .squisherRaw })
         #expect(result.ablations.contains { $0.importance == .squisherEMA(beta2: 0.9) })
+        let matched = result.ablations.filter { $0.importance == .squisherSumReducedFisher }
+        #expect(matched.map(\.lambdaChoice) == ["Fisher's best λ", "own best (validation)"])
         let tables = result.tables()
         #expect(tables.map(\.identifier) == ["ewc", "ewc-ablations", "ewc-class-incremental", "ewc-lambda-sweep"])
         #expect(tables[0].rows.count == 3 && tables[2].rows.count == 3)

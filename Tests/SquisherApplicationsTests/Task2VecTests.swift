@@ -146,7 +146,7 @@ import Testing
         let count = result.tasks.count
         for run in result.runs {
             #expect(run.transferAccuracy.count == count && run.transferAccuracy.allSatisfy { $0.count == count && $0.allSatisfy { (0...1).contains($0) } })
-            for estimator in [EstimatorChoice.empiricalFisher, .squisher] {
+            for estimator in [AblationEstimator.empiricalFisher, .squisher] {
                 let d = try #require(run.score(estimator)?.distances)
                 #expect(d.indices.allSatisfy { i in d[i][i] == 0 && d.indices.allSatisfy { j in d[i][j] == d[j][i] && d[i][j] >= 0 && d[i][j] <= 1 } })
             }
