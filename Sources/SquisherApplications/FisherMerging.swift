@@ -77,10 +77,16 @@ public struct FisherMerging: Sendable {
 
     /// Merges `models` (same names and shapes) with their importances (`nil` for a model without).
     /// - Parameter weights: `λ_i`, default all 1.
-    /// - Throws: ``ApplicationError`` for an empty list, mismatched layouts, counts that differ,
-    ///   negative/NaN importances or weights, or a non-positive floor.
+    /// - Throws: ``ApplicationError`` for an empty list, mismatched layouts, counts that differ, an
+    ///   importance entry that names no parameter, negative/NaN importances or weights, or a
+    ///   non-positive floor.
     public func merge(models: [NamedTensors], importances: [Importance?], weights: [Double]? = nil) throws(ApplicationError) -> Result {
         let lambdas = try validated(models: models, importances: importances, weights: weights)
+        // An entry that names no parameter (an importance of a sub-model: `0.weight` for `0.0.weight`)
+        // would leave its parameter silently averaged: an error. Missing entries are averaged and reported.
+        for importance in importances.compactMap({ $0 }) {
+            try importance.checkNames(matching: models[0].names, required: [], application: Self.application)
+        }
         // Floors and norms from the entries that are merged with importances.
         var sums = [Double](repeating: 0, count: models.count)
         var squares = [Double](repeating: 0, count: models.count)

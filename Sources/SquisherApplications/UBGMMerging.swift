@@ -66,6 +66,9 @@ public struct UBGMMerging: Sendable {
         guard priorPrecision >= 0, priorPrecision.isFinite else {
             throw ApplicationError(application: application, problem: "priorPrecision must be finite and >= 0, got \(priorPrecision)")
         }
+        for importance in taskImportances + (baseImportance.map { [$0] } ?? []) {
+            try importance.checkNames(matching: tasks[0].names + base.names, required: [], application: application)
+        }
         var result = Result(parameters: NamedTensors(), parametersWithoutBase: [], baseOnlyParameters: base.names.filter { tasks[0][$0] == nil }, averagedEntries: 0)
         for (name, reference) in tasks[0] {
             var fisherTerms: [[Float]] = []

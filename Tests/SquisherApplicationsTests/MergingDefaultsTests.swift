@@ -74,3 +74,18 @@ struct MergingDefaultsTests {
         #expect(result.parameters["encoder"]!.scalars == [0.5, 3])
     }
 }
+
+/// An importance of a sub-model (`0.weight` for the model's `0.0.weight`) would leave every
+/// parameter silently averaged: Fisher merging and UBGM refuse it, naming the mismatch.
+@Suite("Merging refuses importances that name no parameter")
+struct MergingNameTests {
+    @Test func subModelImportanceIsRefused() throws {
+        let model = try NamedTensors([("0.0.weight", Tensor(shape: [2], scalars: [1, 2]))])
+        let other = try NamedTensors([("0.0.weight", Tensor(shape: [2], scalars: [3, 4]))])
+        let wrong = try Importance(values: NamedTensors([("0.weight", Tensor(shape: [2], scalars: [1, 1]))]), estimator: "sub-model")
+        #expect(throws: ApplicationError.self) { try FisherMerging().merge(models: [model, other], importances: [wrong, wrong]) }
+        #expect(throws: ApplicationError.self) {
+            try UBGMMerging().merge(base: model, baseImportance: nil, tasks: [other], taskImportances: [wrong])
+        }
+    }
+}
