@@ -7,7 +7,8 @@ import SquisherTensor
 
 /// Where a checkpoint's importances (diagonal Fisher estimates, one tensor per parameter name) come from.
 public enum CheckpointImportanceSource: Sendable, Hashable {
-    /// The checkpoint folder's `optimizer.pt`.
+    /// The checkpoint folder's optimizer state, in any format ``OptimizerCheckpoint`` reads
+    /// (`optimizer.pt`, a DeepSpeed `global_stepN/`, a DCP folder, ...).
     case optimizer
     /// An explicit `torch.save` optimizer state file.
     case optimizerFile(URL)
@@ -45,13 +46,14 @@ public struct OptimizerImportanceOptions: Sendable, Hashable {
 }
 
 /// A checkpoint's importances, read tensor by tensor: from an importance safetensors file
-/// (memory-mapped) or from an optimizer state (recycled with ``Squisher``: Adam/AdamW `exp_avg_sq`,
-/// RMSprop `square_avg`, Adagrad `sum`).
+/// (memory-mapped) or from an optimizer state in any format ``OptimizerCheckpoint`` reads (Hugging
+/// Face Trainer, PEFT, DeepSpeed ZeRO, FSDP/DCP, Adafactor, bitsandbytes, torch), recycled with
+/// ``Squisher`` (see ``squisher(of:options:)``).
 ///
-/// Optimizer indices are mapped to names by ``OptimizerParameterMapping`` (an explicit mapping
-/// file, else `param_names` stored in the state, else the model's registration order from
-/// `model.pt`/`pytorch_model.bin` and the param groups, every shape checked); when that cannot be
-/// decided it is an error asking for a mapping file, never a guess. Parameters the optimizer lists
+/// Parameter names are recovered by ``OptimizerCheckpoint`` from what the folder holds (an explicit
+/// mapping file takes precedence); when that cannot be decided it is an error naming why, never a
+/// guess. Tied aliases the model file holds (`lm_head.weight` beside `transformer.wte.weight`) get
+/// the importance of the parameter they share. Parameters the optimizer lists
 /// without state (frozen, or never given a gradient) and model tensors the optimizer does not list
 /// have **no importance** (``parametersWithoutImportance``); each application says what it does then.
 ///
@@ -108,10 +110,7 @@ public final class CheckpointImportance: @unchecked Sendable {
             memory = nil
             return
         case .optimizer:
-            guard let url = model.optimizerURL else {
-                throw ApplicationError(application: "importance", problem: "\(model.path): no optimizer.pt in the checkpoint folder; give an importance file or an optimizer file with --importance-source")
-            }
-            optimizerURL = url
+            optimizerURL = model.optimizerURL ?? model.folder  // any optimizer state the folder holds (OptimizerCheckpoint.open)
         case .optimizerFile(let url):
             optimizerURL = url
         }
@@ -139,64 +138,70 @@ public final class CheckpointImportance: @unchecked Sendable {
         }
     }
 
-    /// The Squisher of an optimizer state file, keyed by model parameter name, per param group (each
-    /// group has its own `β₂`), only for parameters with state.
+    /// The Squisher of a checkpoint's optimizer state (any format ``OptimizerCheckpoint`` reads),
+    /// keyed by model parameter name, only for parameters with state; tied aliases the model holds
+    /// get the importance of the parameter they share.
     static func fromOptimizer(
         _ url: URL, model: CheckpointModel, options: OptimizerImportanceOptions
     ) throws -> (NamedTensors, [String: String], [String]) {
-        let state = try TorchOptimizerState(contentsOf: url)
         let explicit = try options.mappingFile.map(OptimizerParameterMapping.readMappingFile)
-        let storesNames = state.groups.contains { $0.parameterNames != nil }
-        var order: [ModelTensorShape]
-        if explicit != nil || storesNames {
-            // Names come from the mapping or the file; check them against the model's names and shapes.
-            order = try model.names.map { ModelTensorShape(name: $0, shape: try model.entry($0).shape) }
-        } else {
-            guard let orderURL = model.modelOrderURL else {
-                throw ApplicationError(application: "importance", problem: "\(url.path): the optimizer state stores no parameter names and there is no model.pt or pytorch_model.bin beside the checkpoint to give the parameters' registration order (a safetensors file lists tensors sorted by name); pass --mapping file.json ({\"0\": \"fc1.weight\", ...})")
-            }
-            order = try TorchStateDict(contentsOf: orderURL).order
+        let checkpoint = try OptimizerCheckpoint.open(url, mapping: explicit)
+        var (values, conventions) = try squisher(of: checkpoint, options: options)
+        for (alias, target) in checkpoint.tiedParameters.sorted(by: { $0.key < $1.key }) where values[alias] == nil && model.names.contains(alias) {
+            if let shared = values[target] { values[alias] = shared }
         }
-        let byName = try state.byName(modelOrder: order, explicit: explicit, path: url.path)
-        let kind: String
-        switch byName.kind {
-        case .adam, .adamOrAdamW: kind = "Adam"
-        case .adamW: kind = "AdamW"
-        case .rmsprop: kind = "RMSprop"
-        case .adagrad: kind = "Adagrad"
-        case .sgd, .unknown:
-            throw ApplicationError(application: "importance", problem: "\(url.path): optimizer kind '\(byName.kind.rawValue)' (buffers \(byName.bufferNames)) has no squared-gradient accumulator; the Squisher needs Adam/AdamW exp_avg_sq, RMSprop square_avg or Adagrad sum")
+        return (values, conventions, checkpoint.moments.parametersWithoutState)
+    }
+
+    /// The Squisher [1] of every parameter with state in `checkpoint`: its second moment, divided by
+    /// `1 − β₂ᵗ` with its own step and EMA decay when `options.biasCorrection`, times the scaling.
+    /// Parameters are grouped by their EMA decay, each group estimated by ``Squisher``.
+    /// - Returns: the importances by parameter name and the conventions (`source`, `scaling`,
+    ///   `bias_correction`, `format`, `mapping`, `optimizer`, `tied`).
+    /// - Throws: ``ApplicationError`` when bias correction is asked for an accumulator without a
+    ///   constant decay (Adafactor's β₂ changes every step; Adagrad sums).
+    public static func squisher(of checkpoint: OptimizerCheckpoint, options: OptimizerImportanceOptions) throws -> (NamedTensors, [String: String]) {
+        let moments = checkpoint.moments
+        let kind = moments.source == .squareAvg ? "RMSprop" : moments.source == .sum ? "Adagrad" : "Adam"
+        let bufferName = kind == "RMSprop" ? "square_avg" : kind == "Adagrad" ? "sum" : "exp_avg_sq"
+        if options.biasCorrection, kind != "Adagrad", let missing = moments.values.names.first(where: { moments.decay[$0] == nil }) {
+            let why = checkpoint.optimizer == .adafactor
+                ? "Adafactor's beta2 changes every step (1 - t^-0.8), so its second moment needs no bias correction"
+                : "'\(missing)' has no EMA decay (betas) in its param group"
+            throw ApplicationError(application: "importance", problem: "\(checkpoint.path): --bias-correction does not apply: \(why)")
+        }
+        var byDecay: [Double?: [String]] = [:]
+        var decays: [Double?] = []
+        for name in moments.values.names {
+            let decay = moments.decay[name]
+            if byDecay[decay] == nil { decays.append(decay) }
+            byDecay[decay, default: []].append(name)
         }
         var values = NamedTensors()
         var conventions: [String: String] = [:]
-        for (number, group) in byName.groups.enumerated() {
-            var hyperparameters: [String: Double] = [:]
-            if let betas = group.betas { hyperparameters["beta2"] = betas.1 }
-            if let alpha = group.hyperparameters[.string("alpha")]?.doubleValue { hyperparameters["alpha"] = alpha }
-            let probe = OptimizerState(kind: kind, hyperparameters: hyperparameters)
-            guard let (bufferName, _) = Squisher.accumulator(of: probe) else { continue }
-            if options.biasCorrection, kind != "Adagrad", hyperparameters[kind == "RMSprop" ? "alpha" : "beta2"] == nil {
-                throw ApplicationError(application: "importance", problem: "\(url.path): bias correction needs \(kind == "RMSprop" ? "alpha" : "betas") in param_groups[\(number)], which is missing")
-            }
-            let names = (group.parameterNames ?? []).filter { byName.buffers[bufferName]?[$0] != nil }
-            guard !names.isEmpty else { continue }
+        for decay in decays {
+            let names = byDecay[decay]!
             var buffers = NamedTensors()
-            var steps: [String: Int] = [:]
-            for name in names {
-                buffers[name] = byName.buffers[bufferName]![name]!
-                if let step = byName.steps[name] { steps[name] = Int(step) }
-            }
-            let squisher = Squisher(source: .state(OptimizerState(kind: kind, hyperparameters: hyperparameters, steps: steps, buffers: [bufferName: buffers])),
-                                    biasCorrection: options.biasCorrection, scaling: options.scaling)
+            for name in names { buffers[name] = moments.values[name]! }
+            var hyperparameters: [String: Double] = [:]
+            if let decay { hyperparameters[kind == "RMSprop" ? "alpha" : "beta2"] = decay }
+            let state = OptimizerState(kind: kind, hyperparameters: hyperparameters, steps: moments.steps.filter { names.contains($0.key) }, buffers: [bufferName: buffers])
+            let squisher = Squisher(source: .state(state), biasCorrection: options.biasCorrection, scaling: options.scaling)
             let importance = try squisher.estimate(parameters: names.map { ($0, buffers[$0]!.shape) })
             for name in names { values[name] = importance.values[name]! }
             conventions = importance.conventions
-            conventions["no_state"] = nil
-            if options.biasCorrection, let step = byName.steps[names[0]] { conventions["steps"] = "\(Int(step))" }
         }
-        conventions["mapping"] = byName.nameSource.rawValue
-        conventions["optimizer"] = byName.kind.rawValue
-        return (values, conventions, byName.parametersWithoutState)
+        conventions["no_state"] = nil
+        conventions["source"] = "\(checkpoint.optimizer.rawValue) \(moments.source.rawValue)"
+        conventions["format"] = checkpoint.format.description
+        conventions["mapping"] = checkpoint.nameSource.label
+        conventions["names"] = checkpoint.nameSource.description
+        conventions["optimizer"] = checkpoint.optimizer.rawValue
+        if options.biasCorrection, let step = moments.steps.values.max() { conventions["steps"] = "\(step)" }
+        if !checkpoint.tiedParameters.isEmpty {
+            conventions["tied"] = checkpoint.tiedParameters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+        }
+        return (values, conventions)
     }
 
     /// Whether tensor `name` has an importance.

@@ -1,0 +1,166 @@
+import Foundation
+import SquisherTensor
+
+/// Reads the optimizer state of a `torch.distributed.checkpoint` (DCP) folder, as FSDP/FSDP2 save it
+/// with `dcp.save({"model": ..., "optim": get_optimizer_state_dict(...)})`.
+///
+/// `.metadata` is a pickle of DCP's `Metadata` dataclass, read with
+/// ``PickleAllowList/distributedCheckpoint`` (the dataclasses rebuilt as plain data, never run):
+/// `state_dict_metadata` maps each flattened key (`optim.state.<fqn>.exp_avg_sq`,
+/// `optim.param_groups.<fqn>.lr`, `model.<fqn>`) to its size and chunks (offsets, sizes), and
+/// `storage_data` maps each chunk (fqn, offset) to a byte range of a `__R_S.distcp` file; each range
+/// is a standalone `torch.save` archive. FSDP2 shards dimension 0 across ranks: the chunks are
+/// placed at their offsets, and must cover the tensor exactly once.
+///
+/// The `optim.*` entries are regrouped into an optimizer state dict keyed by parameter name and read
+/// like any other (``SecondMoments``), so every optimizer kind and refusal behaves the same.
+public enum DistributedCheckpoint {
+    /// Reads the DCP folder `folder`.
+    /// - Throws: ``CheckpointError`` naming the file: a metadata pickle with classes outside the
+    ///   allow-list, byte ranges outside a file, chunks that do not tile a tensor, no optimizer state.
+    public static func read(folder: URL) throws(CheckpointError) -> OptimizerCheckpoint {
+        let metadataURL = folder.appendingPathComponent(".metadata")
+        let bytes: Data
+        do { bytes = try Data(contentsOf: metadataURL) } catch { throw CheckpointError(path: metadataURL.path, problem: "cannot read (\(error.localizedDescription))") }
+        let metadata = try RestrictedUnpickler.decode(bytes, path: metadataURL.path, allowList: .distributedCheckpoint) { reference throws(CheckpointError) in
+            throw CheckpointError(path: metadataURL.path, problem: "metadata pickle refers to tensor storage '\(reference.key)'; DCP metadata holds no tensors")
+        }
+        guard let entries = metadata["state_dict_metadata"]?.dictionaryValue, let storage = metadata["storage_data"]?.dictionaryValue else {
+            throw CheckpointError(path: metadataURL.path, problem: "is not DCP Metadata (no state_dict_metadata / storage_data)")
+        }
+        var reader = ChunkReader(folder: folder, storage: storage, metadataPath: metadataURL.path)
+        var state = PickleDictionary()
+        var groupValues: [String: PickleDictionary] = [:]
+        var order: [String] = []
+        for (keyValue, entry) in entries.entries {
+            guard let key = keyValue.stringValue, key.hasPrefix("optim.") else { continue }
+            if key.hasPrefix("optim.state."), let (fqn, field) = split(key.dropFirst("optim.state.".count)) {
+                if !order.contains(fqn) { order.append(fqn) }
+                var fields = state[.string(fqn)]?.dictionaryValue ?? PickleDictionary()
+                fields[.string(field)] = try reader.value(key: key, entry: entry)
+                state[.string(fqn)] = .dict(fields)
+            } else if key.hasPrefix("optim.param_groups."), let (fqn, field) = split(key.dropFirst("optim.param_groups.".count)) {
+                groupValues[fqn, default: PickleDictionary()][.string(field)] = try reader.value(key: key, entry: entry)
+            }
+        }
+        guard !order.isEmpty else {
+            throw CheckpointError(path: metadataURL.path, problem: "holds no optim.state.* entries: a model-only checkpoint has no optimizer state to recycle")
+        }
+        var groups: [PickleValue] = []
+        for fqn in order {
+            var group = groupValues[fqn] ?? PickleDictionary()
+            group[.string("params")] = .list([.string(fqn)])
+            groups.append(.dict(group))
+        }
+        var root = PickleDictionary()
+        root[.string("state")] = .dict(state)
+        root[.string("param_groups")] = .list(groups)
+        let optimizer = try TorchOptimizerState(.dict(root), path: metadataURL.path)
+        let moments = try SecondMoments(optimizer, names: OptimizerCheckpoint.storedNames(optimizer), path: folder.path)
+        return OptimizerCheckpoint(format: .distributedCheckpoint(files: reader.filesRead.count), optimizer: optimizer.kind, nameSource: .stateKeys,
+                                   moments: moments, tiedParameters: [:], path: folder.path)
+    }
+
+    /// `<fqn>.<field>` → (fqn, field), splitting at the last dot (fields have no dots).
+    static func split<S: StringProtocol>(_ text: S) -> (String, String)? {
+        guard let dot = text.lastIndex(of: ".") else { return nil }
+        return (String(text[..<dot]), String(text[text.index(after: dot)...]))
+    }
+
+    /// Loads entries' chunks from the `.distcp` files.
+    struct ChunkReader {
+        let folder: URL
+        let storage: PickleDictionary
+        let metadataPath: String
+        var files: [String: Data] = [:]
+        var filesRead: Set<String> { Set(files.keys) }
+
+        init(folder: URL, storage: PickleDictionary, metadataPath: String) {
+            self.folder = folder
+            self.storage = storage
+            self.metadataPath = metadataPath
+        }
+
+        /// The whole value of `key`: a tensor assembled from its chunks, or a pickled object.
+        mutating func value(key: String, entry: PickleValue) throws(CheckpointError) -> PickleValue {
+            guard let chunks = entry["chunks"]?.elements, let sizeItems = entry["size"]?.elements else {
+                return try load(index: storageIndex(fqn: key, offsets: nil))  // BytesStorageMetadata: a pickled object
+            }
+            let size = sizeItems.compactMap(\.intValue)
+            let total = size.reduce(1, *)
+            var scalars = [Float](repeating: 0, count: total)
+            var covered = 0
+            var dtype: TorchDType = .float32
+            for chunk in chunks {
+                let offsets = chunk["offsets"]?.elements?.compactMap(\.intValue) ?? []
+                let sizes = chunk["sizes"]?.elements?.compactMap(\.intValue) ?? []
+                guard offsets.count == size.count, sizes.count == size.count, zip(zip(offsets, sizes), size).allSatisfy({ $0.0 >= 0 && $0.1 >= 0 && $0.0 + $0.1 <= $1 }) else {
+                    throw CheckpointError(path: metadataPath, problem: "'\(key)' has a chunk (offsets \(offsets), sizes \(sizes)) outside its size \(size)")
+                }
+                guard let tensor = try load(index: storageIndex(fqn: key, offsets: offsets)).tensorValue, tensor.shape == sizes else {
+                    throw CheckpointError(path: metadataPath, problem: "the stored chunk of '\(key)' at offsets \(offsets) is not a tensor of shape \(sizes)")
+                }
+                dtype = tensor.dtype
+                place(tensor.tensor.scalars, sizes: sizes, at: offsets, in: &scalars, size: size)
+                covered += sizes.reduce(1, *)
+            }
+            guard covered == total else {
+                throw CheckpointError(path: metadataPath, problem: "the chunks of '\(key)' hold \(covered) elements but its size \(size) has \(total): shards missing or overlapping")
+            }
+            return .tensor(TorchTensor(tensor: Tensor(uncheckedShape: size, scalars: scalars), dtype: dtype))
+        }
+
+        /// The `storage_data` key of (fqn, offsets): DCP's `MetadataIndex`.
+        func storageIndex(fqn: String, offsets: [Int]?) throws(CheckpointError) -> PickleValue {
+            for key in storage.keys where key["fqn"]?.stringValue == fqn {
+                let stored = key["offset"]?.elements?.compactMap(\.intValue)
+                if offsets == nil || stored == offsets { return key }
+            }
+            throw CheckpointError(path: metadataPath, problem: "storage_data has no entry for '\(fqn)'\(offsets.map { " at offsets \($0)" } ?? "")")
+        }
+
+        /// The object stored under `index`: its byte range of its `.distcp` file, a `torch.save` archive.
+        mutating func load(index: PickleValue) throws(CheckpointError) -> PickleValue {
+            guard let info = storage[index], let relative = info["relative_path"]?.stringValue,
+                  let offset = info["offset"]?.intValue, let length = info["length"]?.intValue else {
+                throw CheckpointError(path: metadataPath, problem: "a storage_data entry lacks relative_path/offset/length")
+            }
+            guard !relative.contains("/"), !relative.hasPrefix(".") else {
+                throw CheckpointError(path: metadataPath, problem: "storage file '\(relative)' is not a plain file name in the checkpoint folder")
+            }
+            if files[relative] == nil {
+                let url = folder.appendingPathComponent(relative)
+                do { files[relative] = try Data(contentsOf: url, options: .alwaysMapped) } catch {
+                    throw CheckpointError(path: url.path, problem: "cannot read (\(error.localizedDescription)); .metadata lists it")
+                }
+            }
+            let data = files[relative]!
+            guard offset >= 0, length >= 0, offset <= data.count, length <= data.count - offset else {
+                throw CheckpointError(path: folder.appendingPathComponent(relative).path, problem: "byte range [\(offset), \(offset)+\(length)) is outside the \(data.count)-byte file")
+            }
+            return try TorchCheckpoint.load(data: data.subdata(in: offset..<(offset + length)), path: "\(relative)[\(offset)..<\(offset + length)]")
+        }
+
+        /// Copies a row-major chunk of shape `sizes` into `scalars` (shape `size`) at `offsets`.
+        func place(_ chunk: [Float], sizes: [Int], at offsets: [Int], in scalars: inout [Float], size: [Int]) {
+            guard !size.isEmpty else { if !chunk.isEmpty { scalars[0] = chunk[0] }; return }
+            let inner = sizes.last!
+            let rows = chunk.count / max(inner, 1)
+            var strides = [Int](repeating: 1, count: size.count)
+            for axis in stride(from: size.count - 2, through: 0, by: -1) { strides[axis] = strides[axis + 1] * size[axis + 1] }
+            var index = [Int](repeating: 0, count: sizes.count)
+            for row in 0..<rows {
+                var target = 0
+                for axis in size.indices { target += (offsets[axis] + index[axis]) * strides[axis] }
+                for j in 0..<inner { scalars[target + j] = chunk[row * inner + j] }
+                var axis = sizes.count - 2
+                while axis >= 0 {
+                    index[axis] += 1
+                    if index[axis] < sizes[axis] { break }
+                    index[axis] = 0
+                    axis -= 1
+                }
+            }
+        }
+    }
+}
