@@ -1,0 +1,175 @@
+import Foundation
+import SquisherCheckpoints
+import SquisherIO
+import SquisherTensor
+import Testing
+
+/// Checkpoints written by the real libraries (transformers, PEFT, DeepSpeed, FSDP/DCP, bitsandbytes,
+/// torch; see `Resources/formats/README.md` and `Tests/Generators/make_checkpoint_fixtures.py`), each
+/// with an answer key made in the generating process from the live optimizer.
+enum FormatFixture {
+    /// The folder of fixture `name`.
+    static func folder(_ name: String) throws -> URL {
+        guard let base = Bundle.module.url(forResource: "formats", withExtension: nil, subdirectory: "Resources") else {
+            throw CheckpointError(path: "Resources/formats", problem: "test resource folder missing")
+        }
+        return base.appendingPathComponent(name)
+    }
+
+    /// `expected.json` of fixture `name`.
+    static func expected(_ name: String) throws -> [String: Any] {
+        let data = try Data(contentsOf: folder(name).appendingPathComponent("expected.json"))
+        return try JSONSerialization.jsonObject(with: data) as! [String: Any]
+    }
+
+    /// The checkpoint the library wrote (the `input` sub-folder named by `expected.json`).
+    static func input(_ name: String) throws -> URL {
+        try folder(name).appendingPathComponent(expected(name)["input"] as! String)
+    }
+
+    /// The answer key: second moment by parameter name, float32.
+    static func answerKey(_ name: String) throws -> SafeTensorsFile {
+        try SafeTensorsFile(contentsOf: folder(name).appendingPathComponent("expected.safetensors"))
+    }
+}
+
+/// `‖a − b‖₂ / ‖b‖₂` in Double (0 when both are zero).
+func relativeError(_ a: [Float], _ b: [Double]) -> Double {
+    var difference = 0.0, norm = 0.0
+    for (x, y) in zip(a, b) {
+        difference += (Double(x) - y) * (Double(x) - y)
+        norm += y * y
+    }
+    return norm == 0 ? sqrt(difference) : sqrt(difference / norm)
+}
+
+@Suite struct FormatFixtureTests {
+    /// Fixtures whose second moments can be read, with the format and name source they must report.
+    static let readable: [String] = [
+        "hf_trainer_bert", "hf_trainer_gpt2", "torch_nadam", "torch_radam", "torch_adamw_named", "adafactor",
+        "bnb_adamw8bit", "bnb_adamw32bit", "bnb_paged_adamw8bit", "peft_lora",
+    ]
+
+    /// Every parameter's second moment equals the answer key within 1e-6 relative (normwise per
+    /// tensor). The reader copies float32 state exactly (error 0), dequantizes bitsandbytes' 8-bit
+    /// state with the same float32 product as `dequantize_blockwise` (error 0), or, for Adafactor, computes
+    /// row ⊗ col / mean(row) in Double and rounds once, against the generator's float64 value rounded
+    /// to float32: at most two float32 roundings, about 1.2e-7 relative, so 1e-6 leaves a margin
+    /// while any wrong name (a swapped tensor) or wrong formula is off by O(1).
+    @Test(arguments: readable)
+    func secondMomentsMatchAnswerKey(fixture: String) throws {
+        let checkpoint = try OptimizerCheckpoint.open(FormatFixture.input(fixture))
+        let key = try FormatFixture.answerKey(fixture)
+        #expect(Set(checkpoint.moments.values.names) == Set(key.names), "names differ: read \(checkpoint.moments.values.names.sorted()), key \(key.names.sorted())")
+        for name in key.names {
+            guard let tensor = checkpoint.moments.values[name] else { continue }
+            #expect(tensor.shape == key.entries[name]!.shape, "\(fixture) '\(name)': shape \(tensor.shape) vs \(key.entries[name]!.shape)")
+            let error = relativeError(tensor.scalars, try key.doubles(name))
+            #expect(error <= 1e-6, "\(fixture) '\(name)': relative error \(error)")
+        }
+        let expected = try FormatFixture.expected(fixture)
+        if let step = expected["step"] as? Int {
+            #expect(Set(checkpoint.moments.steps.values) == [step], "\(fixture): steps \(Set(checkpoint.moments.steps.values)), expected \(step)")
+        }
+        let tied = (expected["tied_weights"] as? [[String]] ?? []).map { [$0[0]: $0[1]] }.reduce(into: [String: String]()) { $0.merge($1) { a, _ in a } }
+        #expect(checkpoint.tiedParameters == tied)
+    }
+
+    /// Optimizers without a second moment are refused with the reason (not "buffers []").
+    @Test(arguments: [("torch_adamax", "exp_inf"), ("torch_sgd_momentum", "momentum_buffer"), ("bnb_lion8bit", "state1")])
+    func refusalNamesTheReason(fixture: String, reason: String) throws {
+        let error = #expect(throws: CheckpointError.self) { try OptimizerCheckpoint.open(FormatFixture.input(fixture)) }
+        #expect(error?.problem.contains(reason) == true, "\(String(describing: error))")
+        #expect(error?.problem.contains("not a second moment") == true || error?.problem.contains("no second moment") == true, "\(String(describing: error))")
+    }
+
+    /// The format and the way names were recovered are reported as values.
+    @Test func formatAndNameSource() throws {
+        let bert = try OptimizerCheckpoint.open(FormatFixture.input("hf_trainer_bert"))
+        #expect(bert.format == .huggingFaceTrainer)
+        #expect(bert.nameSource == .huggingFaceTrainerOrder(architecture: "BertForSequenceClassification", family: .bert))
+        #expect(bert.optimizer == .adamW)
+        let gpt2 = try OptimizerCheckpoint.open(FormatFixture.input("hf_trainer_gpt2"))
+        #expect(gpt2.nameSource == .huggingFaceTrainerOrder(architecture: "GPT2LMHeadModel", family: .gpt2))
+        #expect(gpt2.tiedParameters == ["lm_head.weight": "transformer.wte.weight"])
+        #expect(try OptimizerCheckpoint.open(FormatFixture.input("torch_adamw_named")).nameSource == .storedNames)
+        #expect(try OptimizerCheckpoint.open(FormatFixture.input("torch_nadam")).optimizer == .nadam)
+        #expect(try OptimizerCheckpoint.open(FormatFixture.input("torch_radam")).optimizer == .radam)
+        let lora = try OptimizerCheckpoint.open(FormatFixture.input("peft_lora"))
+        #expect(lora.format == .peftLoRA && lora.nameSource == .peftAdapter(adapterName: "default"))
+        let bnb = try OptimizerCheckpoint.open(FormatFixture.input("bnb_adamw8bit"))
+        #expect(bnb.optimizer == .bitsAndBytes && bnb.moments.source == .bitsAndBytesState2)
+        // The 8-bit fixture exercises the blockwise codes (a parameter of >= 4096 elements), not only 32-bit state.
+        let raw = try TorchOptimizerState(contentsOf: FormatFixture.input("bnb_adamw8bit").appendingPathComponent("optimizer.pt"))
+        #expect(raw.states.values.contains { $0.buffers["state2"]?.dtype == .uint8 })
+        let adafactor = try OptimizerCheckpoint.open(FormatFixture.input("adafactor"))
+        #expect(adafactor.optimizer == .adafactor && adafactor.moments.source == .adafactorFactored)
+    }
+}
+
+/// Copies a fixture's checkpoint into a fresh temporary folder so a test can alter one file.
+func copyOfFixture(_ fixture: String) throws -> URL {
+    let target = FileManager.default.temporaryDirectory.appendingPathComponent("squisher-format-\(UUID().uuidString)")
+    try FileManager.default.copyItem(at: FormatFixture.input(fixture), to: target)
+    return target
+}
+
+@Suite struct HuggingFaceOrderTests {
+    /// The real BERT Trainer checkpoint, with config.json naming an architecture no table knows: the
+    /// generic rule cannot tell `query`, `key` and `value` apart (same shapes in the same groups), so
+    /// the reader refuses and names them instead of picking an order.
+    @Test func unknownArchitectureIsAmbiguous() throws {
+        let folder = try copyOfFixture("hf_trainer_bert")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try Data(#"{"architectures": ["MysteryModelForSequenceClassification"], "model_type": "mystery"}"#.utf8)
+            .write(to: folder.appendingPathComponent("config.json"))
+        let error = #expect(throws: CheckpointError.self) { try OptimizerCheckpoint.open(folder) }
+        let message = error?.problem ?? ""
+        #expect(message.contains("ambiguous parameter order for MysteryModelForSequenceClassification"), "\(message)")
+        #expect(message.contains("attention.self.key'") && message.contains("attention.self.query'"), "\(message)")
+    }
+
+    /// With the architecture known, the same folder maps (the BERT table orders query, key, value).
+    @Test func bertOrderIsTheRegistrationOrder() throws {
+        let expected = try FormatFixture.expected("hf_trainer_bert")["parameter_names"] as! [String]
+        let folder = try FormatFixture.input("hf_trainer_bert")
+        let weights = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("model.safetensors"))
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: folder.appendingPathComponent("config.json"))) as! [String: Any]
+        let order = HuggingFaceParameterOrder(config: config, weights: weights.names.map { ModelTensorShape(name: $0, shape: weights.entries[$0]!.shape) })
+        #expect(order.decayGroup + order.noDecayGroup == expected)
+    }
+
+    /// A group-size mismatch (a parameter frozen) is an error that says so, not a shifted mapping.
+    @Test func groupSizesAreChecked() throws {
+        let folder = try copyOfFixture("hf_trainer_gpt2")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: folder.appendingPathComponent("config.json"))) as! [String: Any]
+        config["tie_word_embeddings"] = false  // lm_head would then be its own parameter, but the file has none
+        try JSONSerialization.data(withJSONObject: config).write(to: folder.appendingPathComponent("config.json"))
+        let checkpoint = try OptimizerCheckpoint.open(folder)
+        #expect(checkpoint.tiedParameters.isEmpty)
+        // Drop one tensor from the weights: the Trainer rule now gives one decay parameter too few.
+        let weights = try SafeTensorsFile(contentsOf: folder.appendingPathComponent("model.safetensors")).allTensors()
+        var fewer = NamedTensors()
+        for (name, tensor) in weights where name != "transformer.wpe.weight" { fewer[name] = tensor }
+        try SafeTensorsWriter.write(fewer, to: folder.appendingPathComponent("model.safetensors"))
+        let error = #expect(throws: CheckpointError.self) { try OptimizerCheckpoint.open(folder) }
+        #expect(error?.problem.contains("the param groups have [10, 18] parameters") == true, "\(String(describing: error))")
+    }
+}
+
+@Suite struct StepValidationTests {
+    /// NaN, infinite, huge and negative steps are errors naming the file and parameter, never a trap
+    /// in a Double → Int conversion.
+    @Test(arguments: [Double.nan, .infinity, 1e30, -1, 2.5])
+    func invalidStepIsAnError(step: Double) {
+        let error = #expect(throws: CheckpointError.self) { try SecondMoments.stepCount(step, parameter: "fc1.weight", path: "optimizer.pt") }
+        #expect(error?.path == "optimizer.pt")
+        #expect(error?.problem.contains("step of parameter 'fc1.weight'") == true)
+    }
+
+    @Test func validStepConverts() throws {
+        #expect(try SecondMoments.stepCount(6, parameter: "w", path: "p") == 6)
+        #expect(try SecondMoments.stepCount(9_007_199_254_740_992, parameter: "w", path: "p") == 9_007_199_254_740_992)
+    }
+}
