@@ -7,7 +7,7 @@ import SquisherTensor
 /// `.metadata` is a pickle of DCP's `Metadata` dataclass, read with
 /// ``PickleAllowList/distributedCheckpoint`` (the dataclasses rebuilt as plain data, never run):
 /// `state_dict_metadata` maps each flattened key (`optim.state.<fqn>.exp_avg_sq`,
-/// `optim.param_groups.<fqn>.lr`, `model.<fqn>`) to its size and chunks (offsets, sizes), and
+/// `optim.param_groups.<group>.betas`, `optim.param_groups.<group>.params`, `model.<fqn>`) to its size and chunks (offsets, sizes), and
 /// `storage_data` maps each chunk (fqn, offset) to a byte range of a `__R_S.distcp` file; each range
 /// is a standalone `torch.save` archive. FSDP2 shards dimension 0 across ranks: the chunks are
 /// placed at their offsets, and must cover the tensor exactly once.
@@ -30,7 +30,7 @@ public enum DistributedCheckpoint {
         }
         var reader = ChunkReader(folder: folder, storage: storage, metadataPath: metadataURL.path)
         var state = PickleDictionary()
-        var groupValues: [String: PickleDictionary] = [:]
+        var groupValues: [Int: PickleDictionary] = [:]
         var order: [String] = []
         for (keyValue, entry) in entries.entries {
             guard let key = keyValue.stringValue, key.hasPrefix("optim.") else { continue }
@@ -39,18 +39,30 @@ public enum DistributedCheckpoint {
                 var fields = state[.string(fqn)]?.dictionaryValue ?? PickleDictionary()
                 fields[.string(field)] = try reader.value(key: key, entry: entry)
                 state[.string(fqn)] = .dict(fields)
-            } else if key.hasPrefix("optim.param_groups."), let (fqn, field) = split(key.dropFirst("optim.param_groups.".count)) {
-                groupValues[fqn, default: PickleDictionary()][.string(field)] = try reader.value(key: key, entry: entry)
+            } else if key.hasPrefix("optim.param_groups.") {
+                // optim.param_groups.<group number>.<key>, e.g. .0.betas, .0.params (a list of names).
+                let rest = key.dropFirst("optim.param_groups.".count)
+                guard let dot = rest.firstIndex(of: "."), let number = Int(rest[..<dot]), number >= 0 else {
+                    throw CheckpointError(path: metadataURL.path, problem: "entry '\(key)' is not optim.param_groups.<group number>.<key>")
+                }
+                groupValues[number, default: PickleDictionary()][.string(String(rest[rest.index(after: dot)...]))] = try reader.value(key: key, entry: entry)
             }
         }
         guard !order.isEmpty else {
             throw CheckpointError(path: metadataURL.path, problem: "holds no optim.state.* entries: a model-only checkpoint has no optimizer state to recycle")
         }
         var groups: [PickleValue] = []
-        for fqn in order {
-            var group = groupValues[fqn] ?? PickleDictionary()
-            group[.string("params")] = .list([.string(fqn)])
+        for number in groupValues.keys.sorted() {
+            let group = groupValues[number]!
+            guard group[.string("params")]?.elements != nil else {
+                throw CheckpointError(path: metadataURL.path, problem: "optim.param_groups.\(number) has no 'params' list of parameter names")
+            }
             groups.append(.dict(group))
+        }
+        if groups.isEmpty {  // no groups saved: one group listing the parameters with state
+            var group = PickleDictionary()
+            group[.string("params")] = .list(order.map { .string($0) })
+            groups = [.dict(group)]
         }
         var root = PickleDictionary()
         root[.string("state")] = .dict(state)

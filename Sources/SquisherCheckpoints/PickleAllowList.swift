@@ -4,8 +4,10 @@
 ///
 /// Nothing is ever imported or called. An allowed class is rebuilt as plain data:
 /// - a **data class** (`NEWOBJ` + `BUILD`, or `REDUCE(cls, args)`) becomes a ``PickleValue/dict(_:)``
-///   holding `"__class__": "module.Name"`, the `BUILD` state's entries (a dataclass's fields), and
-///   `"__args__"`: the constructor arguments when it was rebuilt by `REDUCE` (an `Enum` member's value);
+///   holding `"__class__": "module.Name"`, the `BUILD` state's entries (a dataclass's fields; a state
+///   that is not a dictionary, such as DCP `TensorProperties`' tuple, under `"__state__"`), and
+///   `"__args__"`: the arguments when it was rebuilt by `REDUCE` (an `Enum` member's value, the layout
+///   name given to `torch.serialization._get_layout`), which are recorded, never passed to anything;
 /// - a **tuple class** (`torch.Size`) called with one sequence becomes that ``PickleValue/tuple(_:)``;
 /// - a **constant** (`torch.float32`, `torch.strided`) becomes the ``PickleValue/string(_:)`` of its
 ///   qualified name.
@@ -55,8 +57,9 @@ public struct PickleAllowList: Sendable, Hashable {
         dataClasses: Set(
             ["metadata.Metadata", "metadata.TensorStorageMetadata", "metadata.ChunkStorageMetadata",
              "metadata.TensorProperties", "metadata.BytesStorageMetadata", "metadata.MetadataIndex",
-             "metadata.StorageMeta", "filesystem._StorageInfo", "planner.LoadItemType", "planner.WriteItemType"]
-                .map { "torch.distributed.checkpoint." + $0 }),
+             "metadata.StorageMeta", "metadata._MEM_FORMAT_ENCODING", "filesystem._StorageInfo", "planner.LoadItemType",
+             "planner.WriteItemType"]
+                .map { "torch.distributed.checkpoint." + $0 } + ["torch.serialization._get_layout", "pathlib.PosixPath", "pathlib.PurePosixPath"]),
         tupleClasses: ["torch.Size"],
         constants: torchConstants)
 

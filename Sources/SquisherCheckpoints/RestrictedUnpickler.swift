@@ -525,17 +525,25 @@ struct _PickleMachine {
         objectNodes.insert(nodes.count - 1)
     }
 
-    /// `BUILD` on a rebuilt object: a state dictionary's entries (or `(dict, slots)`) become its entries.
+    /// `BUILD` on a rebuilt object: a state dictionary's entries (or `(dict, slots)`) become its
+    /// entries; any other state (a `__getstate__` tuple) is kept under `"__state__"`.
     mutating func buildObject(_ object: Int, state: Int) throws(CheckpointError) {
+        func isAttributes(_ node: Int) -> Bool {
+            switch nodes[node] {
+            case .leaf(.none), .dict: true
+            default: false
+            }
+        }
         var parts: [Int] = [state]
-        if case .tuple(let items) = nodes[state], items.count == 2 { parts = items }
+        if case .tuple(let items) = nodes[state], items.count == 2, isAttributes(items[0]), isAttributes(items[1]) { parts = items }
+        guard parts.allSatisfy(isAttributes) else {
+            nodes.append(.leaf(.string("__state__")))
+            try setItems([nodes.count - 1, state], in: object, name: "BUILD")
+            return
+        }
         for part in parts {
-            switch nodes[part] {
-            case .leaf(.none): continue
-            case .dict(let keys, let values, _):
+            if case .dict(let keys, let values, _) = nodes[part] {
                 try setItems(zip(keys, values).flatMap { [$0, $1] }, in: object, name: "BUILD")
-            default:
-                throw fail("BUILD on \(kind(object)) needs a dict of attributes (or a (dict, slots) tuple), found \(kind(part))")
             }
         }
     }

@@ -139,7 +139,7 @@ public struct TorchOptimizerState: Sendable {
                 indices.append(index)
             }
             if !keyNames.isEmpty {
-                guard indices.isEmpty, seen.isEmpty || indexOfName.count == keyNames.count else {
+                guard indices.isEmpty, seen.count == indexOfName.count - keyNames.count else {
                     throw fail("param_groups[\(number)]['params'] mixes parameter names and indices")
                 }
                 indices = keyNames.map { indexOfName[$0]! }
