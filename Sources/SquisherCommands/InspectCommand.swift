@@ -10,7 +10,10 @@ enum InspectCommand: Subcommand {
         PATH is a checkpoint folder, a .safetensors file, a model.safetensors.index.json, or a torch.save file \
         (optimizer.pt, pytorch_model.bin, model.pt; read with a restricted unpickler that never runs code). For an \
         optimizer state: its kind, step counts, each param group's hyperparameters, and whether its indices map to \
-        the model's parameter names (and how), as the merge/prune/mask/embed commands would map them.
+        the model's parameter names (and how), as the merge/prune/mask/embed commands would map them. Then the \
+        optimizer-state format read (Hugging Face Trainer, PEFT LoRA, DeepSpeed ZeRO, FSDP/DCP, Adafactor, \
+        bitsandbytes, torch), how the parameter names were recovered, the second moment used, steps and tied weights; \
+        a DeepSpeed global_stepN/ or DCP folder without model weights is described from its optimizer state alone.
         """
     static let options: [ParsedArguments.Option] = [
         .init("mapping", value: "file.json", help: "Optimizer index -> parameter name map to check."),
