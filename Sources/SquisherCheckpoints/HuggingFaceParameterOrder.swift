@@ -95,13 +95,16 @@ public struct HuggingFaceParameterOrder: Sendable, Hashable {
         return .generic
     }
 
-    /// Child registration order by parent context (the nearest non-numeric ancestor; "" = the model).
+    /// Child registration order by parent context: the two nearest non-numeric ancestors
+    /// (`roberta.embeddings`) when listed, else the nearest (`embeddings`); "" = the model.
     static let tables: [Family: [String: [String]]] = [
         .bert: [
-            "": ["bert", "roberta", "electra", "dropout", "pre_classifier", "classifier", "cls", "qa_outputs", "lm_head"],
+            "": ["bert", "roberta", "electra", "embeddings", "embeddings_project", "encoder", "pooler", "dropout", "pre_classifier",
+                 "classifier", "cls", "qa_outputs", "lm_head"],
             "bert": ["embeddings", "encoder", "pooler"], "roberta": ["embeddings", "encoder", "pooler"],
             "electra": ["embeddings", "embeddings_project", "encoder"],
             "embeddings": ["word_embeddings", "position_embeddings", "token_type_embeddings", "LayerNorm"],
+            "roberta.embeddings": ["word_embeddings", "token_type_embeddings", "LayerNorm", "position_embeddings"],
             "encoder": ["layer"], "layer": ["attention", "crossattention", "intermediate", "output"],
             "attention": ["self", "output"], "crossattention": ["self", "output"], "self": ["query", "key", "value"],
             "output": ["dense", "LayerNorm"], "intermediate": ["dense"], "pooler": ["dense"],
@@ -109,12 +112,12 @@ public struct HuggingFaceParameterOrder: Sendable, Hashable {
             "classifier": ["dense", "out_proj"], "lm_head": ["dense", "layer_norm", "decoder"],
         ],
         .gpt2: [
-            "": ["transformer", "lm_head", "score"], "transformer": ["wte", "wpe", "h", "ln_f"],
+            "": ["transformer", "wte", "wpe", "h", "ln_f", "lm_head", "score"], "transformer": ["wte", "wpe", "h", "ln_f"],
             "h": ["ln_1", "attn", "ln_2", "crossattention", "ln_cross_attn", "mlp"],
             "attn": ["c_attn", "q_attn", "c_proj"], "crossattention": ["c_attn", "q_attn", "c_proj"], "mlp": ["c_fc", "c_proj"],
         ],
         .llama: [
-            "": ["model", "lm_head", "score"], "model": ["embed_tokens", "layers", "norm"],
+            "": ["model", "embed_tokens", "layers", "norm", "lm_head", "score"], "model": ["embed_tokens", "layers", "norm"],
             "layers": ["self_attn", "mlp", "input_layernorm", "post_attention_layernorm"],
             "self_attn": ["q_proj", "k_proj", "v_proj", "o_proj", "q_norm", "k_norm"], "mlp": ["gate_proj", "up_proj", "down_proj"],
         ],
@@ -138,9 +141,12 @@ public struct HuggingFaceParameterOrder: Sendable, Hashable {
             return (0, rank ?? leafOrder.count, component, rank != nil)
         }
         if let number = Int(component) { return (1, number, "", true) }
-        let context = path[..<index].last { Int($0) == nil } ?? ""
-        let contextKey = context == "model" && path.first == "base_model" ? "" : context
-        if let rank = table[contextKey]?.firstIndex(of: component) ?? wrapperOrder.firstIndex(of: component).map({ 1000 + $0 }) {
+        let ancestors = path[..<index].filter { Int($0) == nil }
+        let context = ancestors.last ?? ""
+        let contextKey = context == "model" && path.first == "base_model" && ancestors.count == 2 ? "" : context
+        let qualified = ancestors.count >= 2 ? ancestors.suffix(2).joined(separator: ".") : nil
+        let ranks = qualified.flatMap { table[$0] } ?? table[contextKey]
+        if let rank = ranks?.firstIndex(of: component) ?? wrapperOrder.firstIndex(of: component).map({ 1000 + $0 }) {
             return (2, rank, "", true)
         }
         return (3, 0, component, false)

@@ -173,3 +173,32 @@ func copyOfFixture(_ fixture: String) throws -> URL {
         #expect(try SecondMoments.stepCount(9_007_199_254_740_992, parameter: "w", path: "p") == 9_007_199_254_740_992)
     }
 }
+
+/// What `named_parameters()`, `Trainer.get_decay_parameter_names` and tying give for tiny models of
+/// each supported architecture, written by transformers (`Tests/Generators/make_architecture_orders.py`).
+@Suite struct ArchitectureOrderTests {
+    static let architectures = [
+        "BertModel", "BertForMaskedLM", "RobertaForSequenceClassification", "GPT2Model", "GPT2LMHeadModel", "LlamaForCausalLM",
+    ]
+
+    /// From config.json and the safetensors listing alone (sorted names), the derived registration
+    /// order, Trainer groups and tied pairs equal transformers' own, and no sibling order is left
+    /// uncertain for these known families.
+    @Test(arguments: architectures)
+    func orderGroupsAndTiesMatchTransformers(architecture: String) throws {
+        guard let url = Bundle.module.url(forResource: architecture, withExtension: "json", subdirectory: "Resources/orders") else {
+            throw CheckpointError(path: "Resources/orders/\(architecture).json", problem: "test resource missing")
+        }
+        let record = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+        let weights = (record["weights"] as! [[Any]]).map { ModelTensorShape(name: $0[0] as! String, shape: $0[1] as! [Int]) }
+        let order = HuggingFaceParameterOrder(config: record["config"] as! [String: Any], weights: weights)
+        #expect(order.architecture == architecture)
+        #expect(order.family != .generic)
+        #expect(order.parameters.map(\.name) == record["named_parameters"] as! [String])
+        #expect(order.decayGroup == record["decay"] as! [String])
+        #expect(order.noDecayGroup == record["no_decay"] as! [String])
+        let tied = (record["tied"] as! [[String]]).reduce(into: [String: String]()) { $0[$1[0]] = $1[1] }
+        #expect(order.tiedParameters == tied)
+        #expect(order.uncertainSiblings.isEmpty, "\(order.uncertainSiblings.prefix(3))")
+    }
+}
