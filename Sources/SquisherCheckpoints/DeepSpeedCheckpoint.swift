@@ -118,19 +118,22 @@ public enum DeepSpeedCheckpoint {
     public static func read(_ location: Location) throws(CheckpointError) -> OptimizerCheckpoint {
         let (groups, tied, shapesFile) = try parameterShapes(in: location.folder)
         let files = try rankFiles(in: location.folder)
-        var partitions: [(state: TorchOptimizerState, stage: Int, path: String)] = []
+        var partitions: [RankPartition] = []
         for file in files {
             let value = try TorchCheckpoint.load(file.url, allowList: .deepSpeed)
             partitions.append(try basePartition(value, path: file.url.path))
         }
         let stage = partitions[0].stage
         let first = partitions[0].state
+        if let counts = partitions[0].partitionCount, counts.contains(where: { $0 != files.count }) {
+            throw CheckpointError(path: files[0].url.path, problem: "partition_count \(counts) does not match the \(files.count) rank file(s) in \(location.folder.path) (a rank file missing?)")
+        }
         if let reason = SecondMoments.refusal(for: first.kind, buffers: Set(first.states.values.flatMap(\.bufferNames))) {
             throw CheckpointError(path: files[0].url.path, problem: "cannot recycle a second moment: \(reason)")
         }
         let assembled = stage == 3
             ? try assembleStage3(groups: groups, partitions: partitions.map { ($0.state, $0.path) })
-            : try assembleStage12(groups: groups, partitions: partitions.map { ($0.state, $0.path) })
+            : try assembleStage12(groups: groups, partitions: partitions.map { ($0.state, $0.path) }, paddings: partitions[0].alignmentPaddings)
         var steps: [String: Int] = [:], decay: [String: Double] = [:]
         for (number, group) in groups.enumerated() {
             let groupState = first.states[first.groups.indices.contains(number) ? first.groups[number].parameterIndices.first ?? number : number]
@@ -147,18 +150,33 @@ public enum DeepSpeedCheckpoint {
             optimizer: first.kind, nameSource: .deepSpeedParamShapes, moments: moments, tiedParameters: tied, path: location.folder.path)
     }
 
-    /// The base (torch) optimizer state of one rank's file and the ZeRO stage.
-    static func basePartition(_ value: PickleValue, path: String) throws(CheckpointError) -> (state: TorchOptimizerState, stage: Int, path: String) {
+    /// One rank's base (torch) optimizer state, the ZeRO stage, and the layout facts DeepSpeed records.
+    struct RankPartition {
+        var state: TorchOptimizerState
+        var stage: Int
+        var path: String
+        /// `param_alignment_paddings[g][i]`: elements of padding after parameter i of group g (ZeRO 1/2).
+        var alignmentPaddings: [[Int]]?
+        /// `partition_count` per group: the world size the partitions were made for.
+        var partitionCount: [Int]?
+    }
+
+    /// The base optimizer state of one rank's file and what DeepSpeed records about its layout.
+    static func basePartition(_ value: PickleValue, path: String) throws(CheckpointError) -> RankPartition {
         guard let outer = value["optimizer_state_dict"] else {
             throw CheckpointError(path: path, problem: "has no 'optimizer_state_dict'; not a DeepSpeed ZeRO optimizer file")
         }
         var stage = 0
         if let stageValue = outer["zero_stage"] { stage = stageValue.intValue ?? stageValue["__args__"]?.elements?.first?.intValue ?? 0 }
+        let paddings = outer["param_alignment_paddings"]?.elements?.map { $0.elements?.compactMap(\.intValue) ?? [] }
+        let counts = outer["partition_count"].flatMap { $0.elements?.compactMap(\.intValue) ?? $0.intValue.map { [$0] } }
         if let base = outer["base_optimizer_state"], base["state"] != nil {
-            return (try TorchOptimizerState(base, path: path + " (base_optimizer_state)"), stage == 0 ? 1 : stage, path)
+            let state = try TorchOptimizerState(base, path: path + " (base_optimizer_state)")
+            return RankPartition(state: state, stage: stage == 0 ? 1 : stage, path: path, alignmentPaddings: paddings, partitionCount: counts)
         }
         if let inner = outer["optimizer_state_dict"], inner["state"] != nil {
-            return (try TorchOptimizerState(inner, path: path + " (optimizer_state_dict)"), 3, path)
+            let state = try TorchOptimizerState(inner, path: path + " (optimizer_state_dict)")
+            return RankPartition(state: state, stage: 3, path: path, alignmentPaddings: nil, partitionCount: counts)
         }
         throw CheckpointError(path: path, problem: "optimizer_state_dict holds neither 'base_optimizer_state' (ZeRO 1/2) nor an inner 'optimizer_state_dict' (ZeRO 3) with a 'state'")
     }
@@ -174,20 +192,24 @@ public enum DeepSpeedCheckpoint {
         return tensor.tensor.scalars
     }
 
-    /// Stage 1/2: ranks' flat partitions concatenated per group, sliced in `param_shapes` order.
-    static func assembleStage12(groups: [[ModelTensorShape]], partitions: [(TorchOptimizerState, String)]) throws(CheckpointError) -> NamedTensors {
+    /// Stage 1/2: ranks' flat partitions concatenated per group, sliced in `param_shapes` order,
+    /// skipping `paddings[g][i]` elements after parameter i (when DeepSpeed recorded them).
+    static func assembleStage12(groups: [[ModelTensorShape]], partitions: [(TorchOptimizerState, String)], paddings: [[Int]]?) throws(CheckpointError) -> NamedTensors {
         var result = NamedTensors()
         for (number, group) in groups.enumerated() {
             var vector: [Float] = []
             for (state, path) in partitions { vector += try flat(state, group: number, path: path) }
             var offset = 0
-            for parameter in group {
+            if let paddings, paddings.count != groups.count || paddings[number].count != group.count || paddings[number].contains(where: { $0 < 0 }) {
+                throw CheckpointError(path: partitions[0].1, problem: "param_alignment_paddings (\(paddings.map(\.count)) entries per group) does not match param_shapes (\(groups.map(\.count)) parameters per group)")
+            }
+            for (item, parameter) in group.enumerated() {
                 let count = parameter.shape.reduce(1, *)
                 guard offset + count <= vector.count else {
                     throw CheckpointError(path: partitions[0].1, problem: "group \(number)'s exp_avg_sq partitions hold \(vector.count) elements over \(partitions.count) ranks, too few for '\(parameter.name)' \(parameter.shape) at offset \(offset)")
                 }
                 result[parameter.name] = Tensor(uncheckedShape: parameter.shape, scalars: Array(vector[offset..<(offset + count)]))
-                offset += count
+                offset += count + (paddings?[number][item] ?? 0)
             }
             let alignment = 2 * partitions.count
             guard vector.count - offset < max(alignment, 1) * 64 else {

@@ -20,14 +20,23 @@ public struct PickleAllowList: Sendable, Hashable {
     public var tupleClasses: Set<String>
     /// Qualified names of module constants rebuilt as their name.
     public var constants: Set<String>
+    /// Whether tensors carrying Python attributes are accepted: `torch._tensor._rebuild_from_type_v2(
+    /// torch._utils._rebuild_tensor_v2, torch.Tensor or torch.nn.parameter.Parameter, args, attributes)`
+    /// is read as the plain tensor `_rebuild_tensor_v2(*args)`; the attributes (DeepSpeed's `ds_id`)
+    /// are dropped.
+    public var tensorsWithAttributes: Bool
 
     /// Creates an allow-list.
-    public init(formatName: String, dataClasses: Set<String> = [], tupleClasses: Set<String> = [], constants: Set<String> = []) {
+    public init(formatName: String, dataClasses: Set<String> = [], tupleClasses: Set<String> = [], constants: Set<String> = [], tensorsWithAttributes: Bool = false) {
         self.formatName = formatName
         self.dataClasses = dataClasses
         self.tupleClasses = tupleClasses
         self.constants = constants
+        self.tensorsWithAttributes = tensorsWithAttributes
     }
+
+    /// The globals `tensorsWithAttributes` admits.
+    static let tensorWithAttributesGlobals: Set<String> = ["torch._tensor._rebuild_from_type_v2", "torch.Tensor", "torch.nn.parameter.Parameter"]
 
     /// Plain `torch.save` files (`optimizer.pt`, `model.pt`, bitsandbytes and Adafactor states): only
     /// `collections.OrderedDict`, tensor rebuilding and storages (always allowed).
@@ -40,7 +49,8 @@ public struct PickleAllowList: Sendable, Hashable {
             .map { "torch." + $0 })
 
     /// DeepSpeed ZeRO checkpoints (`mp_rank_00_model_states.pt`, `*_optim_states.pt`): `torch.Size`
-    /// in `param_shapes`, the loss scaler, the ZeRO stage enum, tensor fragment addresses.
+    /// in `param_shapes`, the loss scaler, the ZeRO stage enum, tensor fragment addresses, and ZeRO-3's
+    /// partitions, which carry a `ds_id` attribute.
     public static let deepSpeed = PickleAllowList(
         formatName: "DeepSpeed ZeRO checkpoint",
         dataClasses: [
@@ -49,7 +59,7 @@ public struct PickleAllowList: Sendable, Hashable {
             "torch.device",
         ],
         tupleClasses: ["torch.Size"],
-        constants: torchConstants)
+        constants: torchConstants, tensorsWithAttributes: true)
 
     /// `torch.distributed.checkpoint` (DCP) `.metadata` pickles: the metadata dataclasses.
     public static let distributedCheckpoint = PickleAllowList(
@@ -65,7 +75,7 @@ public struct PickleAllowList: Sendable, Hashable {
 
     /// A short description of what is accepted, for refusals.
     var allowedText: String {
-        let extra = (dataClasses.union(tupleClasses)).sorted()
+        let extra = (dataClasses.union(tupleClasses).union(tensorsWithAttributes ? Self.tensorWithAttributesGlobals : [])).sorted()
         return extra.isEmpty ? "" : "; for a \(formatName) also \(extra.joined(separator: ", ")) (rebuilt as plain data)"
     }
 }

@@ -238,7 +238,8 @@ struct _PickleMachine {
         }
         let qualified = "\(module).\(name)"
         guard allowed || allowList.dataClasses.contains(qualified) || allowList.tupleClasses.contains(qualified)
-            || allowList.constants.contains(qualified) else {
+            || allowList.constants.contains(qualified)
+            || (allowList.tensorsWithAttributes && PickleAllowList.tensorWithAttributesGlobals.contains(qualified)) else {
             throw fail("global '\(qualified)' is not allowed when reading a \(allowList.formatName); this reader never imports or calls anything but \(Self.allowedGlobalsText)\(allowList.allowedText)")
         }
         try push(.global(module: module, name: name))
@@ -485,6 +486,15 @@ struct _PickleMachine {
             try pushIndex(args[0])
         case ("torch._utils", "_rebuild_tensor_v2"):
             try push(.leaf(.tensor(try rebuildTensor(args, storageBytes: storageBytes))))
+        case ("torch._tensor", "_rebuild_from_type_v2") where allowList.tensorsWithAttributes:
+            // (func, new_type, args, state): only a plain tensor rebuilt by _rebuild_tensor_v2; the state is dropped.
+            guard args.count == 4, case .global("torch._utils", "_rebuild_tensor_v2") = nodes[args[0]],
+                  case .global(let typeModule, let typeName) = nodes[args[1]],
+                  ["torch.Tensor", "torch.nn.parameter.Parameter"].contains("\(typeModule).\(typeName)"),
+                  case .tuple(let tensorArguments) = nodes[args[2]] else {
+                throw fail("torch._tensor._rebuild_from_type_v2 is only accepted as (torch._utils._rebuild_tensor_v2, torch.Tensor or Parameter, arguments, attributes)")
+            }
+            try push(.leaf(.tensor(try rebuildTensor(tensorArguments, storageBytes: storageBytes))))
         case _ where allowList.tupleClasses.contains("\(module).\(name)"):
             guard args.count == 1, let items = tupleItems(args[0]) else {
                 throw fail("\(module).\(name) is only accepted with one tuple or list argument")
