@@ -86,6 +86,13 @@ public struct OptimizerCheckpoint: Sendable {
 
     /// Reads a `torch.save` file holding an optimizer state dict (or `{"model", "optim"}`).
     static func openTorchFile(_ file: URL, folder: URL, mapping: [Int: String]?) throws(CheckpointError) -> OptimizerCheckpoint {
+        let name = file.lastPathComponent
+        if name.hasSuffix("_optim_states.pt") || name.hasSuffix("_model_states.pt") {  // one file of a DeepSpeed tag folder
+            guard let deepSpeed = try DeepSpeedCheckpoint.locate(in: folder) else {
+                throw CheckpointError(path: file.path, problem: "a DeepSpeed states file, but its folder holds no *_optim_states.pt partitions")
+            }
+            return try DeepSpeedCheckpoint.read(deepSpeed)
+        }
         let value = try TorchCheckpoint.load(file)
         if let optim = value["optim"], value["model"] != nil {  // dcp_to_torch_save output
             let state = try TorchOptimizerState(optim, path: file.path + " ['optim']")
@@ -93,9 +100,6 @@ public struct OptimizerCheckpoint: Sendable {
                 throw CheckpointError(path: file.path, problem: "['optim'] lists parameter indices, not names; a dcp_to_torch_save file keys its optimizer state by parameter name")
             }
             return try fromState(state, names: storedNames(state), format: .dcpToTorchSave, source: .stateKeys, tied: [:], path: file.path)
-        }
-        if value["optimizer_state_dict"] != nil, let deepSpeed = try DeepSpeedCheckpoint.locate(in: folder) {
-            return try DeepSpeedCheckpoint.read(deepSpeed)
         }
         let state = try TorchOptimizerState(value, path: file.path)
         if state.keyedByName {

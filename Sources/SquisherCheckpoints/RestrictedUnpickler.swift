@@ -19,10 +19,10 @@ import SquisherTensor
 /// - `torch.<T>Storage` for the ``TorchDType`` storage classes, only inside a `BINPERSID` persistent id
 ///   `('storage', torch.<T>Storage, key, location, numel)`.
 ///
-/// Tensors are materialized eagerly: the storage bytes come from `storageBytes` (for a checkpoint, the
-/// archive entry `<prefix>/data/<key>`), whose size must equal `numel * dtype size`; size, stride and
-/// offset must address only elements inside the storage; non-contiguous strides are gathered into
-/// row-major order. Limits (``PickleLimits``) bound stack, memo, nesting and total elements.
+/// Tensors are views of their storage bytes, converted when read (``TorchTensor``): the bytes come
+/// from `storageBytes` (for a checkpoint, the archive entry `<prefix>/data/<key>`, memory-mapped),
+/// whose size must equal `numel * dtype size`; size, stride and offset must address only elements
+/// inside the storage (checked at decode); non-contiguous strides are gathered into row-major order. Limits (``PickleLimits``) bound stack, memo, nesting and total elements.
 ///
 /// Classes of a specific format (DeepSpeed's, DCP's metadata) are accepted only when that format's
 /// ``PickleAllowList`` is passed, and are rebuilt as plain data (`NEWOBJ`/`NEWOBJ_EX` and `BUILD` on
@@ -608,8 +608,7 @@ struct _PickleMachine {
         }
         tensorScalars += count
         let data = try storage(reference, storageBytes: storageBytes)
-        let scalars = Self.gather(data, dtype: reference.dtype, offset: offset, size: size, stride: stride, count: count)
-        return TorchTensor(tensor: Tensor(uncheckedShape: size, scalars: scalars), dtype: reference.dtype)
+        return TorchTensor(view: data, dtype: reference.dtype, offset: offset, size: size, stride: stride)
     }
 
     mutating func storage(_ reference: TorchStorageReference, storageBytes: (TorchStorageReference) throws(CheckpointError) -> Data) throws(CheckpointError) -> Data {
@@ -628,15 +627,20 @@ struct _PickleMachine {
         return data
     }
 
+    /// Whether (size, stride) address consecutive elements in row-major order.
+    static func isContiguous(size: [Int], stride: [Int]) -> Bool {
+        var running = 1
+        for axis in size.indices.reversed() where size[axis] != 1 {
+            if stride[axis] != running { return false }
+            running *= size[axis]
+        }
+        return true
+    }
+
     /// Gathers `count` elements addressed by (offset, size, stride) into row-major float32.
     static func gather(_ data: Data, dtype: TorchDType, offset: Int, size: [Int], stride: [Int], count: Int) -> [Float] {
         guard count > 0 else { return [] }
-        var contiguous = true
-        var running = 1
-        for axis in size.indices.reversed() where size[axis] != 1 {
-            if stride[axis] != running { contiguous = false }
-            running *= size[axis]
-        }
+        let contiguous = isContiguous(size: size, stride: stride)
         return data.withUnsafeBytes { raw -> [Float] in
             [Float](unsafeUninitializedCapacity: count) { out, initialized in
                 if contiguous, dtype == .float32 {

@@ -1,3 +1,4 @@
+import Foundation
 import SquisherTensor
 
 /// The element type of a PyTorch storage, as recorded by the storage class name in a checkpoint's
@@ -49,24 +50,71 @@ public enum TorchDType: String, Sendable, Hashable, CaseIterable {
     }
 }
 
-/// A tensor read from a PyTorch checkpoint: the values converted to float32 and the dtype they had
-/// in the file.
+/// A tensor read from a PyTorch checkpoint: its element type in the file, its shape, and its values
+/// converted to float32 on demand.
 ///
-/// Values are materialized in C (row-major) order whatever the stored strides were. Conversion to
-/// float32 is exact for float32/float16/bfloat16 storages; float64 rounds to nearest even; integers
-/// above 2^24 in magnitude round.
+/// A tensor decoded from a checkpoint is a **view** of its storage bytes (memory-mapped from the
+/// archive; nothing is copied or converted when the file is loaded): ``tensor`` converts the whole
+/// tensor each time it is read, ``floats(_:)`` converts only a range, so that reading one buffer of an
+/// optimizer state (`exp_avg_sq`) does not materialize the others (`exp_avg`, fp32 master weights).
+/// Values come in C (row-major) order whatever the stored strides were. Conversion to float32 is
+/// exact for float32/float16/bfloat16 storages; float64 rounds to nearest even; integers above 2^24 in
+/// magnitude round.
 public struct TorchTensor: Sendable, Hashable {
-    /// The values as a float32 row-major tensor of the checkpoint tensor's shape.
-    public var tensor: Tensor
+    enum Storage: Sendable {
+        case materialized(Tensor)
+        /// Storage bytes (little-endian, `dtype`), element offset and strides; bounds checked at decode.
+        case view(data: Data, offset: Int, stride: [Int])
+    }
+
+    let storage: Storage
     /// The element type in the file.
     public var dtype: TorchDType
+    /// The tensor's shape (`[]` for a 0-dim tensor such as Adam's `step`).
+    public let shape: [Int]
 
     /// Creates a checkpoint tensor from converted values and the original dtype.
     public init(tensor: Tensor, dtype: TorchDType) {
-        self.tensor = tensor
+        storage = .materialized(tensor)
         self.dtype = dtype
+        shape = tensor.shape
     }
 
-    /// The tensor's shape (`[]` for a 0-dim tensor such as Adam's `step`).
-    public var shape: [Int] { tensor.shape }
+    /// A view of `data` (already checked to hold every addressed element).
+    init(view data: Data, dtype: TorchDType, offset: Int, size: [Int], stride: [Int]) {
+        storage = .view(data: data, offset: offset, stride: stride)
+        self.dtype = dtype
+        shape = size
+    }
+
+    /// The number of elements.
+    public var count: Int { shape.reduce(1, *) }
+
+    /// The values as a float32 row-major tensor of the checkpoint tensor's shape (converted on each read).
+    public var tensor: Tensor {
+        switch storage {
+        case .materialized(let tensor): return tensor
+        case .view(let data, let offset, let stride):
+            return Tensor(uncheckedShape: shape, scalars: _PickleMachine.gather(data, dtype: dtype, offset: offset, size: shape, stride: stride, count: count))
+        }
+    }
+
+    /// Elements `range` (row-major) as float32, converting only those when the tensor is stored
+    /// contiguously (otherwise the whole tensor is gathered first).
+    /// - Precondition: `range` lies within `0..<count`.
+    public func floats(_ range: Range<Int>) -> [Float] {
+        guard case .view(let data, let offset, let stride) = storage, _PickleMachine.isContiguous(size: shape, stride: stride) else {
+            return Array(tensor.scalars[range])
+        }
+        return _PickleMachine.gather(data, dtype: dtype, offset: offset + range.lowerBound, size: [range.count], stride: [1], count: range.count)
+    }
+
+    public static func == (a: TorchTensor, b: TorchTensor) -> Bool {
+        a.dtype == b.dtype && a.shape == b.shape && a.tensor.scalars.elementsEqual(b.tensor.scalars) { $0.bitPattern == $1.bitPattern }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(dtype)
+        hasher.combine(shape)
+    }
 }
