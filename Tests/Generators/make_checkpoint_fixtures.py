@@ -49,12 +49,14 @@ from fixtures_hf import HF_FIXTURES  # noqa: E402
 from fixtures_torch import TORCH_FIXTURES  # noqa: E402
 from fixtures_bnb import BNB_FIXTURES  # noqa: E402
 from fixtures_peft import PEFT_FIXTURES  # noqa: E402
+from fixtures_deepspeed import DEEPSPEED_FIXTURES  # noqa: E402
 
 GROUPS: dict[str, dict] = {
     "hf": HF_FIXTURES,
     "torch": TORCH_FIXTURES,
     "bnb": BNB_FIXTURES,
     "peft": PEFT_FIXTURES,
+    "deepspeed": DEEPSPEED_FIXTURES,
 }
 
 def main() -> None:
