@@ -48,6 +48,8 @@ func relativeError(_ a: [Float], _ b: [Double]) -> Double {
     static let readable: [String] = [
         "hf_trainer_bert", "hf_trainer_gpt2", "torch_nadam", "torch_radam", "torch_adamw_named", "adafactor",
         "bnb_adamw8bit", "bnb_adamw32bit", "bnb_paged_adamw8bit", "peft_lora",
+        "deepspeed_zero1", "deepspeed_zero2", "deepspeed_zero3", "deepspeed_zero2_bf16", "deepspeed_zero2_ws2", "deepspeed_zero3_ws2",
+        "hf_trainer_deepspeed",
     ]
 
     /// Every parameter's second moment equals the answer key within 1e-6 relative (normwise per
@@ -102,6 +104,14 @@ func relativeError(_ a: [Float], _ b: [Double]) -> Double {
         // The 8-bit fixture exercises the blockwise codes (a parameter of >= 4096 elements), not only 32-bit state.
         let raw = try TorchOptimizerState(contentsOf: FormatFixture.input("bnb_adamw8bit").appendingPathComponent("optimizer.pt"))
         #expect(raw.states.values.contains { $0.buffers["state2"]?.dtype == .uint8 })
+        for (fixture, stage, worldSize, bf16, trainer) in [
+            ("deepspeed_zero1", 1, 1, false, false), ("deepspeed_zero2_bf16", 2, 1, true, false), ("deepspeed_zero2_ws2", 2, 2, false, false),
+            ("deepspeed_zero3_ws2", 3, 2, false, false), ("hf_trainer_deepspeed", 2, 1, false, true),
+        ] {
+            let deepSpeed = try OptimizerCheckpoint.open(FormatFixture.input(fixture))
+            #expect(deepSpeed.format == .deepSpeedZeRO(stage: stage, worldSize: worldSize, bf16: bf16, huggingFaceFolder: trainer), "\(fixture): \(deepSpeed.format)")
+            #expect(deepSpeed.nameSource == .deepSpeedParamShapes)
+        }
         let adafactor = try OptimizerCheckpoint.open(FormatFixture.input("adafactor"))
         #expect(adafactor.optimizer == .adafactor && adafactor.moments.source == .adafactorFactored)
     }
