@@ -114,94 +114,119 @@ public final class CheckpointImportance: @unchecked Sendable {
         case .optimizerFile(let url):
             optimizerURL = url
         }
-        let values: NamedTensors
+        let checkpoint: OptimizerCheckpoint
         var conventions: [String: String]
-        var without: [String]
         do {
-            (values, conventions, without) = try Self.fromOptimizer(optimizerURL, model: model, options: options)
+            checkpoint = try OptimizerCheckpoint.open(optimizerURL, mapping: try options.mappingFile.map(OptimizerParameterMapping.readMappingFile))
+            conventions = try Self.conventions(of: checkpoint, options: options)
         } catch let error as ApplicationError { throw error } catch { throw wrap(error) }
-        without += model.names.filter { values[$0] == nil && !without.contains($0) }
+        // Tied aliases the model holds (lm_head.weight beside transformer.wte.weight) share the importance.
+        let aliases = checkpoint.tiedParameters.filter { model.names.contains($0.key) && checkpoint.moments.shapes[$0.key] == nil && checkpoint.moments.shapes[$0.value] != nil }
+        let covered = Set(checkpoint.moments.names).union(aliases.keys)
+        var without = checkpoint.moments.parametersWithoutState
+        without += model.names.filter { !covered.contains($0) && !without.contains($0) }
         if !without.isEmpty { conventions["no_importance"] = without.joined(separator: ",") }
         path = optimizerURL.path
         self.conventions = conventions
         parametersWithoutImportance = model.names.filter { without.contains($0) }
-        if let scratchFolder {
-            let url = scratchFolder.appendingPathComponent("importance-\(UUID().uuidString).safetensors")
-            do {
-                try SafeTensorsWriter.write(values, metadata: conventions, to: url)
+        do {
+            if let scratchFolder {
+                // One tensor at a time from the mapped checkpoint to the spill file: the peak is one tensor.
+                let url = scratchFolder.appendingPathComponent("importance-\(UUID().uuidString).safetensors")
+                try Self.writeSquisher(of: checkpoint, options: options, aliases: aliases, conventions: conventions, to: url)
                 mapped = try MappedSafeTensors(url)
-            } catch { throw wrap(error) }
-            memory = nil
-        } else {
-            mapped = nil
-            memory = values
+                memory = nil
+            } else {
+                var values = try Self.squisher(of: checkpoint, options: options).0
+                for (alias, target) in aliases.sorted(by: { $0.key < $1.key }) { values[alias] = values[target] }
+                mapped = nil
+                memory = values
+            }
+        } catch let error as ApplicationError { throw error } catch { throw wrap(error) }
+    }
+
+    /// The Squisher [1] of every parameter with state in `checkpoint`, in memory: see
+    /// ``squisher(of:parameter:options:)``.
+    /// - Returns: the importances by parameter name and ``conventions(of:options:)``.
+    public static func squisher(of checkpoint: OptimizerCheckpoint, options: OptimizerImportanceOptions) throws -> (NamedTensors, [String: String]) {
+        let conventions = try conventions(of: checkpoint, options: options)
+        var values = NamedTensors()
+        for name in checkpoint.moments.names { values[name] = try squisher(of: checkpoint, parameter: name, options: options) }
+        return (values, conventions)
+    }
+
+    /// Writes the Squisher of every parameter with state in `checkpoint` (and `aliases`, alias → the
+    /// parameter whose value it shares) to a safetensors file, one tensor at a time: the peak memory
+    /// is one parameter's tensor, whatever the checkpoint size.
+    public static func writeSquisher(
+        of checkpoint: OptimizerCheckpoint, options: OptimizerImportanceOptions, aliases: [String: String] = [:], conventions: [String: String], to url: URL
+    ) throws {
+        let moments = checkpoint.moments
+        let aliasList = aliases.sorted { $0.key < $1.key }
+        let specs = moments.names.map { SafeTensorsStreamWriter.TensorSpec(name: $0, shape: moments.shapes[$0]!) }
+            + aliasList.map { SafeTensorsStreamWriter.TensorSpec(name: $0.key, shape: moments.shapes[$0.value]!) }
+        let writer = try SafeTensorsStreamWriter(to: url, tensors: specs, metadata: conventions)
+        do {
+            for name in moments.names { try writer.write(name, try squisher(of: checkpoint, parameter: name, options: options)) }
+            for (alias, target) in aliasList { try writer.write(alias, try squisher(of: checkpoint, parameter: target, options: options)) }
+            try writer.finish()
+        } catch {
+            writer.cancel()
+            throw error
         }
     }
 
-    /// The Squisher of a checkpoint's optimizer state (any format ``OptimizerCheckpoint`` reads),
-    /// keyed by model parameter name, only for parameters with state; tied aliases the model holds
-    /// get the importance of the parameter they share.
-    static func fromOptimizer(
-        _ url: URL, model: CheckpointModel, options: OptimizerImportanceOptions
-    ) throws -> (NamedTensors, [String: String], [String]) {
-        let explicit = try options.mappingFile.map(OptimizerParameterMapping.readMappingFile)
-        let checkpoint = try OptimizerCheckpoint.open(url, mapping: explicit)
-        var (values, conventions) = try squisher(of: checkpoint, options: options)
-        for (alias, target) in checkpoint.tiedParameters.sorted(by: { $0.key < $1.key }) where values[alias] == nil && model.names.contains(alias) {
-            if let shared = values[target] { values[alias] = shared }
-        }
-        return (values, conventions, checkpoint.moments.parametersWithoutState)
+    /// The Squisher [1] of one parameter: its second moment (``SecondMoments/value(of:)``), through
+    /// ``Squisher`` with the parameter's own step and EMA decay (divided by `1 − β₂ᵗ` when
+    /// `options.biasCorrection`), times the scaling.
+    public static func squisher(of checkpoint: OptimizerCheckpoint, parameter name: String, options: OptimizerImportanceOptions) throws -> Tensor {
+        let moments = checkpoint.moments
+        let (kind, bufferName) = accumulator(of: moments.source)
+        var hyperparameters: [String: Double] = [:]
+        if let decay = moments.decay[name] { hyperparameters[kind == "RMSprop" ? "alpha" : "beta2"] = decay }
+        let value = try moments.value(of: name)
+        let state = OptimizerState(kind: kind, hyperparameters: hyperparameters, steps: moments.steps[name].map { [name: $0] } ?? [:],
+                                   buffers: [bufferName: try NamedTensors([(name, value)])])
+        let importance = try Squisher(source: .state(state), biasCorrection: options.biasCorrection, scaling: options.scaling)
+            .estimate(parameters: [(name, value.shape)])
+        return importance.values[name]!
     }
 
-    /// The Squisher [1] of every parameter with state in `checkpoint`: its second moment, divided by
-    /// `1 − β₂ᵗ` with its own step and EMA decay when `options.biasCorrection`, times the scaling.
-    /// Parameters are grouped by their EMA decay, each group estimated by ``Squisher``.
-    /// - Returns: the importances by parameter name and the conventions (`source`, `scaling`,
-    ///   `bias_correction`, `format`, `mapping`, `optimizer`, `tied`).
+    /// The Squisher's accumulator kind and buffer for a second moment (NAdam, RAdam, Adafactor and
+    /// bitsandbytes hold Adam's EMA `v`).
+    static func accumulator(of source: SecondMomentSource) -> (kind: String, buffer: String) {
+        switch source {
+        case .squareAvg: ("RMSprop", "square_avg")
+        case .sum: ("Adagrad", "sum")
+        case .expAvgSq, .adafactorFactored, .bitsAndBytesState2: ("Adam", "exp_avg_sq")
+        }
+    }
+
+    /// The conventions of the Squisher of `checkpoint`: `source`, `scaling`, `bias_correction`,
+    /// `reduction`, `format`, `mapping`, `names`, `optimizer`, `tied`.
     /// - Throws: ``ApplicationError`` when bias correction is asked for an accumulator without a
     ///   constant decay (Adafactor's β₂ changes every step; Adagrad sums).
-    public static func squisher(of checkpoint: OptimizerCheckpoint, options: OptimizerImportanceOptions) throws -> (NamedTensors, [String: String]) {
+    public static func conventions(of checkpoint: OptimizerCheckpoint, options: OptimizerImportanceOptions) throws -> [String: String] {
         let moments = checkpoint.moments
-        let kind = moments.source == .squareAvg ? "RMSprop" : moments.source == .sum ? "Adagrad" : "Adam"
-        let bufferName = kind == "RMSprop" ? "square_avg" : kind == "Adagrad" ? "sum" : "exp_avg_sq"
-        if options.biasCorrection, kind != "Adagrad", let missing = moments.values.names.first(where: { moments.decay[$0] == nil }) {
+        let kind = accumulator(of: moments.source).kind
+        if options.biasCorrection, kind != "Adagrad", let missing = moments.names.first(where: { moments.decay[$0] == nil }) {
             let why = checkpoint.optimizer == .adafactor
                 ? "Adafactor's beta2 changes every step (1 - t^-0.8), so its second moment needs no bias correction"
                 : "'\(missing)' has no EMA decay (betas) in its param group"
             throw ApplicationError(application: "importance", problem: "\(checkpoint.path): --bias-correction does not apply: \(why)")
         }
-        var byDecay: [Double?: [String]] = [:]
-        var decays: [Double?] = []
-        for name in moments.values.names {
-            let decay = moments.decay[name]
-            if byDecay[decay] == nil { decays.append(decay) }
-            byDecay[decay, default: []].append(name)
-        }
-        var values = NamedTensors()
-        var conventions: [String: String] = [:]
-        for decay in decays {
-            let names = byDecay[decay]!
-            var buffers = NamedTensors()
-            for name in names { buffers[name] = moments.values[name]! }
-            var hyperparameters: [String: Double] = [:]
-            if let decay { hyperparameters[kind == "RMSprop" ? "alpha" : "beta2"] = decay }
-            let state = OptimizerState(kind: kind, hyperparameters: hyperparameters, steps: moments.steps.filter { names.contains($0.key) }, buffers: [bufferName: buffers])
-            let squisher = Squisher(source: .state(state), biasCorrection: options.biasCorrection, scaling: options.scaling)
-            let importance = try squisher.estimate(parameters: names.map { ($0, buffers[$0]!.shape) })
-            for name in names { values[name] = importance.values[name]! }
-            conventions = importance.conventions
-        }
-        conventions["no_state"] = nil
-        conventions["source"] = "\(checkpoint.optimizer.rawValue) \(moments.source.rawValue)"
-        conventions["format"] = checkpoint.format.description
-        conventions["mapping"] = checkpoint.nameSource.label
-        conventions["names"] = checkpoint.nameSource.description
-        conventions["optimizer"] = checkpoint.optimizer.rawValue
+        var conventions = [
+            "source": "\(checkpoint.optimizer.rawValue) \(moments.source.rawValue)", "scaling": options.scaling.label,
+            "bias_correction": options.biasCorrection ? "on" : "off", "reduction": "EMA of squared mean mini-batch gradients",
+            "format": checkpoint.format.description, "mapping": checkpoint.nameSource.label,
+            "names": checkpoint.nameSource.description, "optimizer": checkpoint.optimizer.rawValue,
+        ]
+        if moments.source == .sum { conventions["reduction"] = "sum of squared mean mini-batch gradients" }
         if options.biasCorrection, let step = moments.steps.values.max() { conventions["steps"] = "\(step)" }
         if !checkpoint.tiedParameters.isEmpty {
             conventions["tied"] = checkpoint.tiedParameters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
         }
-        return (values, conventions)
+        return conventions
     }
 
     /// Whether tensor `name` has an importance.

@@ -15,6 +15,15 @@ import SquisherTensor
 ///
 /// [1]: Shazeer & Stern 2018, Adafactor: Adaptive Learning Rates with Sublinear Memory Cost.
 public enum AdafactorState {
+    /// The parameter shape `[..., R, C]` of factors of shapes `[..., R]` and `[..., C]`.
+    /// - Throws: ``CheckpointError`` naming `parameter` when they are not the factors of one tensor.
+    public static func shape(row: [Int], column: [Int], parameter: String, path: String) throws(CheckpointError) -> [Int] {
+        guard let columns = column.last, !row.isEmpty, row.count == column.count, row.dropLast() == column.dropLast() else {
+            throw CheckpointError(path: path, problem: "Adafactor state of '\(parameter)': exp_avg_sq_row \(row) and exp_avg_sq_col \(column) are not the row and column factors of one [..., R, C] tensor")
+        }
+        return row + [columns]
+    }
+
     /// `row ⊗ col / mean(row)` over the trailing axes (see the type's documentation).
     /// - Throws: ``CheckpointError`` naming `parameter` when the shapes do not fit together, or a
     ///   value is negative or not finite.

@@ -15,6 +15,28 @@ public enum BitsAndBytesState {
     /// Elements per quantization block of bitsandbytes' blockwise 8-bit optimizers.
     public static let blockSize = 256
 
+    /// Checks that `state2` can be dequantized: float state, or uint8 codes with a 256-entry code book
+    /// and one scale per block of 256.
+    /// - Throws: ``CheckpointError`` naming `parameter` otherwise.
+    public static func check(state2: TorchTensor, qmap: TorchTensor?, absmax: TorchTensor?, parameter: String, path: String) throws(CheckpointError) {
+        func fail(_ problem: String) -> CheckpointError {
+            CheckpointError(path: path, problem: "bitsandbytes state of '\(parameter)': \(problem)")
+        }
+        switch state2.dtype {
+        case .float32, .float16, .bfloat16: return
+        case .uint8:
+            guard let qmap, qmap.count == 256 else {
+                throw fail("state2 holds 8-bit codes but qmap2 is \(qmap.map { "of \($0.count) entries" } ?? "missing"); expected the 256-entry code book")
+            }
+            let blocks = (state2.count + blockSize - 1) / blockSize
+            guard let absmax, absmax.count == blocks else {
+                throw fail("state2 has \(state2.count) 8-bit codes, which needs \(blocks) absmax2 scales (blocks of \(blockSize)), but absmax2 has \(absmax.map { "\($0.count)" } ?? "none")")
+            }
+        default:
+            throw fail("state2 is \(state2.dtype.rawValue); expected uint8 codes (8-bit) or float32 (32-bit)")
+        }
+    }
+
     /// `v` of one parameter from its `state2` and, for uint8 codes, `qmap2` and `absmax2`.
     /// - Throws: ``CheckpointError`` naming `parameter` when the code book or scales are missing or
     ///   have the wrong size, or `state2` has an unexpected dtype.

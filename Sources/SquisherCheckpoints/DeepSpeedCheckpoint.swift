@@ -105,6 +105,10 @@ public enum DeepSpeedCheckpoint {
             groups.append(group)
         }
         guard !groups.isEmpty else { throw fail("param_shapes is empty or not a list of name -> torch.Size maps") }
+        var seen = Set<String>()
+        if let repeated = groups.joined().first(where: { !seen.insert($0.name).inserted }) {
+            throw fail("param_shapes lists '\(repeated.name)' twice")
+        }
         var tied: [String: String] = [:]
         for (key, target) in value["shared_params"]?.dictionaryValue?.entries.map({ ($0, $1) }) ?? [] {
             if let alias = key.stringValue, let target = target.stringValue { tied[alias] = target }
@@ -143,7 +147,10 @@ public enum DeepSpeedCheckpoint {
                 if let beta2 { decay[parameter.name] = beta2 }
             }
         }
-        let moments = SecondMoments(values: assembled, source: .expAvgSq, steps: steps, decay: decay, parametersWithoutState: [])
+        let moments = SecondMoments(
+            names: assembled.map(\.0), recipes: Dictionary(assembled.map { ($0.0, .tensor($0.1)) }, uniquingKeysWith: { a, _ in a }),
+            shapes: Dictionary(assembled.map { ($0.0, $0.1.shape) }, uniquingKeysWith: { a, _ in a }), path: location.folder.path,
+            source: .expAvgSq, steps: steps, decay: decay, parametersWithoutState: [])
         _ = shapesFile
         return OptimizerCheckpoint(
             format: .deepSpeedZeRO(stage: stage, worldSize: files.count, bf16: files[0].bf16, huggingFaceFolder: location.insideTrainerFolder),
@@ -181,38 +188,60 @@ public enum DeepSpeedCheckpoint {
         throw CheckpointError(path: path, problem: "optimizer_state_dict holds neither 'base_optimizer_state' (ZeRO 1/2) nor an inner 'optimizer_state_dict' (ZeRO 3) with a 'state'")
     }
 
-    /// The flat `exp_avg_sq` of group `number` in one rank's state.
-    static func flat(_ state: TorchOptimizerState, group number: Int, path: String) throws(CheckpointError) -> [Float] {
+    /// The flat `exp_avg_sq` of group `number` in one rank's state (a view; nothing converted).
+    static func flat(_ state: TorchOptimizerState, group number: Int, path: String) throws(CheckpointError) -> TorchTensor {
         guard state.groups.indices.contains(number), let index = state.groups[number].parameterIndices.first else {
             throw CheckpointError(path: path, problem: "has no param group \(number), which param_shapes lists")
         }
         guard let tensor = state.states[index]?.buffers["exp_avg_sq"] else {
             throw CheckpointError(path: path, problem: "group \(number) has no exp_avg_sq partition (buffers \(state.states[index]?.bufferNames ?? []))")
         }
-        return tensor.tensor.scalars
+        return tensor
+    }
+
+    /// Flat tensors laid end to end, addressed by one element range.
+    struct FlatConcatenation {
+        var parts: [TorchTensor] = []
+        var starts: [Int] = []
+        var count = 0
+
+        mutating func append(_ tensor: TorchTensor) {
+            parts.append(tensor)
+            starts.append(count)
+            count += tensor.count
+        }
+
+        /// The pieces (part, range in it) covering `range` of the concatenation.
+        func pieces(_ range: Range<Int>) -> [(source: TorchTensor, range: Range<Int>)] {
+            var pieces: [(source: TorchTensor, range: Range<Int>)] = []
+            for (part, start) in zip(parts, starts) {
+                let lower = max(range.lowerBound, start), upper = min(range.upperBound, start + part.count)
+                if lower < upper { pieces.append((part, (lower - start)..<(upper - start))) }
+            }
+            return pieces
+        }
     }
 
     /// Stage 1/2: ranks' flat partitions concatenated per group, sliced in `param_shapes` order,
     /// skipping `paddings[g][i]` elements after parameter i (when DeepSpeed recorded them).
-    static func assembleStage12(groups: [[ModelTensorShape]], partitions: [(TorchOptimizerState, String)], paddings: [[Int]]?) throws(CheckpointError) -> NamedTensors {
-        var result = NamedTensors()
+    static func assembleStage12(groups: [[ModelTensorShape]], partitions: [(TorchOptimizerState, String)], paddings: [[Int]]?) throws(CheckpointError) -> [(String, TorchTensor)] {
+        var result: [(String, TorchTensor)] = []
         for (number, group) in groups.enumerated() {
-            var vector: [Float] = []
-            for (state, path) in partitions { vector += try flat(state, group: number, path: path) }
-            var offset = 0
+            var vector = FlatConcatenation()
+            for (state, path) in partitions { vector.append(try flat(state, group: number, path: path)) }
             if let paddings, paddings.count != groups.count || paddings[number].count != group.count || paddings[number].contains(where: { $0 < 0 }) {
                 throw CheckpointError(path: partitions[0].1, problem: "param_alignment_paddings (\(paddings.map(\.count)) entries per group) does not match param_shapes (\(groups.map(\.count)) parameters per group)")
             }
+            var offset = 0
             for (item, parameter) in group.enumerated() {
                 let count = parameter.shape.reduce(1, *)
                 guard offset + count <= vector.count else {
                     throw CheckpointError(path: partitions[0].1, problem: "group \(number)'s exp_avg_sq partitions hold \(vector.count) elements over \(partitions.count) ranks, too few for '\(parameter.name)' \(parameter.shape) at offset \(offset)")
                 }
-                result[parameter.name] = Tensor(uncheckedShape: parameter.shape, scalars: Array(vector[offset..<(offset + count)]))
+                result.append((parameter.name, TorchTensor(concatenating: vector.pieces(offset..<(offset + count)), shape: parameter.shape)))
                 offset += count + (paddings?[number][item] ?? 0)
             }
-            let alignment = 2 * partitions.count
-            guard vector.count - offset < max(alignment, 1) * 64 else {
+            guard vector.count - offset < max(2 * partitions.count, 1) * 64 else {
                 throw CheckpointError(path: partitions[0].1, problem: "group \(number)'s exp_avg_sq partitions hold \(vector.count) elements but param_shapes account for \(offset): the shapes do not describe these partitions")
             }
         }
@@ -220,28 +249,30 @@ public enum DeepSpeedCheckpoint {
     }
 
     /// Stage 3: each parameter is its ⌈n/W⌉-element chunks over ranks, concatenated and truncated.
-    static func assembleStage3(groups: [[ModelTensorShape]], partitions: [(TorchOptimizerState, String)]) throws(CheckpointError) -> NamedTensors {
+    static func assembleStage3(groups: [[ModelTensorShape]], partitions: [(TorchOptimizerState, String)]) throws(CheckpointError) -> [(String, TorchTensor)] {
         let worldSize = partitions.count
-        var flats: [[Float]] = []
+        var flats: [FlatConcatenation] = []
         for (state, path) in partitions {
-            var all: [Float] = []
-            for number in groups.indices { all += try flat(state, group: number, path: path) }
+            var all = FlatConcatenation()
+            for number in groups.indices { all.append(try flat(state, group: number, path: path)) }
             flats.append(all)
         }
-        var result = NamedTensors()
+        var result: [(String, TorchTensor)] = []
         var offset = 0
         for parameter in groups.joined() {
             let count = parameter.shape.reduce(1, *)
             let chunk = (count + worldSize - 1) / worldSize
-            var scalars: [Float] = []
-            scalars.reserveCapacity(chunk * worldSize)
+            var pieces: [(source: TorchTensor, range: Range<Int>)] = []
+            var remaining = count
             for (rank, flat) in flats.enumerated() {
                 guard offset + chunk <= flat.count else {
                     throw CheckpointError(path: partitions[rank].1, problem: "rank \(rank)'s exp_avg_sq holds \(flat.count) elements, too few for the chunk of '\(parameter.name)' \(parameter.shape) at offset \(offset)")
                 }
-                scalars += flat[offset..<(offset + chunk)]
+                let take = min(chunk, remaining)  // the last ranks' chunks end in padding
+                pieces += flat.pieces(offset..<(offset + take))
+                remaining -= take
             }
-            result[parameter.name] = Tensor(uncheckedShape: parameter.shape, scalars: Array(scalars.prefix(count)))
+            result.append((parameter.name, TorchTensor(concatenating: pieces, shape: parameter.shape)))
             offset += chunk
         }
         return result

@@ -100,9 +100,8 @@ public enum DistributedCheckpoint {
             }
             let size = sizeItems.compactMap(\.intValue)
             let total = size.reduce(1, *)
-            var scalars = [Float](repeating: 0, count: total)
             var covered = 0
-            var dtype: TorchDType = .float32
+            var tiles: [(source: TorchTensor, offsets: [Int])] = []
             for chunk in chunks {
                 let offsets = chunk["offsets"]?.elements?.compactMap(\.intValue) ?? []
                 let sizes = chunk["sizes"]?.elements?.compactMap(\.intValue) ?? []
@@ -112,14 +111,25 @@ public enum DistributedCheckpoint {
                 guard let tensor = try load(index: storageIndex(fqn: key, offsets: offsets)).tensorValue, tensor.shape == sizes else {
                     throw CheckpointError(path: metadataPath, problem: "the stored chunk of '\(key)' at offsets \(offsets) is not a tensor of shape \(sizes)")
                 }
-                dtype = tensor.dtype
-                place(tensor.tensor.scalars, sizes: sizes, at: offsets, in: &scalars, size: size)
+                tiles.append((tensor, offsets))
                 covered += sizes.reduce(1, *)
             }
-            guard covered == total else {
-                throw CheckpointError(path: metadataPath, problem: "the chunks of '\(key)' hold \(covered) elements but its size \(size) has \(total): shards missing or overlapping")
+            guard covered == total, !overlap(tiles.map { ($0.offsets, $0.source.shape) }) else {
+                throw CheckpointError(path: metadataPath, problem: "the chunks of '\(key)' hold \(covered) elements but its size \(size) has \(total), or overlap: shards missing or repeated")
             }
-            return .tensor(TorchTensor(tensor: Tensor(uncheckedShape: size, scalars: scalars), dtype: dtype))
+            if tiles.count == 1, tiles[0].offsets.allSatisfy({ $0 == 0 }) { return .tensor(tiles[0].source) }
+            return .tensor(TorchTensor(tiles: tiles, shape: size))
+        }
+
+        /// Whether any two boxes (offsets, sizes) intersect.
+        func overlap(_ boxes: [([Int], [Int])]) -> Bool {
+            for i in boxes.indices {
+                for j in boxes.indices where j > i {
+                    let (a, sa) = boxes[i], (b, sb) = boxes[j]
+                    if a.indices.allSatisfy({ max(a[$0], b[$0]) < min(a[$0] + sa[$0], b[$0] + sb[$0]) }) { return true }
+                }
+            }
+            return false
         }
 
         /// The `storage_data` key of (fqn, offsets): DCP's `MetadataIndex`.
@@ -150,29 +160,12 @@ public enum DistributedCheckpoint {
             guard offset >= 0, length >= 0, offset <= data.count, length <= data.count - offset else {
                 throw CheckpointError(path: folder.appendingPathComponent(relative).path, problem: "byte range [\(offset), \(offset)+\(length)) is outside the \(data.count)-byte file")
             }
-            return try TorchCheckpoint.load(data: data.subdata(in: offset..<(offset + length)), path: "\(relative)[\(offset)..<\(offset + length)]")
-        }
-
-        /// Copies a row-major chunk of shape `sizes` into `scalars` (shape `size`) at `offsets`.
-        func place(_ chunk: [Float], sizes: [Int], at offsets: [Int], in scalars: inout [Float], size: [Int]) {
-            guard !size.isEmpty else { if !chunk.isEmpty { scalars[0] = chunk[0] }; return }
-            let inner = sizes.last!
-            let rows = chunk.count / max(inner, 1)
-            var strides = [Int](repeating: 1, count: size.count)
-            for axis in stride(from: size.count - 2, through: 0, by: -1) { strides[axis] = strides[axis + 1] * size[axis + 1] }
-            var index = [Int](repeating: 0, count: sizes.count)
-            for row in 0..<rows {
-                var target = 0
-                for axis in size.indices { target += (offsets[axis] + index[axis]) * strides[axis] }
-                for j in 0..<inner { scalars[target + j] = chunk[row * inner + j] }
-                var axis = sizes.count - 2
-                while axis >= 0 {
-                    index[axis] += 1
-                    if index[axis] < sizes[axis] { break }
-                    index[axis] = 0
-                    axis -= 1
-                }
+            // A zero-based view of the byte range without copying it (the mapped file stays alive with the view).
+            let range: Data = length == 0 ? Data() : data.withUnsafeBytes { raw in
+                Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: raw.baseAddress! + offset), count: length,
+                     deallocator: .custom { _, _ in withExtendedLifetime(data) {} })
             }
+            return try TorchCheckpoint.load(data: range, path: "\(relative)[\(offset)..<\(offset + length)]")
         }
     }
 }

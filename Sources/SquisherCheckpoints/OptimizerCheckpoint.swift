@@ -7,7 +7,7 @@ import SquisherTensor
 /// ```swift
 /// let checkpoint = try OptimizerCheckpoint.open(URL(fileURLWithPath: "checkpoint-500"))
 /// print(checkpoint.format, checkpoint.nameSource)       // how it was read
-/// let v = checkpoint.moments.values["bert.encoder.layer.0.attention.self.query.weight"]
+/// let v = try checkpoint.moments.value(of: "bert.encoder.layer.0.attention.self.query.weight")
 /// ```
 ///
 /// Formats (``CheckpointFormat``) and how the names are recovered (``ParameterNameSource``):

@@ -2,10 +2,27 @@ import SquisherTensor
 
 /// The second moments of an optimizer's parameters, keyed by parameter name, with what the
 /// Squisher needs to use them: steps, each parameter's EMA decay, and the parameters without state.
+///
+/// Values are read **per parameter, on demand** (``value(of:)``) from the memory-mapped checkpoint:
+/// shapes, sizes and names are checked when the state is opened, the float32 values (Adafactor's
+/// reconstruction, bitsandbytes' dequantization, DeepSpeed's partitions) are computed when asked
+/// for, so a caller that handles one tensor at a time holds one tensor at a time.
 public struct SecondMoments: Sendable {
-    /// The second moment of every parameter with state, float32, in the parameter's shape, in
-    /// optimizer order.
-    public var values: NamedTensors
+    /// How one parameter's second moment is computed from the file's tensors.
+    enum Recipe: Sendable {
+        case tensor(TorchTensor)
+        case adafactor(row: TorchTensor, column: TorchTensor)
+        case bitsAndBytes(state2: TorchTensor, qmap: TorchTensor?, absmax: TorchTensor?)
+        case materialized(Tensor)
+    }
+
+    /// Parameters with state, in optimizer order.
+    public private(set) var names: [String]
+    /// Each parameter's shape.
+    public private(set) var shapes: [String: [Int]]
+    var recipes: [String: Recipe]
+    /// The file the values come from, for messages.
+    var path: String
     /// What was read (`exp_avg_sq`, Adafactor's factors, bitsandbytes' `state2`, ...).
     public var source: SecondMomentSource
     /// Each parameter's step count (validated: a finite, non-negative integer).
@@ -16,14 +33,48 @@ public struct SecondMoments: Sendable {
     /// Parameters the optimizer lists without state (frozen, or never given a gradient).
     public var parametersWithoutState: [String]
 
-    /// Creates a value from its parts.
+    /// Creates a value from materialized tensors.
     public init(values: NamedTensors, source: SecondMomentSource, steps: [String: Int], decay: [String: Double], parametersWithoutState: [String]) {
-        self.values = values
+        self.init(names: values.names, recipes: Dictionary(uniqueKeysWithValues: values.map { ($0.name, Recipe.materialized($0.tensor)) }),
+                  shapes: Dictionary(uniqueKeysWithValues: values.map { ($0.name, $0.tensor.shape) }), path: "",
+                  source: source, steps: steps, decay: decay, parametersWithoutState: parametersWithoutState)
+    }
+
+    init(names: [String], recipes: [String: Recipe], shapes: [String: [Int]], path: String, source: SecondMomentSource,
+         steps: [String: Int], decay: [String: Double], parametersWithoutState: [String]) {
+        self.names = names
+        self.recipes = recipes
+        self.shapes = shapes
+        self.path = path
         self.source = source
         self.steps = steps
         self.decay = decay
         self.parametersWithoutState = parametersWithoutState
     }
+
+    /// The second moment of `name` (float32, the parameter's shape), computed now from the file.
+    /// - Throws: ``CheckpointError`` naming the file and parameter when there is no state for it or a
+    ///   value is invalid (a negative or non-finite Adafactor factor).
+    public func value(of name: String) throws(CheckpointError) -> Tensor {
+        guard let recipe = recipes[name] else { throw CheckpointError(path: path, problem: "no optimizer state for '\(name)'") }
+        switch recipe {
+        case .materialized(let tensor): return tensor
+        case .tensor(let tensor): return tensor.tensor
+        case .adafactor(let row, let column): return try AdafactorState.reconstruct(row: row.tensor, column: column.tensor, parameter: name, path: path)
+        case .bitsAndBytes(let state2, let qmap, let absmax):
+            return try BitsAndBytesState.secondMoment(state2: state2, qmap: qmap, absmax: absmax, parameter: name, path: path)
+        }
+    }
+
+    /// Every second moment, in optimizer order (materializes them all; see ``value(of:)`` to hold one at a time).
+    public func allValues() throws(CheckpointError) -> NamedTensors {
+        var values = NamedTensors()
+        for name in names { values[name] = try value(of: name) }
+        return values
+    }
+
+    /// The number of elements over all parameters with state.
+    public var elementCount: Int { names.reduce(0) { $0 + (shapes[$1]?.reduce(1, *) ?? 0) } }
 
     /// A step count as an integer.
     /// - Throws: ``CheckpointError`` naming the file and parameter for a NaN, infinite, negative,
@@ -72,7 +123,10 @@ public struct SecondMoments: Sendable {
         case .bitsAndBytes: .bitsAndBytesState2
         default: .expAvgSq
         }
-        values = NamedTensors()
+        self.names = []
+        recipes = [:]
+        shapes = [:]
+        self.path = path
         steps = [:]
         decay = [:]
         parametersWithoutState = []
@@ -88,37 +142,42 @@ public struct SecondMoments: Sendable {
                     parametersWithoutState.append(name)
                     continue
                 }
-                values[name] = try Self.moment(of: parameter, kind: state.kind, source: source, name: name, path: path)
+                let (recipe, shape) = try Self.recipe(of: parameter, kind: state.kind, source: source, name: name, path: path)
+                self.names.append(name)
+                recipes[name] = recipe
+                shapes[name] = shape
                 if let step = parameter.step { steps[name] = try Self.stepCount(step, parameter: name, path: path) }
                 if let groupDecay { decay[name] = groupDecay }
             }
         }
     }
 
-    /// One parameter's second moment.
-    static func moment(
+    /// How to compute one parameter's second moment, and its shape, checking sizes now.
+    static func recipe(
         of parameter: TorchOptimizerState.ParameterState, kind: TorchOptimizerState.Kind, source: SecondMomentSource, name: String, path: String
-    ) throws(CheckpointError) -> Tensor {
+    ) throws(CheckpointError) -> (Recipe, [Int]) {
         let buffers = parameter.buffers
         switch source {
         case .bitsAndBytesState2:
             guard let state2 = buffers["state2"] else {
                 throw CheckpointError(path: path, problem: "bitsandbytes state of '\(name)' has no state2 (buffers \(parameter.bufferNames))")
             }
-            return try BitsAndBytesState.secondMoment(state2: state2, qmap: buffers["qmap2"], absmax: buffers["absmax2"], parameter: name, path: path)
+            try BitsAndBytesState.check(state2: state2, qmap: buffers["qmap2"], absmax: buffers["absmax2"], parameter: name, path: path)
+            return (.bitsAndBytes(state2: state2, qmap: buffers["qmap2"], absmax: buffers["absmax2"]), state2.shape)
         case .adafactorFactored:
             if let row = buffers["exp_avg_sq_row"], let column = buffers["exp_avg_sq_col"] {
-                return try AdafactorState.reconstruct(row: row.tensor, column: column.tensor, parameter: name, path: path)
+                let shape = try AdafactorState.shape(row: row.shape, column: column.shape, parameter: name, path: path)
+                return (.adafactor(row: row, column: column), shape)
             }
             guard let full = buffers["exp_avg_sq"] else {
                 throw CheckpointError(path: path, problem: "Adafactor state of '\(name)' has neither exp_avg_sq_row/exp_avg_sq_col nor exp_avg_sq (buffers \(parameter.bufferNames))")
             }
-            return full.tensor
+            return (.tensor(full), full.shape)
         case .expAvgSq, .squareAvg, .sum:
             guard let tensor = buffers[source.rawValue] else {
                 throw CheckpointError(path: path, problem: "\(kind.rawValue) state of '\(name)' has no \(source.rawValue) (buffers \(parameter.bufferNames))")
             }
-            return tensor.tensor
+            return (.tensor(tensor), tensor.shape)
         }
     }
 }

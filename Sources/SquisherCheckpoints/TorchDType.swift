@@ -65,6 +65,10 @@ public struct TorchTensor: Sendable, Hashable {
         case materialized(Tensor)
         /// Storage bytes (little-endian, `dtype`), element offset and strides; bounds checked at decode.
         case view(data: Data, offset: Int, stride: [Int])
+        /// Row-major element ranges of other tensors, concatenated (DeepSpeed's flat partitions).
+        case concatenation([(source: TorchTensor, range: Range<Int>)])
+        /// Tensors placed at element offsets of this one, covering it exactly (DCP shards).
+        case tiles([(source: TorchTensor, offsets: [Int])])
     }
 
     let storage: Storage
@@ -87,6 +91,23 @@ public struct TorchTensor: Sendable, Hashable {
         shape = size
     }
 
+    /// The concatenation of row-major element ranges of `pieces` (each within its source), as a
+    /// tensor of `shape`; nothing is converted until read.
+    /// - Precondition: the ranges hold `shape`'s element count in total.
+    init(concatenating pieces: [(source: TorchTensor, range: Range<Int>)], shape: [Int]) {
+        storage = .concatenation(pieces)
+        dtype = pieces.first?.source.dtype ?? .float32
+        self.shape = shape
+    }
+
+    /// A tensor of `shape` made of `tiles` placed at their offsets.
+    /// - Precondition: the tiles lie inside `shape` and cover it exactly once.
+    init(tiles: [(source: TorchTensor, offsets: [Int])], shape: [Int]) {
+        storage = .tiles(tiles)
+        dtype = tiles.first?.source.dtype ?? .float32
+        self.shape = shape
+    }
+
     /// The number of elements.
     public var count: Int { shape.reduce(1, *) }
 
@@ -96,6 +117,38 @@ public struct TorchTensor: Sendable, Hashable {
         case .materialized(let tensor): return tensor
         case .view(let data, let offset, let stride):
             return Tensor(uncheckedShape: shape, scalars: _PickleMachine.gather(data, dtype: dtype, offset: offset, size: shape, stride: stride, count: count))
+        case .concatenation(let pieces):
+            var scalars: [Float] = []
+            scalars.reserveCapacity(count)
+            for piece in pieces { scalars += piece.source.floats(piece.range) }
+            return Tensor(uncheckedShape: shape, scalars: scalars)
+        case .tiles(let tiles):
+            var scalars = [Float](repeating: 0, count: count)
+            for tile in tiles { Self.place(tile.source.tensor.scalars, sizes: tile.source.shape, at: tile.offsets, in: &scalars, size: shape) }
+            return Tensor(uncheckedShape: shape, scalars: scalars)
+        }
+    }
+
+    /// Copies a row-major block of shape `sizes` into `scalars` (shape `size`) at `offsets`.
+    static func place(_ block: [Float], sizes: [Int], at offsets: [Int], in scalars: inout [Float], size: [Int]) {
+        guard let inner = sizes.last else {
+            if let first = block.first, !scalars.isEmpty { scalars[0] = first }
+            return
+        }
+        var strides = [Int](repeating: 1, count: size.count)
+        for axis in stride(from: size.count - 2, through: 0, by: -1) { strides[axis] = strides[axis + 1] * size[axis + 1] }
+        var index = [Int](repeating: 0, count: sizes.count)
+        for row in 0..<(inner == 0 ? 0 : block.count / inner) {
+            var target = 0
+            for axis in size.indices { target += (offsets[axis] + index[axis]) * strides[axis] }
+            for j in 0..<inner { scalars[target + j] = block[row * inner + j] }
+            var axis = sizes.count - 2
+            while axis >= 0 {
+                index[axis] += 1
+                if index[axis] < sizes[axis] { break }
+                index[axis] = 0
+                axis -= 1
+            }
         }
     }
 

@@ -16,7 +16,7 @@ enum ImportanceCommand: Subcommand {
         parameters (GPT-2's lm_head.weight) share the entry of the parameter that holds the state.
         """
     static let options: [ParsedArguments.Option] = [
-        .init("output", value: "F.safetensors", help: "Output file (required); written atomically."),
+        .init("output", value: "F.safetensors", help: "Output file (required); written atomically, one tensor at a time."),
         .init("scaling", value: "raw|N=n|B=n", help: "Scaling of the second moment (default raw)."),
         .init("bias-correction", help: "Divide the EMA by 1 - beta2^step (per parameter, beta2 of its param group)."),
         .init("mapping", value: "file.json", help: "Optimizer index -> parameter name map, for plain optimizer files without names."),
@@ -29,12 +29,12 @@ enum ImportanceCommand: Subcommand {
         let options = OptimizerImportanceOptions(scaling: try CheckpointInputs.scaling(arguments), biasCorrection: arguments.flag("bias-correction"))
         let mapping = try arguments.value("mapping").map { try OptimizerParameterMapping.readMappingFile(URL(fileURLWithPath: $0)) }
         let checkpoint = try OptimizerCheckpoint.open(URL(fileURLWithPath: path), mapping: mapping)
-        let (values, conventions) = try CheckpointImportance.squisher(of: checkpoint, options: options)
-        guard !values.names.isEmpty else {
+        guard !checkpoint.moments.names.isEmpty else {
             throw CommandError("\(command): \(path): no parameter has optimizer state (nothing was trained)", exitCode: 1)
         }
-        try SafeTensorsWriter.write(values, metadata: conventions, to: outputURL)
-        output.print("wrote the Squisher of \(values.count) parameters (\(values.scalarCount) elements; \(conventions["scaling"] ?? "raw"), bias correction \(conventions["bias_correction"] ?? "off")) -> \(outputURL.path)")
+        let conventions = try CheckpointImportance.conventions(of: checkpoint, options: options)
+        try CheckpointImportance.writeSquisher(of: checkpoint, options: options, conventions: conventions, to: outputURL)
+        output.print("wrote the Squisher of \(checkpoint.moments.names.count) parameters (\(checkpoint.moments.elementCount) elements; \(conventions["scaling"] ?? "raw"), bias correction \(conventions["bias_correction"] ?? "off")) -> \(outputURL.path)")
         InspectCommand.describe(checkpoint, output: output)
         return 0
     }

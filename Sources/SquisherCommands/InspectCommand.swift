@@ -69,7 +69,7 @@ enum InspectCommand: Subcommand {
         let steps = Set(moments.steps.values).sorted()
         output.print("format: \(checkpoint.format) at \(checkpoint.path)")
         output.print("names: recovered from \(checkpoint.nameSource)")
-        output.print("second moment: \(checkpoint.optimizer.rawValue) \(moments.source) of \(moments.values.count) parameters (\(moments.values.scalarCount) elements); step \(steps.map(String.init).joined(separator: ", "))")
+        output.print("second moment: \(checkpoint.optimizer.rawValue) \(moments.source) of \(moments.names.count) parameters (\(moments.elementCount) elements); step \(steps.map(String.init).joined(separator: ", "))")
         if !checkpoint.tiedParameters.isEmpty {
             output.print("tied: \(checkpoint.tiedParameters.sorted { $0.key < $1.key }.map { "\($0.key) is \($0.value)" }.joined(separator: ", ")) (one state for each pair)")
         }
