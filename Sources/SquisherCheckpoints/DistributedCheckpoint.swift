@@ -84,7 +84,7 @@ public enum DistributedCheckpoint {
         let folder: URL
         let storage: PickleDictionary
         let metadataPath: String
-        var files: [String: Data] = [:]
+        var files: [String: MappedFile] = [:]
         var filesRead: Set<String> { Set(files.keys) }
 
         init(folder: URL, storage: PickleDictionary, metadataPath: String) {
@@ -152,11 +152,12 @@ public enum DistributedCheckpoint {
             }
             if files[relative] == nil {
                 let url = folder.appendingPathComponent(relative)
-                do { files[relative] = try Data(contentsOf: url, options: .alwaysMapped) } catch {
-                    throw CheckpointError(path: url.path, problem: "cannot read (\(error.localizedDescription)); .metadata lists it")
+                do throws(CheckpointError) { files[relative] = try MappedFile(url) } catch {
+                    throw CheckpointError(path: url.path, problem: "\(error.problem); .metadata lists it")
                 }
             }
-            let data = files[relative]!
+            let file = files[relative]!
+            let data = file.data
             guard offset >= 0, length >= 0, offset <= data.count, length <= data.count - offset else {
                 throw CheckpointError(path: folder.appendingPathComponent(relative).path, problem: "byte range [\(offset), \(offset)+\(length)) is outside the \(data.count)-byte file")
             }
@@ -165,7 +166,7 @@ public enum DistributedCheckpoint {
                 Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: raw.baseAddress! + offset), count: length,
                      deallocator: .custom { _, _ in withExtendedLifetime(data) {} })
             }
-            return try TorchCheckpoint.load(data: range, path: "\(relative)[\(offset)..<\(offset + length)]")
+            return try TorchCheckpoint.load(data: range, path: "\(relative)[\(offset)..<\(offset + length)]", file: file)
         }
     }
 }

@@ -38,8 +38,18 @@ public enum RestrictedUnpickler {
         _ pickle: Data, path: String, limits: PickleLimits = PickleLimits(), allowList: PickleAllowList = .torchSave,
         storageBytes: (TorchStorageReference) throws(CheckpointError) -> Data
     ) throws(CheckpointError) -> PickleValue {
+        try decode(pickle, path: path, limits: limits, allowList: allowList, storageFile: nil, storageBytes: storageBytes)
+    }
+
+    /// As the public `decode`, with storages that lie in `storageFile`'s mapping (their tensors can
+    /// then release their pages, ``TorchTensor/releasePages()``).
+    static func decode(
+        _ pickle: Data, path: String, limits: PickleLimits = PickleLimits(), allowList: PickleAllowList, storageFile: MappedFile?,
+        storageBytes: (TorchStorageReference) throws(CheckpointError) -> Data
+    ) throws(CheckpointError) -> PickleValue {
         var machine = _PickleMachine(bytes: [UInt8](pickle), path: path, limits: limits)
         machine.allowList = allowList
+        machine.storageFile = storageFile
         return try machine.run(storageBytes: storageBytes)
     }
 }
@@ -69,6 +79,7 @@ struct _PickleMachine {
     var tensorScalars = 0
     var storages: [String: (reference: TorchStorageReference, data: Data)] = [:]
     var allowList = PickleAllowList.torchSave
+    var storageFile: MappedFile?
     /// Dictionary nodes that stand for a rebuilt allowed object (they may be dictionary keys, and take `BUILD`).
     var objectNodes = Set<Int>()
 
@@ -608,7 +619,7 @@ struct _PickleMachine {
         }
         tensorScalars += count
         let data = try storage(reference, storageBytes: storageBytes)
-        return TorchTensor(view: data, dtype: reference.dtype, offset: offset, size: size, stride: stride)
+        return TorchTensor(view: data, dtype: reference.dtype, offset: offset, size: size, stride: stride, file: storageFile)
     }
 
     mutating func storage(_ reference: TorchStorageReference, storageBytes: (TorchStorageReference) throws(CheckpointError) -> Data) throws(CheckpointError) -> Data {

@@ -59,9 +59,14 @@ public struct SecondMoments: Sendable {
         guard let recipe = recipes[name] else { throw CheckpointError(path: path, problem: "no optimizer state for '\(name)'") }
         switch recipe {
         case .materialized(let tensor): return tensor
-        case .tensor(let tensor): return tensor.tensor
-        case .adafactor(let row, let column): return try AdafactorState.reconstruct(row: row.tensor, column: column.tensor, parameter: name, path: path)
+        case .tensor(let tensor):
+            defer { tensor.releasePages() }
+            return tensor.tensor
+        case .adafactor(let row, let column):
+            defer { row.releasePages(); column.releasePages() }
+            return try AdafactorState.reconstruct(row: row.tensor, column: column.tensor, parameter: name, path: path)
         case .bitsAndBytes(let state2, let qmap, let absmax):
+            defer { state2.releasePages(); absmax?.releasePages() }
             return try BitsAndBytesState.secondMoment(state2: state2, qmap: qmap, absmax: absmax, parameter: name, path: path)
         }
     }

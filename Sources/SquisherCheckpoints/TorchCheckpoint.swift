@@ -23,6 +23,11 @@ public enum TorchCheckpoint {
         try load(ZipArchive(data: data, path: path), limits: limits, allowList: allowList)
     }
 
+    /// Loads an archive whose bytes lie in `file`'s mapping (a byte range of a DCP `.distcp` file).
+    static func load(data: Data, path: String, file: MappedFile, allowList: PickleAllowList = .torchSave) throws(CheckpointError) -> PickleValue {
+        try load(ZipArchive(data: data, path: path, file: file), allowList: allowList)
+    }
+
     /// Loads the object saved in `archive`.
     public static func load(_ archive: ZipArchive, limits: PickleLimits = PickleLimits(), allowList: PickleAllowList = .torchSave) throws(CheckpointError) -> PickleValue {
         let prefix = try picklePrefix(of: archive)
@@ -33,7 +38,7 @@ public enum TorchCheckpoint {
             }
         }
         let pickle = try archive.contents(of: prefix + "data.pkl")
-        return try RestrictedUnpickler.decode(pickle, path: "\(archive.path) (\(prefix)data.pkl)", limits: limits, allowList: allowList) { reference throws(CheckpointError) in
+        return try RestrictedUnpickler.decode(pickle, path: "\(archive.path) (\(prefix)data.pkl)", limits: limits, allowList: allowList, storageFile: archive.file) { reference throws(CheckpointError) in
             let name = prefix + "data/" + reference.key
             guard let entry = archive.entry(named: name) else {
                 throw CheckpointError(path: archive.path, problem: "storage '\(reference.key)' has no archive entry '\(name)'")

@@ -64,7 +64,7 @@ public struct TorchTensor: Sendable, Hashable {
     enum Storage: Sendable {
         case materialized(Tensor)
         /// Storage bytes (little-endian, `dtype`), element offset and strides; bounds checked at decode.
-        case view(data: Data, offset: Int, stride: [Int])
+        case view(data: Data, offset: Int, stride: [Int], file: MappedFile?)
         /// Row-major element ranges of other tensors, concatenated (DeepSpeed's flat partitions).
         case concatenation([(source: TorchTensor, range: Range<Int>)])
         /// Tensors placed at element offsets of this one, covering it exactly (DCP shards).
@@ -85,8 +85,8 @@ public struct TorchTensor: Sendable, Hashable {
     }
 
     /// A view of `data` (already checked to hold every addressed element).
-    init(view data: Data, dtype: TorchDType, offset: Int, size: [Int], stride: [Int]) {
-        storage = .view(data: data, offset: offset, stride: stride)
+    init(view data: Data, dtype: TorchDType, offset: Int, size: [Int], stride: [Int], file: MappedFile? = nil) {
+        storage = .view(data: data, offset: offset, stride: stride, file: file)
         self.dtype = dtype
         shape = size
     }
@@ -115,7 +115,7 @@ public struct TorchTensor: Sendable, Hashable {
     public var tensor: Tensor {
         switch storage {
         case .materialized(let tensor): return tensor
-        case .view(let data, let offset, let stride):
+        case .view(let data, let offset, let stride, _):
             return Tensor(uncheckedShape: shape, scalars: _PickleMachine.gather(data, dtype: dtype, offset: offset, size: shape, stride: stride, count: count))
         case .concatenation(let pieces):
             var scalars: [Float] = []
@@ -126,6 +126,28 @@ public struct TorchTensor: Sendable, Hashable {
             var scalars = [Float](repeating: 0, count: count)
             for tile in tiles { Self.place(tile.source.tensor.scalars, sizes: tile.source.shape, at: tile.offsets, in: &scalars, size: shape) }
             return Tensor(uncheckedShape: shape, scalars: scalars)
+        }
+    }
+
+    /// Hands the pages of this tensor's bytes back to the kernel when they lie in a file mapping
+    /// (they are re-read from the page cache if the tensor is read again): call it after using a
+    /// tensor, so that reading a checkpoint tensor by tensor keeps resident memory near one tensor.
+    /// Elements `range` only, when given and the tensor is contiguous.
+    public func releasePages(_ range: Range<Int>? = nil) {
+        switch storage {
+        case .materialized: return
+        case .view(let data, let offset, let stride, let file):
+            guard let file else { return }
+            let elements = range.map { offset + $0.lowerBound..<offset + $0.upperBound } ?? offset..<(offset + count)
+            let contiguous = _PickleMachine.isContiguous(size: shape, stride: stride)
+            data.withUnsafeBytes { raw in
+                let bytes = contiguous ? elements.lowerBound * dtype.byteCount..<min(raw.count, elements.upperBound * dtype.byteCount) : 0..<raw.count
+                if !bytes.isEmpty { file.release(UnsafeRawBufferPointer(rebasing: raw[bytes])) }
+            }
+        case .concatenation(let pieces):
+            for piece in pieces { piece.source.releasePages(piece.range) }
+        case .tiles(let tiles):
+            for tile in tiles { tile.source.releasePages() }
         }
     }
 
@@ -156,7 +178,7 @@ public struct TorchTensor: Sendable, Hashable {
     /// contiguously (otherwise the whole tensor is gathered first).
     /// - Precondition: `range` lies within `0..<count`.
     public func floats(_ range: Range<Int>) -> [Float] {
-        guard case .view(let data, let offset, let stride) = storage, _PickleMachine.isContiguous(size: shape, stride: stride) else {
+        guard case .view(let data, let offset, let stride, _) = storage, _PickleMachine.isContiguous(size: shape, stride: stride) else {
             return Array(tensor.scalars[range])
         }
         return _PickleMachine.gather(data, dtype: dtype, offset: offset + range.lowerBound, size: [range.count], stride: [1], count: range.count)
