@@ -50,6 +50,7 @@ from fixtures_torch import TORCH_FIXTURES  # noqa: E402
 from fixtures_bnb import BNB_FIXTURES  # noqa: E402
 from fixtures_peft import PEFT_FIXTURES  # noqa: E402
 from fixtures_deepspeed import DEEPSPEED_FIXTURES  # noqa: E402
+from fixtures_distributed import DISTRIBUTED_FIXTURES  # noqa: E402
 
 GROUPS: dict[str, dict] = {
     "hf": HF_FIXTURES,
@@ -57,6 +58,7 @@ GROUPS: dict[str, dict] = {
     "bnb": BNB_FIXTURES,
     "peft": PEFT_FIXTURES,
     "deepspeed": DEEPSPEED_FIXTURES,
+    "distributed": DISTRIBUTED_FIXTURES,
 }
 
 def main() -> None:
