@@ -49,7 +49,7 @@ func relativeError(_ a: [Float], _ b: [Double]) -> Double {
         "hf_trainer_bert", "hf_trainer_gpt2", "torch_nadam", "torch_radam", "torch_adamw_named", "adafactor",
         "bnb_adamw8bit", "bnb_adamw32bit", "bnb_paged_adamw8bit", "peft_lora",
         "deepspeed_zero1", "deepspeed_zero2", "deepspeed_zero3", "deepspeed_zero2_bf16", "deepspeed_zero2_ws2", "deepspeed_zero3_ws2",
-        "hf_trainer_deepspeed",
+        "hf_trainer_deepspeed", "fsdp_full", "dcp", "dcp_to_torch_save",
     ]
 
     /// Every parameter's second moment equals the answer key within 1e-6 relative (normwise per
@@ -112,6 +112,9 @@ func relativeError(_ a: [Float], _ b: [Double]) -> Double {
             #expect(deepSpeed.format == .deepSpeedZeRO(stage: stage, worldSize: worldSize, bf16: bf16, huggingFaceFolder: trainer), "\(fixture): \(deepSpeed.format)")
             #expect(deepSpeed.nameSource == .deepSpeedParamShapes)
         }
+        #expect(try OptimizerCheckpoint.open(FormatFixture.input("fsdp_full")).format == .fsdpFullStateDict)
+        #expect(try OptimizerCheckpoint.open(FormatFixture.input("dcp")).format == .distributedCheckpoint(files: 2))
+        #expect(try OptimizerCheckpoint.open(FormatFixture.input("dcp_to_torch_save")).format == .dcpToTorchSave)
         let adafactor = try OptimizerCheckpoint.open(FormatFixture.input("adafactor"))
         #expect(adafactor.optimizer == .adafactor && adafactor.moments.source == .adafactorFactored)
     }

@@ -43,7 +43,10 @@ enum FormatFixtures {
     /// missing folder cannot make the parameterized test below vacuous.
     @Test func fixturesArePresent() {
         let readable = Set(FormatFixtures.readable)
-        for fixture in ["hf_trainer_bert", "hf_trainer_gpt2", "peft_lora", "adafactor", "bnb_adamw8bit", "torch_nadam", "torch_radam"] {
+        for fixture in ["hf_trainer_bert", "hf_trainer_gpt2", "peft_lora", "adafactor", "bnb_adamw8bit", "bnb_adamw32bit", "bnb_paged_adamw8bit",
+                        "torch_nadam", "torch_radam", "torch_adamw_named", "deepspeed_zero1", "deepspeed_zero2", "deepspeed_zero3",
+                        "deepspeed_zero2_bf16", "deepspeed_zero2_ws2", "deepspeed_zero3_ws2", "hf_trainer_deepspeed", "fsdp_full", "dcp",
+                        "dcp_to_torch_save"] {
             #expect(readable.contains(fixture), "missing fixture \(fixture) in \(FormatFixtures.root.path)")
         }
     }
