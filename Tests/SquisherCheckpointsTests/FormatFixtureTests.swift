@@ -215,3 +215,68 @@ func copyOfFixture(_ fixture: String) throws -> URL {
         #expect(order.uncertainSiblings.isEmpty, "\(order.uncertainSiblings.prefix(3))")
     }
 }
+
+/// Real checkpoints, damaged one way each: every reader ends in an error naming the file and what is
+/// wrong, never a trap or a silent result.
+@Suite struct DamagedFormatTests {
+    /// NaN, infinite and huge steps written into the real NAdam optimizer.pt (its 4-byte scalar
+    /// storages: `step` and `mu_product`) are an error naming the file and the parameter.
+    @Test(arguments: [Float.nan, .infinity, 1e30])
+    func invalidStepInFile(step: Float) throws {
+        let folder = try copyOfFixture("torch_nadam")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let url = folder.appendingPathComponent("optimizer.pt")
+        var bytes = try Data(contentsOf: url)
+        let archive = try ZipArchive(data: bytes, path: "optimizer.pt")
+        let scalars = archive.entries.filter { $0.name.contains("/data/") && $0.size == 4 }
+        #expect(!scalars.isEmpty)
+        for entry in scalars {
+            withUnsafeBytes(of: step.bitPattern.littleEndian) { bytes.replaceSubrange(entry.dataRange, with: $0) }
+        }
+        try bytes.write(to: url)
+        let error = #expect(throws: CheckpointError.self) { try OptimizerCheckpoint.open(folder) }
+        #expect(error?.path == url.path, "\(String(describing: error))")
+        #expect(error?.problem.contains("step of parameter '") == true, "\(String(describing: error))")
+    }
+
+    /// A world-size-2 ZeRO-3 checkpoint with rank 1's file removed: the partition count says 2.
+    @Test func deepSpeedMissingRank() throws {
+        let folder = try copyOfFixture("deepspeed_zero3_ws2")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let tag = folder.appendingPathComponent(String(decoding: try Data(contentsOf: folder.appendingPathComponent("latest")), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        try FileManager.default.removeItem(at: tag.appendingPathComponent("zero_pp_rank_1_mp_rank_00_optim_states.pt"))
+        let error = #expect(throws: CheckpointError.self) { try OptimizerCheckpoint.open(folder) }
+        #expect(error?.problem.contains("partition_count [2] does not match the 1 rank file(s)") == true, "\(String(describing: error))")
+    }
+
+    /// A `latest` file naming a tag outside the folder is refused, not followed.
+    @Test func deepSpeedLatestOutsideFolder() throws {
+        let folder = try copyOfFixture("deepspeed_zero2")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try Data("../../etc".utf8).write(to: folder.appendingPathComponent("latest"))
+        let error = #expect(throws: CheckpointError.self) { try OptimizerCheckpoint.open(folder) }
+        #expect(error?.problem.contains("names tag '../../etc'") == true, "\(String(describing: error))")
+    }
+
+    /// A DCP folder whose second shard file is truncated: the byte range `.metadata` lists is outside it.
+    @Test func distributedCheckpointTruncatedShard() throws {
+        let folder = try copyOfFixture("dcp")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let shard = folder.appendingPathComponent("__1_0.distcp")
+        try Data(try Data(contentsOf: shard).prefix(1000)).write(to: shard)
+        let error = #expect(throws: CheckpointError.self) { try OptimizerCheckpoint.open(folder) }
+        #expect(error?.path == shard.path && error?.problem.contains("is outside the 1000-byte file") == true, "\(String(describing: error))")
+        try FileManager.default.removeItem(at: shard)
+        let missing = #expect(throws: CheckpointError.self) { try OptimizerCheckpoint.open(folder) }
+        #expect(missing?.path == shard.path && missing?.problem.contains(".metadata lists it") == true, "\(String(describing: missing))")
+    }
+
+    /// The DeepSpeed model states file read as a plain torch.save file refuses DeepSpeed's classes by name.
+    @Test func deepSpeedClassesNeedTheDeepSpeedAllowList() throws {
+        let folder = try FormatFixture.input("deepspeed_zero2")
+        let tag = folder.appendingPathComponent(String(decoding: try Data(contentsOf: folder.appendingPathComponent("latest")), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        let error = #expect(throws: CheckpointError.self) { try TorchCheckpoint.load(tag.appendingPathComponent("zero_pp_rank_0_mp_rank_00_optim_states.pt")) }
+        #expect(error?.problem.contains("is not allowed when reading a torch.save checkpoint") == true, "\(String(describing: error))")
+        _ = try TorchCheckpoint.load(tag.appendingPathComponent("zero_pp_rank_0_mp_rank_00_optim_states.pt"), allowList: .deepSpeed)
+    }
+}
