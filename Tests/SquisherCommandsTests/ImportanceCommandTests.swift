@@ -127,4 +127,24 @@ enum FormatFixtures {
         let pruned = runTool(["prune", "--sparsity", "0.5", "--output", scratch.appendingPathComponent("pruned").path, try FormatFixtures.input("peft_lora").path])
         #expect(pruned.status == 0, "stderr: \(pruned.stderr)")
     }
+
+    /// Fisher merging runs with no mapping file on folders whose model is a safetensors file and whose
+    /// optimizer state is any format: HF + DeepSpeed (no optimizer.pt), FSDP names, bitsandbytes 8-bit,
+    /// tied GPT-2; a DeepSpeed tag folder without weights is described by inspect from its state alone.
+    @Test(arguments: ["hf_trainer_deepspeed", "fsdp_full", "bnb_adamw8bit", "hf_trainer_gpt2"])
+    func fisherMergeWithoutMapping(fixture: String) throws {
+        let scratch = try FormatFixtures.scratch()
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let input = try FormatFixtures.input(fixture).path
+        let merge = runTool(["merge", "--method", "fisher", input, input, "--output", scratch.appendingPathComponent("merged").path])
+        #expect(merge.status == 0, "\(fixture) stderr: \(merge.stderr)")
+    }
+
+    @Test func inspectDeepSpeedTagFolder() throws {
+        let inspect = runTool(["inspect", try FormatFixtures.input("deepspeed_zero3_ws2").path])
+        #expect(inspect.status == 0, "\(inspect.stderr)")
+        #expect(inspect.stdout.contains("format: DeepSpeed ZeRO-3 checkpoint (world size 2, fp32)"), "\(inspect.stdout)")
+        #expect(inspect.stdout.contains("names: recovered from DeepSpeed's param_shapes"))
+        #expect(inspect.stdout.contains("tied: lm_head.weight is transformer.wte.weight"))
+    }
 }
