@@ -19,7 +19,7 @@ public enum CheckpointFormat: Sendable, Hashable, CustomStringConvertible {
     /// The output of `dcp_to_torch_save`: one `torch.save` of `{"model": ..., "optim": ...}`.
     case dcpToTorchSave
 
-    /// A short human-readable name.
+    /// A short human-readable name (`"DeepSpeed ZeRO-2 checkpoint (world size 2, fp32)"`).
     public var description: String {
         switch self {
         case .torchOptimizer: "torch.save optimizer state"
@@ -67,6 +67,7 @@ public enum ParameterNameSource: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// A sentence fragment for `inspect` ("names: recovered from ...").
     public var description: String {
         switch self {
         case .explicitMapping: "an explicit mapping file"
@@ -96,5 +97,6 @@ public enum SecondMomentSource: String, Sendable, Hashable, CustomStringConverti
     /// as stored when 32-bit.
     case bitsAndBytesState2 = "bitsandbytes state2 (dequantized)"
 
+    /// What was read, e.g. `exp_avg_sq`.
     public var description: String { rawValue }
 }

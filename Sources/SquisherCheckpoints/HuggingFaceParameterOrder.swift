@@ -46,7 +46,9 @@ public struct HuggingFaceParameterOrder: Sendable, Hashable {
     /// Sibling modules whose relative order no table gives: (parent path, first child, second child) as ordered.
     public var uncertainSiblings: [(parent: String, first: String, second: String)]
 
+    /// Equal orders, groups and ties.
     public static func == (a: Self, b: Self) -> Bool { a.parameters == b.parameters && a.decayGroup == b.decayGroup && a.tiedParameters == b.tiedParameters }
+    /// Hashes the parameter order.
     public func hash(into hasher: inout Hasher) { hasher.combine(parameters) }
 
     /// Derives the order of `weights` (names and shapes, any order) for the model `config.json` describes.

@@ -184,10 +184,12 @@ public struct TorchTensor: Sendable, Hashable {
         return _PickleMachine.gather(data, dtype: dtype, offset: offset + range.lowerBound, size: [range.count], stride: [1], count: range.count)
     }
 
+    /// Equal dtype, shape and float32 values (bit for bit); reads both tensors.
     public static func == (a: TorchTensor, b: TorchTensor) -> Bool {
         a.dtype == b.dtype && a.shape == b.shape && a.tensor.scalars.elementsEqual(b.tensor.scalars) { $0.bitPattern == $1.bitPattern }
     }
 
+    /// Hashes dtype and shape (consistent with `==`, without reading the values).
     public func hash(into hasher: inout Hasher) {
         hasher.combine(dtype)
         hasher.combine(shape)
