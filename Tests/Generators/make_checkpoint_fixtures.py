@@ -12,7 +12,8 @@ fixture's expected.json):
     torch==2.13.0+cpu  transformers==5.24.0  accelerate==1.15.0  peft==0.21.2  deepspeed==0.19.8
     bitsandbytes==0.50.2  safetensors==0.8.0  numpy==2.4.6  (Python 3.11)
 
-Set up and run (from the repository root; about 2-4 minutes on 2 cores):
+Set up and run (from the repository root; about 9 minutes on 2 cores, most of it the spawned DeepSpeed and FSDP
+runs; the first DeepSpeed run also JIT-builds its CPU op, a few minutes more; needs g++):
     python3 -m venv /work/peers-venv && P=/work/peers-venv/bin/python
     $P -m pip install "torch==2.13.0+cpu"
     echo "torch==2.13.0+cpu" > /work/peers-venv/constraints.txt
@@ -22,8 +23,9 @@ Set up and run (from the repository root; about 2-4 minutes on 2 cores):
 
 Output: Tests/SquisherCheckpointsTests/Resources/formats/<fixture>/ with the checkpoint as the library wrote it
 (in the sub-folder named by expected.json "input") plus expected.safetensors and expected.json; the conventions
-are in that folder's README.md. Reruns with the same versions give the same answer keys (seeded, one thread,
-deterministic algorithms); a few library-written files embed paths or pickled objects and are rewritten as is.
+are in that folder's README.md. A rerun with the same versions rewrites every file byte for byte (seeded, one
+thread, deterministic algorithms, fixed work paths under /tmp), except dcp/checkpoint/.metadata (DCP's random
+save_id).
 """
 
 from __future__ import annotations
