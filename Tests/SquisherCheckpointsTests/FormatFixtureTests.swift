@@ -46,7 +46,7 @@ func relativeError(_ a: [Float], _ b: [Double]) -> Double {
 @Suite struct FormatFixtureTests {
     /// Fixtures whose second moments can be read, with the format and name source they must report.
     static let readable: [String] = [
-        "hf_trainer_bert", "hf_trainer_gpt2", "torch_nadam", "torch_radam", "torch_adamw_named", "adafactor",
+        "hf_trainer_bert", "hf_trainer_gpt2", "hf_trainer_bert_b", "hf_trainer_gpt2_b", "torch_nadam", "torch_radam", "torch_adamw_named", "adafactor",
         "bnb_adamw8bit", "bnb_adamw32bit", "bnb_paged_adamw8bit", "peft_lora",
         "deepspeed_zero1", "deepspeed_zero2", "deepspeed_zero3", "deepspeed_zero2_bf16", "deepspeed_zero2_ws2", "deepspeed_zero3_ws2",
         "hf_trainer_deepspeed", "fsdp_full", "dcp", "dcp_to_torch_save",
