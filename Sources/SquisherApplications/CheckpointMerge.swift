@@ -56,16 +56,29 @@ public struct CheckpointMerge: Sendable {
         public var bytesWritten: Int
         /// Floating-point tensors merged by the plain average because some model had no importance.
         public var averagedTensors: [String]
-        /// Integer tensors copied from the first model (or the base).
+        /// Integer tensors copied from the first model.
         public var copiedTensors: [String]
+        /// Tied tensors: a tensor without importance that is, in every model, a bit-for-bit copy of
+        /// a tensor with importance (GPT-2's `lm_head.weight` and `transformer.wte.weight`, whose
+        /// optimizer state is one) is merged with its partner's importance, so both stay equal.
+        /// Tensor name → the partner whose importance it shares.
+        public var tiedTensors: [String: String]
+        /// Fisher merging: the absolute floor `ε_i` of each model (see ``FisherMerging/Floor``).
+        public var floors: [Float]
+        /// Fisher merging: the fraction of each model's merged importance entries below its floor.
+        public var flooredFractions: [Double]
+        /// UBGM: task tensors the base lacks (merged without a base term, see ``UBGMMerging/Result``).
+        public var tensorsWithoutBase: [String]
+        /// UBGM: base tensors no task model has (not written).
+        public var baseOnlyTensors: [String]
     }
 
     /// Merges `models` into `output` (a folder; see the type's documentation).
     /// - Parameters:
     ///   - importances: one per model (`nil` entries allowed for Fisher merging: those models count as
     ///     having no importance); ignored for ``Method/average``.
-    ///   - base: the base model `θ₀` for UBGM (required there, ignored otherwise); its layout is the
-    ///     output layout.
+    ///   - base: the base model `θ₀` for UBGM (required there, ignored otherwise). The output has the
+    ///     task models' layout; the base may lack some of their tensors or have extra ones (reported).
     ///   - baseImportance: `F₀` for UBGM, or nil for only the prior precision `δ₀`.
     /// - Throws: ``ApplicationError`` naming the checkpoint and tensor: differing names, shapes or
     ///   float/integer kinds across models, bad importances, weights of the wrong count, an output
@@ -75,19 +88,126 @@ public struct CheckpointMerge: Sendable {
         models: [CheckpointModel], importances: [CheckpointImportance?] = [], base: CheckpointModel? = nil,
         baseImportance: CheckpointImportance? = nil, output: CheckpointOutputFolder
     ) throws(ApplicationError) -> Report {
-        let application = "merge"
-        func fail(_ problem: String) -> ApplicationError { ApplicationError(application: application, problem: problem) }
-        guard !models.isEmpty else { throw fail("needs at least one model") }
-        var isUBGM = false
-        if case .ubgm = method { isUBGM = true }
-        if isUBGM, base == nil { throw fail("UBGM needs a base model (--base)") }
-        let reference = isUBGM ? base! : models[0]
-        let all = isUBGM ? [reference] + models : models
-        func label(_ i: Int) -> String { isUBGM ? (i == 0 ? "the base \(all[0].path)" : "model \(i - 1) (\(all[i].path))") : "model \(i) (\(all[i].path))" }
-        // Layout check up front, from the headers only.
+        guard !models.isEmpty else { throw Self.fail("needs at least one model") }
+        if case .ubgm = method, base == nil { throw Self.fail("UBGM needs a base model (--base)") }
+        try Self.checkLayouts(models)
+        let reference = models[0]
+        let lambdas = weights ?? Array(repeating: 1, count: models.count)
+        guard lambdas.count == models.count else { throw Self.fail("got \(lambdas.count) weights for \(models.count) models") }
+        let sources: [CheckpointImportance?]
+        switch method {
+        case .average: sources = Array(repeating: nil, count: models.count)
+        case .fisher, .ubgm:
+            guard importances.count == models.count else { throw Self.fail("got \(importances.count) importances for \(models.count) models") }
+            sources = importances
+        }
+        try Self.checkImportanceShapes(sources, reference: reference)
+        var report = Report(
+            tensorCount: 0, elementCount: 0, bytesWritten: 0, averagedTensors: [], copiedTensors: [],
+            tiedTensors: try Self.tiedTensors(models: models, sources: sources), floors: [], flooredFractions: [],
+            tensorsWithoutBase: [], baseOnlyTensors: [])
+        let importanceName = { (name: String) in report.tiedTensors[name] ?? name }
+        var fisherRule: FisherMerging? = nil
+        var coefficients = lambdas
+        if case .fisher(let rule) = method {
+            let statistics = try Self.importanceStatistics(sources, reference: reference, importanceName: importanceName)
+            report.floors = statistics.map { rule.floor.resolved(sum: $0.sum, count: $0.count) }
+            if rule.normalizePerModel { coefficients = zip(lambdas, statistics).map { $1.squares > 0 ? $0 / $1.squares.squareRoot() : $0 } }
+            fisherRule = rule
+        }
+        if let base {
+            let referenceNames = Set(reference.names)
+            report.tensorsWithoutBase = reference.names.filter { !base.has($0) }
+            report.baseOnlyTensors = base.names.filter { !referenceNames.contains($0) }
+        }
+        var floored = [Int](repeating: 0, count: models.count)
+        var flooredTotal = 0
+        try CheckpointLayoutWriter.write(like: reference, into: output.staging) { (name: String, writer: SafeTensorsStreamWriter) throws(ApplicationError) in
+            let (dtype, shape) = try reference.entry(name)
+            let count = shape.reduce(1, *)
+            report.tensorCount += 1
+            report.elementCount += count
+            report.bytesWritten += count * dtype.byteCount
+            let sourceName = importanceName(name)
+            defer {
+                for model in models { model.release(name) }
+                base?.release(name)
+                for source in sources { source?.release(sourceName) }
+                baseImportance?.release(name)
+            }
+            guard dtype.isFloatingPoint else {
+                do { try reference.copy(name, to: writer) } catch { throw ApplicationError(application: "output", problem: "\(error)") }
+                report.copiedTensors.append(name)
+                return
+            }
+            let covered = sources.allSatisfy { $0?.covers(sourceName) == true }
+            if case .fisher = method, !covered { report.averagedTensors.append(name) }
+            var merged = [Float]()
+            merged.reserveCapacity(count)
+            for range in CheckpointLayoutWriter.chunks(count) {
+                let chunk = ChunkReader(name: name, importanceName: sourceName, range: range)
+                let values: [Float]
+                do throws(ApplicationError) {
+                    switch method {
+                    case .average:
+                        values = try ParameterAveraging.merge(models: models.map(chunk.tensors), weights: lambdas)[name]!.scalars
+                    case .fisher:
+                        let fishers = covered ? try sources.map(chunk.importance) : Array(repeating: nil, count: models.count)
+                        let result = try fisherRule!.merge(models: try models.map(chunk.tensors), importances: fishers, coefficients: coefficients, floors: report.floors)
+                        if covered { for i in models.indices { floored[i] += result.flooredEntries[i] }; flooredTotal += range.count }
+                        values = result.parameters[name]!.scalars
+                    case .ubgm(let rule):
+                        values = try Self.mergeUBGMChunk(rule, chunk: chunk, models: models, sources: sources, base: base!, baseImportance: baseImportance, scales: lambdas)
+                    }
+                } catch {
+                    throw ApplicationError(application: error.application, problem: "tensor '\(name)' elements \(range): \(error.problem)")
+                }
+                if let bad = values.firstIndex(where: { !$0.isFinite }) {
+                    throw Self.fail("tensor '\(name)' element \(range.lowerBound + bad) merged to \(values[bad]); check the inputs and importances")
+                }
+                merged.append(contentsOf: values)
+            }
+            do {
+                try merged.withUnsafeBufferPointer { (buffer: UnsafeBufferPointer<Float>) throws(SafeTensorsError) in try writer.write(name, scalars: buffer) }
+            } catch { throw ApplicationError(application: "output", problem: "\(error)") }
+        }
+        if fisherRule != nil { report.flooredFractions = floored.map { flooredTotal > 0 ? Double($0) / Double(flooredTotal) : 0 } }
+        try output.commit()
+        return report
+    }
+}
+
+extension CheckpointMerge {
+    static func fail(_ problem: String) -> ApplicationError { ApplicationError(application: "merge", problem: problem) }
+
+    /// Reads one chunk of one tensor (and of its importance, under the tied partner's name) as
+    /// one-tensor models, so that the in-memory formulas run on it unchanged.
+    struct ChunkReader {
+        var name: String
+        var importanceName: String
+        var range: Range<Int>
+
+        func tensors(_ model: CheckpointModel) throws(ApplicationError) -> NamedTensors {
+            var tensors = NamedTensors()
+            tensors[name] = Tensor(uncheckedShape: [range.count], scalars: try model.floats(name, range: range))
+            return tensors
+        }
+
+        func importance(_ source: CheckpointImportance?) throws(ApplicationError) -> Importance? {
+            guard let source, source.covers(importanceName) else { return nil }
+            var tensors = NamedTensors()
+            tensors[name] = Tensor(uncheckedShape: [range.count], scalars: try source.floats(importanceName, range: range))
+            return Importance(unchecked: tensors, estimator: source.path)
+        }
+    }
+
+    /// Every model must have the first model's tensor names, shapes and float/integer kinds.
+    static func checkLayouts(_ models: [CheckpointModel]) throws(ApplicationError) {
+        let reference = models[0]
         let referenceNames = Set(reference.names)
-        for (i, model) in all.enumerated().dropFirst() {
-            if let missing = reference.names.first(where: { (try? model.entry($0)) == nil }) {
+        func label(_ i: Int) -> String { "model \(i) (\(models[i].path))" }
+        for (i, model) in models.enumerated().dropFirst() {
+            if let missing = reference.names.first(where: { !model.has($0) }) {
                 throw fail("\(label(i)) has no tensor '\(missing)', which \(label(0)) has")
             }
             if let extra = model.names.first(where: { !referenceNames.contains($0) }) {
@@ -101,16 +221,10 @@ public struct CheckpointMerge: Sendable {
                 }
             }
         }
-        var lambdas = weights ?? Array(repeating: 1, count: models.count)
-        guard lambdas.count == models.count else { throw fail("got \(lambdas.count) weights for \(models.count) models") }
-        let sources: [CheckpointImportance?]
-        switch method {
-        case .average: sources = Array(repeating: nil, count: models.count)
-        case .fisher, .ubgm:
-            guard importances.count == models.count else { throw fail("got \(importances.count) importances for \(models.count) models") }
-            sources = importances
-        }
-        // Importance shapes must match the model's.
+    }
+
+    /// Importance shapes must match the model's.
+    static func checkImportanceShapes(_ sources: [CheckpointImportance?], reference: CheckpointModel) throws(ApplicationError) {
         for (i, source) in sources.enumerated() {
             guard let source else { continue }
             for name in reference.names where source.covers(name) {
@@ -120,98 +234,73 @@ public struct CheckpointMerge: Sendable {
                 }
             }
         }
-        // Per-model normalization needs global norms: one streaming pass over the importances,
-        // folded into the weights so that each chunk is merged without normalization.
-        var fisherRule: FisherMerging? = nil
-        if case .fisher(var rule) = method {
-            if rule.normalizePerModel {
-                for (i, source) in sources.enumerated() {
-                    guard let source else { continue }
-                    var sum = 0.0
-                    for name in reference.names where source.covers(name) {
-                        for range in CheckpointLayoutWriter.chunks(try reference.entry(name).shape.reduce(1, *)) {
-                            for x in try source.floats(name, range: range) { sum += Double(x) * Double(x) }
-                        }
-                        source.release(name)
-                    }
-                    if sum > 0 { lambdas[i] /= sum.squareRoot() }
-                }
-                rule.normalizePerModel = false
-            }
-            fisherRule = rule
-        }
+    }
 
-        var report = Report(tensorCount: 0, elementCount: 0, bytesWritten: 0, averagedTensors: [], copiedTensors: [])
-        try CheckpointLayoutWriter.write(like: reference, into: output.staging) { (name: String, writer: SafeTensorsStreamWriter) throws(ApplicationError) in
+    /// Floating-point tensors that some importance lacks and that are, in every model, bit-for-bit
+    /// copies of a same-shaped tensor that every importance covers (tied weights). Name → partner.
+    static func tiedTensors(models: [CheckpointModel], sources: [CheckpointImportance?]) throws(ApplicationError) -> [String: String] {
+        let present = sources.compactMap { $0 }
+        guard !present.isEmpty else { return [:] }
+        let reference = models[0]
+        let coveredByAll = { (name: String) in present.allSatisfy { $0.covers(name) } }
+        var tied: [String: String] = [:]
+        for name in reference.names where !coveredByAll(name) {
             let (dtype, shape) = try reference.entry(name)
-            let count = shape.reduce(1, *)
-            report.tensorCount += 1
-            report.elementCount += count
-            report.bytesWritten += count * dtype.byteCount
-            defer { for model in all { model.release(name) } ; for source in sources { source?.release(name) } ; baseImportance?.release(name) }
-            guard dtype.isFloatingPoint else {
-                do { try reference.copy(name, to: writer) } catch { throw ApplicationError(application: "output", problem: "\(error)") }
-                report.copiedTensors.append(name)
-                return
+            guard dtype.isFloatingPoint else { continue }
+            for partner in reference.names where partner != name && coveredByAll(partner) {
+                guard try reference.entry(partner) == (dtype, shape) else { continue }
+                var equalEverywhere = true
+                for model in models where equalEverywhere { equalEverywhere = try model.bitwiseEqual(name, partner) }
+                if equalEverywhere {
+                    tied[name] = partner
+                    break
+                }
             }
-            let covered = sources.allSatisfy { $0?.covers(name) == true }
-            if case .fisher = method, !covered { report.averagedTensors.append(name) }
-            var merged = [Float]()
-            merged.reserveCapacity(count)
-            for range in CheckpointLayoutWriter.chunks(count) {
-                let chunkShape = [range.count]
-                func chunk(_ model: CheckpointModel) throws(ApplicationError) -> NamedTensors {
-                    var tensors = NamedTensors()
-                    tensors[name] = Tensor(uncheckedShape: chunkShape, scalars: try model.floats(name, range: range))
-                    return tensors
-                }
-                func importance(_ source: CheckpointImportance?) throws(ApplicationError) -> Importance? {
-                    guard let source, source.covers(name) else { return nil }
-                    var tensors = NamedTensors()
-                    tensors[name] = Tensor(uncheckedShape: chunkShape, scalars: try source.floats(name, range: range))
-                    return Importance(unchecked: tensors, estimator: source.path)
-                }
-                let result: NamedTensors
-                do throws(ApplicationError) {
-                    switch method {
-                    case .average:
-                        var chunks: [NamedTensors] = []
-                        for model in models { chunks.append(try chunk(model)) }
-                        result = try ParameterAveraging.merge(models: chunks, weights: lambdas)
-                    case .fisher:
-                        var chunks: [NamedTensors] = []
-                        var fishers: [Importance?] = []
-                        for (model, source) in zip(models, sources) {
-                            chunks.append(try chunk(model))
-                            fishers.append(covered ? try importance(source) : nil)
-                        }
-                        result = try fisherRule!.merge(models: chunks, importances: fishers, weights: lambdas).parameters
-                    case .ubgm(let rule):
-                        var chunks: [NamedTensors] = []
-                        var fishers: [Importance] = []
-                        for (t, (model, source)) in zip(models, sources).enumerated() {
-                            chunks.append(try chunk(model))
-                            guard let fisher = try importance(source) else {
-                                throw fail("UBGM: task model \(t) (\(model.path)) has no importance for '\(name)'")
-                            }
-                            fishers.append(fisher)
-                        }
-                        result = try rule.merge(base: try chunk(reference), baseImportance: try importance(baseImportance), tasks: chunks, taskImportances: fishers, scales: lambdas)
-                    }
-                } catch {
-                    throw ApplicationError(application: error.application, problem: "tensor '\(name)' elements \(range): \(error.problem)")
-                }
-                let values = result[name]!.scalars
-                if let bad = values.firstIndex(where: { !$0.isFinite }) {
-                    throw fail("tensor '\(name)' element \(range.lowerBound + bad) merged to \(values[bad]); check the inputs and importances")
-                }
-                merged.append(contentsOf: values)
-            }
-            do {
-                try merged.withUnsafeBufferPointer { (buffer: UnsafeBufferPointer<Float>) throws(SafeTensorsError) in try writer.write(name, scalars: buffer) }
-            } catch { throw ApplicationError(application: "output", problem: "\(error)") }
         }
-        try output.commit()
-        return report
+        return tied
+    }
+
+    /// Per model: the sum, sum of squares and count of its importance entries over the tensors
+    /// every model has an importance for (for the floor and the per-model normalization).
+    static func importanceStatistics(
+        _ sources: [CheckpointImportance?], reference: CheckpointModel, importanceName: (String) -> String
+    ) throws(ApplicationError) -> [(sum: Double, squares: Double, count: Int)] {
+        var statistics = Array(repeating: (sum: 0.0, squares: 0.0, count: 0), count: sources.count)
+        for name in reference.names where try reference.entry(name).dtype.isFloatingPoint {
+            let sourceName = importanceName(name)
+            guard sources.allSatisfy({ $0?.covers(sourceName) == true }) else { continue }
+            let count = try reference.entry(name).shape.reduce(1, *)
+            for (i, source) in sources.enumerated() {
+                for range in CheckpointLayoutWriter.chunks(count) {
+                    for x in try source!.floats(sourceName, range: range) {
+                        statistics[i].sum += Double(x)
+                        statistics[i].squares += Double(x) * Double(x)
+                    }
+                }
+                statistics[i].count += count
+                source!.release(sourceName)
+            }
+        }
+        return statistics
+    }
+
+    /// One chunk of a UBGM merge: the tasks' layout, the base's tensor when it has one.
+    static func mergeUBGMChunk(
+        _ rule: UBGMMerging, chunk: ChunkReader, models: [CheckpointModel], sources: [CheckpointImportance?],
+        base: CheckpointModel, baseImportance: CheckpointImportance?, scales: [Double]
+    ) throws(ApplicationError) -> [Float] {
+        var fishers: [Importance] = []
+        for (t, (model, source)) in zip(models, sources).enumerated() {
+            guard let fisher = try chunk.importance(source) else {
+                throw fail("UBGM: task model \(t) (\(model.path)) has no importance for '\(chunk.name)'")
+            }
+            fishers.append(fisher)
+        }
+        if base.has(chunk.name), try base.entry(chunk.name).shape != models[0].entry(chunk.name).shape {
+            throw fail("tensor '\(chunk.name)' has shape \(try base.entry(chunk.name).shape) in the base \(base.path) but \(try models[0].entry(chunk.name).shape) in the task models")
+        }
+        let baseChunk = base.has(chunk.name) ? try chunk.tensors(base) : NamedTensors()
+        let baseFisher = base.has(chunk.name) ? try chunk.importance(baseImportance) : nil
+        return try rule.merge(base: baseChunk, baseImportance: baseFisher, tasks: try models.map(chunk.tensors), taskImportances: fishers, scales: scales)[chunk.name]!.scalars
     }
 }

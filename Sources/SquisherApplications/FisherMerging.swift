@@ -2,88 +2,181 @@ import SquisherEstimators
 import SquisherTensor
 
 /// Fisher merging (Matena & Raffel 2022): the per-parameter weighted average
-/// `θ = Σ_i λ_i F̃_i θ_i / Σ_i λ_i F̃_i`, `F̃_i = max(F_i, ε)`, of `M` models with the same layout [1].
+/// `θ = Σ_i λ_i F̃_i θ_i / Σ_i λ_i F̃_i`, `F̃_i = max(F_i, ε_i)`, of `M` models with the same layout [1].
 ///
-/// Only ratios of importances matter, so the raw Squisher `v` works as is [2]. Options follow the
-/// reference code: per-model weights `λ_i`, the floor `ε`, and optional per-model normalization
-/// `c_i = λ_i / ‖F_i‖₂` (over all merged tensors of model `i`) that removes any global scale.
-/// Parameters that no model has an importance for fall back to the `λ`-weighted plain average, and
-/// the result lists them.
+/// Only ratios of importances matter, so the raw Squisher `v` works as is [2] — provided the floor
+/// `ε_i` does not impose a scale of its own. The default floor is therefore **relative to each
+/// model's importance**: `ε_i = κ · mean(F_i)` over the entries being merged (``Floor/relativeToMean(_:)``,
+/// `κ = 1e-6`). Multiplying model `i`'s importance by `c` multiplies its floor by `c` too, so the merge
+/// is the same for raw `v`, `B·v`, `N·v` or a sum-reduced Fisher (exactly, when every model is scaled
+/// alike). An absolute floor (``Floor/absolute(_:)``, the reference code's `1e-6`) is kept for
+/// reproducing that code: on raw `v` of a converged transformer (median `exp_avg_sq` 5e-11 on a
+/// BERT) it replaces almost every entry and turns the merge into a plain average. The result reports
+/// how many entries each model's floor replaced.
+///
+/// Options: per-model weights `λ_i`, and optional per-model normalization `c_i = λ_i / ‖F_i‖₂` (over
+/// all merged tensors of model `i`). Parameters that some model has no importance for fall back to
+/// the `λ`-weighted plain average, and the result lists them.
 ///
 /// [1]: Matena & Raffel 2022, Merging Models with Fisher-Weighted Averaging.
 /// [2]: Li, Dangel, Tam, Raffel 2025, Fishers for Free?
 public struct FisherMerging: Sendable {
-    /// The floor on every importance (1e-6 in Matena & Raffel's code; 1e-8 in the T5 follow-up).
-    public var epsilon: Float
+    /// The floor `ε_i` applied to model `i`'s importance before weighting.
+    public enum Floor: Sendable, Hashable {
+        /// `ε_i = κ · mean(F_i)`, the mean over every entry of model `i`'s importance that is merged
+        /// (all tensors that every model has an importance for). Scale-free. `κ > 0`.
+        case relativeToMean(Float)
+        /// A fixed `ε` for every model (`> 0`), on the importance's own scale.
+        case absolute(Float)
+
+        /// The absolute floor for an importance whose merged entries sum to `sum` over `count`
+        /// entries (the smallest positive normal float when that mean is 0, so weights stay positive).
+        public func resolved(sum: Double, count: Int) -> Float {
+            switch self {
+            case .absolute(let epsilon): return epsilon
+            case .relativeToMean(let kappa):
+                let mean = count > 0 ? sum / Double(count) : 0
+                return Swift.max(Float(Double(kappa) * mean), .leastNormalMagnitude)
+            }
+        }
+
+        var value: Float {
+            switch self { case .absolute(let x), .relativeToMean(let x): x }
+        }
+    }
+
+    /// The floor (default: relative, `κ = 1e-6`).
+    public var floor: Floor
     /// Divide each model's importance by its global L2 norm first.
     public var normalizePerModel: Bool
 
-    public init(epsilon: Float = 1e-6, normalizePerModel: Bool = false) {
-        self.epsilon = epsilon
+    /// A Fisher merge with the given floor (default relative to each importance's mean, `κ = 1e-6`).
+    public init(floor: Floor = .relativeToMean(1e-6), normalizePerModel: Bool = false) {
+        self.floor = floor
         self.normalizePerModel = normalizePerModel
     }
 
-    /// The merged parameters, and which parameters were plainly averaged.
+    /// A Fisher merge with an absolute floor `epsilon` (as in Matena & Raffel's code).
+    public init(epsilon: Float, normalizePerModel: Bool = false) {
+        self.init(floor: .absolute(epsilon), normalizePerModel: normalizePerModel)
+    }
+
+    /// The merged parameters, which parameters were plainly averaged, and what the floor did.
     public struct Result: Sendable {
+        /// The merged parameters, in the first model's order.
         public var parameters: NamedTensors
         /// Parameters without importance in every model: merged by the weighted plain average.
         public var averagedParameters: [String]
+        /// The absolute floor `ε_i` used for each model.
+        public var floors: [Float]
+        /// For each model, how many of its importance entries were below its floor (replaced by it).
+        public var flooredEntries: [Int]
+        /// How many entries of each model's importance entered the merge.
+        public var importanceEntries: Int
     }
 
     /// Merges `models` (same names and shapes) with their importances (`nil` for a model without).
     /// - Parameter weights: `λ_i`, default all 1.
     /// - Throws: ``ApplicationError`` for an empty list, mismatched layouts, counts that differ,
-    ///   negative/NaN importances or weights, or a non-positive `epsilon`.
+    ///   negative/NaN importances or weights, or a non-positive floor.
     public func merge(models: [NamedTensors], importances: [Importance?], weights: [Double]? = nil) throws(ApplicationError) -> Result {
-        let application = "fisher-merging"
-        try Validation.checkSameLayout(models, application: application)
-        guard importances.count == models.count else {
-            throw ApplicationError(application: application, problem: "got \(importances.count) importances for \(models.count) models")
-        }
-        let lambdas = weights ?? Array(repeating: 1, count: models.count)
-        guard lambdas.count == models.count, lambdas.allSatisfy({ $0 >= 0 && $0.isFinite }), lambdas.contains(where: { $0 > 0 }) else {
-            throw ApplicationError(application: application, problem: "weights must be \(models.count) finite non-negative numbers, not all zero; got \(lambdas)")
-        }
-        guard epsilon > 0, epsilon.isFinite else { throw ApplicationError(application: application, problem: "epsilon must be > 0, got \(epsilon)") }
-        var coefficients = lambdas
-        if normalizePerModel {
-            for (i, importance) in importances.enumerated() {
-                guard let importance else { continue }
-                let norm = importance.flattened.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
-                if norm > 0 { coefficients[i] /= norm }
+        let lambdas = try validated(models: models, importances: importances, weights: weights)
+        // Floors and norms from the entries that are merged with importances.
+        var sums = [Double](repeating: 0, count: models.count)
+        var squares = [Double](repeating: 0, count: models.count)
+        var count = 0
+        for (name, reference) in models[0] {
+            guard let fishers = try fisherTensors(name, shape: reference.shape, importances: importances) else { continue }
+            count += reference.count
+            for (i, fisher) in fishers.enumerated() {
+                for x in fisher.scalars { sums[i] += Double(x); squares[i] += Double(x) * Double(x) }
             }
+        }
+        let floors = sums.map { floor.resolved(sum: $0, count: count) }
+        let coefficients = normalizePerModel ? zip(lambdas, squares).map { $1 > 0 ? $0 / $1.squareRoot() : $0 } : lambdas
+        return try merge(models: models, importances: importances, coefficients: coefficients, floors: floors)
+    }
+
+    /// The merge with resolved per-model coefficients (`λ_i`, already divided by the norms when
+    /// normalizing) and absolute floors: the arithmetic that both the in-memory merge and the
+    /// streamed checkpoint merge (chunk by chunk, floors resolved over the whole checkpoint) run.
+    /// - Throws: ``ApplicationError`` as ``merge(models:importances:weights:)``.
+    public func merge(models: [NamedTensors], importances: [Importance?], coefficients: [Double], floors: [Float]) throws(ApplicationError) -> Result {
+        _ = try validated(models: models, importances: importances, weights: coefficients)
+        guard floors.count == models.count, floors.allSatisfy({ $0 > 0 && $0.isFinite }) else {
+            throw ApplicationError(application: Self.application, problem: "floors must be \(models.count) finite numbers > 0, got \(floors)")
         }
         var merged = NamedTensors()
         var averaged: [String] = []
+        var floored = [Int](repeating: 0, count: models.count)
+        var entries = 0
         for (name, reference) in models[0] {
-            var fishers: [Tensor?] = []
-            for (i, importance) in importances.enumerated() {
-                fishers.append(try importance.flatMap { imp throws(ApplicationError) in
-                    try Validation.checkImportance(imp, covers: name, shape: reference.shape, application: application, owner: "model \(i)")
-                })
-            }
-            let hasAll = fishers.allSatisfy { $0 != nil }
-            if !hasAll { averaged.append(name) }
+            let fishers = try fisherTensors(name, shape: reference.shape, importances: importances)
+            if fishers == nil { averaged.append(name) } else { entries += reference.count }
             var numerator = [Double](repeating: 0, count: reference.count)
             var denominator = [Double](repeating: 0, count: reference.count)
             for i in models.indices where coefficients[i] > 0 {
                 let theta = models[i][name]!.scalars
-                let fisher = hasAll ? fishers[i]!.scalars : nil
+                guard let fisher = fishers?[i].scalars else {
+                    for j in 0..<reference.count {
+                        numerator[j] += coefficients[i] * Double(theta[j])
+                        denominator[j] += coefficients[i]
+                    }
+                    continue
+                }
                 for j in 0..<reference.count {
-                    let w = coefficients[i] * (fisher.map { Double(Swift.max($0[j], epsilon)) } ?? 1)
+                    let f = fisher[j] < floors[i] ? floors[i] : fisher[j]
+                    let w = coefficients[i] * Double(f)
                     numerator[j] += w * Double(theta[j])
                     denominator[j] += w
                 }
             }
+            if let fishers {
+                for i in models.indices { floored[i] += fishers[i].scalars.reduce(0) { $0 + ($1 < floors[i] ? 1 : 0) } }
+            }
             merged[name] = Tensor(uncheckedShape: reference.shape, scalars: zip(numerator, denominator).map { Float($0 / $1) })
         }
-        return Result(parameters: merged, averagedParameters: averaged)
+        return Result(parameters: merged, averagedParameters: averaged, floors: floors, flooredEntries: floored, importanceEntries: entries)
+    }
+
+    static let application = "fisher-merging"
+
+    /// Checks layouts, counts, weights and the floor; returns the weights (default all ones).
+    private func validated(models: [NamedTensors], importances: [Importance?], weights: [Double]?) throws(ApplicationError) -> [Double] {
+        try Validation.checkSameLayout(models, application: Self.application)
+        guard importances.count == models.count else {
+            throw ApplicationError(application: Self.application, problem: "got \(importances.count) importances for \(models.count) models")
+        }
+        let lambdas = weights ?? Array(repeating: 1, count: models.count)
+        guard lambdas.count == models.count, lambdas.allSatisfy({ $0 >= 0 && $0.isFinite }), lambdas.contains(where: { $0 > 0 }) else {
+            throw ApplicationError(application: Self.application, problem: "weights must be \(models.count) finite non-negative numbers, not all zero; got \(lambdas)")
+        }
+        let total = lambdas.reduce(0, +)
+        guard total.isFinite else {
+            throw ApplicationError(application: Self.application, problem: "the weights' sum overflows (\(lambdas)); give smaller weights (only their ratios matter)")
+        }
+        guard floor.value > 0, floor.value.isFinite else {
+            throw ApplicationError(application: Self.application, problem: "the floor must be finite and > 0, got \(floor)")
+        }
+        return lambdas
+    }
+
+    /// Every model's importance of `name`, or `nil` when some model has none for it.
+    private func fisherTensors(_ name: String, shape: [Int], importances: [Importance?]) throws(ApplicationError) -> [Tensor]? {
+        var fishers: [Tensor] = []
+        for (i, importance) in importances.enumerated() {
+            guard let importance,
+                  let values = try Validation.checkImportance(importance, covers: name, shape: shape, application: Self.application, owner: "model \(i)")
+            else { return nil }
+            fishers.append(values)
+        }
+        return fishers
     }
 }
 
 /// Plain (weighted) parameter averaging, the Fisher-free merging baseline: `θ = Σ λ_i θ_i / Σ λ_i`.
 public enum ParameterAveraging {
-    /// - Throws: ``ApplicationError`` for an empty list or mismatched layouts.
+    /// - Throws: ``ApplicationError`` for an empty list, mismatched layouts or bad weights.
     public static func merge(models: [NamedTensors], weights: [Double]? = nil) throws(ApplicationError) -> NamedTensors {
         try FisherMerging().merge(models: models, importances: Array(repeating: nil, count: models.count), weights: weights).parameters
     }

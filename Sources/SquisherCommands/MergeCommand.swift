@@ -10,7 +10,7 @@ enum MergeCommand: Subcommand {
     static let discussion = """
         Each CKPT is a checkpoint folder (model.safetensors or model.safetensors.index.json + shards, \
         optimizer.pt, optionally model.pt / pytorch_model.bin) or a model file (.safetensors, .index.json, .pt, .bin). \
-        Fisher merging: theta = sum_i w_i F_i theta_i / sum_i w_i F_i with F floored at --epsilon; UBGM: \
+        Fisher merging: theta = sum_i w_i F_i theta_i / sum_i w_i F_i with F_i floored at --relative-floor times its mean (or at --epsilon); UBGM: \
         theta = theta0 + sum_t a_t (F_t + F0 + d0)(theta_t - theta0) / (sum_t a_t F_t + F0 + d0) into --base. \
         Importances come from each checkpoint's optimizer state (Adam/AdamW exp_avg_sq, RMSprop square_avg, \
         Adagrad sum: the Squisher) or from importance files. The output folder repeats the first checkpoint's \
@@ -23,7 +23,8 @@ enum MergeCommand: Subcommand {
         .init("weights", value: "w1,w2,...", help: "Per-checkpoint weights lambda_i (alpha_t for UBGM); default all 1."),
         .init("base", value: "CKPT", help: "Base model theta0 for UBGM (required with --method ubgm)."),
         .init("base-importance", value: "none|optimizer|FILE", help: "F0 for UBGM (default none: only --prior-precision)."),
-        .init("epsilon", value: "x", help: "Fisher merging floor on importances (default 1e-6)."),
+        .init("relative-floor", value: "k", help: "Fisher merging floor on each model's importance: k times its mean (default 1e-6; scale-free, so raw v, N*v and a summed Fisher merge alike)."),
+        .init("epsilon", value: "x", help: "Fisher merging: an absolute floor instead (Matena & Raffel's code: 1e-6; on raw v of a converged transformer it replaces most entries)."),
         .init("normalize", help: "Fisher merging: divide each model's importance by its global L2 norm first."),
         .init("prior-precision", value: "x", help: "UBGM delta0 (default 1e-12)."),
     ] + CheckpointInputs.importanceOptions + [
@@ -47,8 +48,14 @@ enum MergeCommand: Subcommand {
         let method: CheckpointMerge.Method
         switch methodName {
         case "fisher":
-            let epsilon = try arguments.double("epsilon", default: 1e-6, range: 1e-30...1e30)
-            method = .fisher(FisherMerging(epsilon: Float(epsilon), normalizePerModel: arguments.flag("normalize")))
+            let floor: FisherMerging.Floor
+            if arguments.value("epsilon") != nil {
+                guard arguments.value("relative-floor") == nil else { throw CommandError("\(command): give --epsilon or --relative-floor, not both") }
+                floor = .absolute(Float(try arguments.double("epsilon", default: 1e-6, range: 1e-30...1e30)))
+            } else {
+                floor = .relativeToMean(Float(try arguments.double("relative-floor", default: 1e-6, range: 1e-30...1)))
+            }
+            method = .fisher(FisherMerging(floor: floor, normalizePerModel: arguments.flag("normalize")))
         case "ubgm":
             guard arguments.value("base") != nil else { throw CommandError("\(command): --method ubgm needs --base CKPT") }
             method = .ubgm(UBGMMerging(priorPrecision: Float(try arguments.double("prior-precision", default: 1e-12, range: 0...1e30))))
@@ -81,6 +88,8 @@ enum MergeCommand: Subcommand {
             let object: [String: Any] = [
                 "method": methodName, "output": outputPath, "tensors": report.tensorCount, "elements": report.elementCount,
                 "bytes_written": report.bytesWritten, "averaged_tensors": report.averagedTensors, "copied_tensors": report.copiedTensors,
+                "tied_tensors": report.tiedTensors, "floors": report.floors.map(Double.init), "floored_fractions": report.flooredFractions,
+                "tensors_without_base": report.tensorsWithoutBase, "base_only_tensors": report.baseOnlyTensors,
                 "seconds": seconds, "importances": importances.compactMap { $0?.conventions },
             ]
             output.print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
@@ -94,6 +103,14 @@ enum MergeCommand: Subcommand {
                     output.print("    no importance (frozen or never updated): \(importance.parametersWithoutImportance.joined(separator: ", "))")
                 }
             }
+            for (i, fraction) in report.flooredFractions.enumerated() where fraction > 0.5 {
+                output.print("  warning: the floor (\(report.floors[i])) replaced \(fmt(100 * fraction, 1))% of model \(i)'s importance entries: the merge is close to a plain average; lower the floor")
+            }
+            if !report.tiedTensors.isEmpty {
+                output.print("  tied (merged with the partner's importance, kept equal): \(report.tiedTensors.sorted { $0.key < $1.key }.map { "\($0.key) = \($0.value)" }.joined(separator: ", "))")
+            }
+            if !report.tensorsWithoutBase.isEmpty { output.print("  not in the base (merged from the task models only): \(report.tensorsWithoutBase.joined(separator: ", "))") }
+            if !report.baseOnlyTensors.isEmpty { output.print("  base tensors no task model has (not written): \(report.baseOnlyTensors.joined(separator: ", "))") }
             if !report.averagedTensors.isEmpty { output.print("  plainly averaged (some model has no importance): \(report.averagedTensors.joined(separator: ", "))") }
             if !report.copiedTensors.isEmpty { output.print("  copied from the first model (integer tensors): \(report.copiedTensors.joined(separator: ", "))") }
         }

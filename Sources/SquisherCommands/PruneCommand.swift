@@ -9,14 +9,15 @@ enum PruneCommand: Subcommand {
     static let discussion = """
         Sets the fraction --sparsity of the weights with the smallest saliency theta^2 F / 2 to zero (Optimal Brain \
         Damage with the Fisher; F from the optimizer state: the Squisher, or an importance file). Scope: one global \
-        ranking (default), global after dividing each tensor's scores by their L2 norm, or the same sparsity per tensor. \
+        ranking after dividing each tensor's scores by their L2 norm (default; an unnormalized global ranking collapses \
+        transformers, whose tensors' Fisher scales differ by orders of magnitude), one global ranking, or the same sparsity per tensor. \
         Only tensors of rank >= 2 are pruned unless --all-tensors; tensors without importance stay dense. The selection is \
         exact and needs only two histogram passes, not the scores in memory. Writes DIR with the pruned model (same layout \
         and dtypes) and mask.safetensors (1 = kept).
         """
     static let options: [ParsedArguments.Option] = [
         .init("sparsity", value: "S", help: "Fraction of the pruned tensors' entries set to zero, in [0, 1) (required)."),
-        .init("scope", value: "global|global-normalized|per-tensor", help: "Ranking scope (default global)."),
+        .init("scope", value: "global|global-normalized|per-tensor", help: "Ranking scope (default global-normalized)."),
         .init("all-tensors", help: "Also prune rank-0/1 tensors (biases, norms)."),
         .init("output", value: "DIR", help: "Output folder (required; must not exist or be empty)."),
         .init("mask-dtype", value: "u8|f32", help: "Element type of mask.safetensors (default u8)."),
@@ -30,7 +31,7 @@ enum PruneCommand: Subcommand {
             throw CommandError("\(command): --sparsity must be a number in [0, 1), got '\(sparsityText)'")
         }
         let scope: FisherPruning.Scope
-        switch arguments.value("scope") ?? "global" {
+        switch arguments.value("scope") ?? "global-normalized" {
         case "global": scope = .global
         case "global-normalized": scope = .globalNormalized
         case "per-tensor": scope = .perTensor

@@ -28,7 +28,7 @@ public enum PruningExperiment {
         public func tables() -> [ResultTable] {
             let columns = ["estimator"] + sparsities.map { "\(Int(100 * $0))% pruned" }
             func rows(_ values: [String: [Spread]]) -> [[String]] { rowOrder.map { [$0] + values[$0]!.map(\.percent) } }
-            let note = "Digits, MLP 64-128-10 (dense accuracy \(dense.percent)%), global pruning of the weight matrices by θ²F/2; accuracy (%) on held-out digits, mean ± std over \(dense.values.count) seed(s)."
+            let note = "Digits, MLP 64-128-10 (dense accuracy \(dense.percent)%), pruning of the weight matrices by θ²F/2 ranked globally after dividing each matrix's scores by their L2 norm (the default scope); accuracy (%) on held-out digits, mean ± std over \(dense.values.count) seed(s)."
             return [
                 ResultTable(identifier: "pruning", title: "Fisher pruning (Theis et al. 2018): accuracy without fine-tuning", columns: columns, rows: rows(withoutFineTuning), notes: [note]),
                 ResultTable(identifier: "pruning_finetuned", title: "Fisher pruning: accuracy after 2 epochs of masked fine-tuning", columns: columns, rows: rows(withFineTuning), notes: [note]),
@@ -48,7 +48,7 @@ public enum PruningExperiment {
             dense.append(run.testAccuracy)
             let trained = run.model.stateDict()
             var masks: [(String, (Double) throws -> ParameterMask)] = []
-            let pruning = FisherPruning(scope: .global)
+            let pruning = FisherPruning()  // the library's default scope, as `squisher prune`
             for choice in estimators {
                 if choice == .baseline {
                     masks.append(("random mask (baseline)", { s in try pruning.randomMask(parameters: trained, sparsity: s, seed: seed &+ 99) }))

@@ -76,7 +76,9 @@ struct CheckpointCommandTests {
     /// θ = Σ λ_i max(F_i, ε) θ_i / Σ λ_i max(F_i, ε), computed here in Double from PyTorch's own
     /// answer key for exp_avg_sq. Tolerance: the library computes in Double and rounds once to
     /// float32, so 2 ulps of float32 (2⁻²³ relative to the largest |θ| of the tensor) bound it.
-    @Test func fisherMergeEqualsFormula() throws {
+    /// Both floors: the default (`ε_i` = 1e-6 × the mean of model i's importance, computed here in
+    /// Double over every entry) and an absolute `--epsilon 1e-6`.
+    @Test(arguments: [false, true]) func fisherMergeEqualsFormula(absoluteFloor: Bool) throws {
         let root = try CheckpointFixture.folder()
         defer { try? FileManager.default.removeItem(at: root) }
         let a = try CheckpointFixture.checkpoint("mlp_digits", in: root, name: "a")
@@ -86,18 +88,26 @@ struct CheckpointCommandTests {
         var generator = SplitMix64(seed: 12)
         var fisherB = NamedTensors()
         for (name, tensor) in thetaB {
-            // Include values below the 1e-6 floor so that the floor is exercised.
+            // Values below either floor (relative: 1e-6 × mean ≈ 1e-11), so that the floor is exercised.
             fisherB[name] = Tensor.uniform(shape: tensor.shape, low: 0, high: 2e-5, using: &generator)
+                .map { $0 < 4e-7 ? $0 * 1e-6 : $0 }
         }
         let importanceB = b.appendingPathComponent("importance.safetensors")
         try SafeTensorsWriter.write(fisherB, to: importanceB)
         let out = root.appendingPathComponent("merged")
         let result = run(["merge", "--method", "fisher", a.path, b.path, "--output", out.path, "--weights", "0.3,0.7",
-                          "--importance-source", a.appendingPathComponent("optimizer.pt").path + "," + importanceB.path])
+                          "--importance-source", a.appendingPathComponent("optimizer.pt").path + "," + importanceB.path]
+                         + (absoluteFloor ? ["--epsilon", "1e-6"] : []))
         #expect(result.status == 0, "stderr: \(result.stderr)")
 
         let thetaA = try SafeTensorsFile(contentsOf: a.appendingPathComponent("model.safetensors")).allTensors()
         let fisherA = try CheckpointFixture.mlpExpAvgSq()
+        func meanFloor(_ values: [[Double]]) -> Double {
+            let all = values.flatMap { $0 }
+            return Double(Float(1e-6 * all.reduce(0, +) / Double(all.count)))
+        }
+        let floorA = absoluteFloor ? Double(Float(1e-6)) : meanFloor(thetaA.names.map { fisherA[$0]!.map { Double(Float($0)) } })
+        let floorB = absoluteFloor ? Double(Float(1e-6)) : meanFloor(thetaA.names.map { fisherB[$0]!.scalars.map(Double.init) })
         let merged = try SafeTensorsFile(contentsOf: out.appendingPathComponent("model.safetensors"))
         #expect(merged.names.sorted() == thetaA.names.sorted())
         #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("config.json").path))
@@ -106,7 +116,7 @@ struct CheckpointCommandTests {
             let ta = thetaA[name]!.scalars, tb = thetaB[name]!.scalars, fb = fisherB[name]!.scalars, fa = fisherA[name]!
             var worst = 0.0, scale = 0.0
             for j in got.indices {
-                let wa = 0.3 * max(Double(Float(fa[j])), 1e-6), wb = 0.7 * max(Double(fb[j]), Double(Float(1e-6)))
+                let wa = 0.3 * max(Double(Float(fa[j])), floorA), wb = 0.7 * max(Double(fb[j]), floorB)
                 let expected = (wa * Double(ta[j]) + wb * Double(tb[j])) / (wa + wb)
                 worst = max(worst, abs(got[j] - expected))
                 scale = max(scale, abs(expected))
