@@ -7,7 +7,8 @@ import SquisherTensor
 
 /// Where a checkpoint's importances (diagonal Fisher estimates, one tensor per parameter name) come from.
 public enum CheckpointImportanceSource: Sendable, Hashable {
-    /// The checkpoint folder's `optimizer.pt`.
+    /// The checkpoint folder's optimizer state, in any format ``OptimizerCheckpoint`` reads
+    /// (`optimizer.pt`, a DeepSpeed `global_stepN/`, a DCP folder, ...).
     case optimizer
     /// An explicit `torch.save` optimizer state file.
     case optimizerFile(URL)
@@ -45,13 +46,14 @@ public struct OptimizerImportanceOptions: Sendable, Hashable {
 }
 
 /// A checkpoint's importances, read tensor by tensor: from an importance safetensors file
-/// (memory-mapped) or from an optimizer state (recycled with ``Squisher``: Adam/AdamW `exp_avg_sq`,
-/// RMSprop `square_avg`, Adagrad `sum`).
+/// (memory-mapped) or from an optimizer state in any format ``OptimizerCheckpoint`` reads (Hugging
+/// Face Trainer, PEFT, DeepSpeed ZeRO, FSDP/DCP, Adafactor, bitsandbytes, torch), recycled with
+/// ``Squisher`` (see ``squisher(of:options:)``).
 ///
-/// Optimizer indices are mapped to names by ``OptimizerParameterMapping`` (an explicit mapping
-/// file, else `param_names` stored in the state, else the model's registration order from
-/// `model.pt`/`pytorch_model.bin` and the param groups, every shape checked); when that cannot be
-/// decided it is an error asking for a mapping file, never a guess. Parameters the optimizer lists
+/// Parameter names are recovered by ``OptimizerCheckpoint`` from what the folder holds (an explicit
+/// mapping file takes precedence); when that cannot be decided it is an error naming why, never a
+/// guess. Tied aliases the model file holds (`lm_head.weight` beside `transformer.wte.weight`) get
+/// the importance of the parameter they share. Parameters the optimizer lists
 /// without state (frozen, or never given a gradient) and model tensors the optimizer does not list
 /// have **no importance** (``parametersWithoutImportance``); each application says what it does then.
 ///
@@ -108,95 +110,123 @@ public final class CheckpointImportance: @unchecked Sendable {
             memory = nil
             return
         case .optimizer:
-            guard let url = model.optimizerURL else {
-                throw ApplicationError(application: "importance", problem: "\(model.path): no optimizer.pt in the checkpoint folder; give an importance file or an optimizer file with --importance-source")
-            }
-            optimizerURL = url
+            optimizerURL = model.optimizerURL ?? model.folder  // any optimizer state the folder holds (OptimizerCheckpoint.open)
         case .optimizerFile(let url):
             optimizerURL = url
         }
-        let values: NamedTensors
+        let checkpoint: OptimizerCheckpoint
         var conventions: [String: String]
-        var without: [String]
         do {
-            (values, conventions, without) = try Self.fromOptimizer(optimizerURL, model: model, options: options)
+            checkpoint = try OptimizerCheckpoint.open(optimizerURL, mapping: try options.mappingFile.map(OptimizerParameterMapping.readMappingFile))
+            conventions = try Self.conventions(of: checkpoint, options: options)
         } catch let error as ApplicationError { throw error } catch { throw wrap(error) }
-        without += model.names.filter { values[$0] == nil && !without.contains($0) }
+        // Tied aliases the model holds (lm_head.weight beside transformer.wte.weight) share the importance.
+        let aliases = checkpoint.tiedParameters.filter { model.names.contains($0.key) && checkpoint.moments.shapes[$0.key] == nil && checkpoint.moments.shapes[$0.value] != nil }
+        let covered = Set(checkpoint.moments.names).union(aliases.keys)
+        var without = checkpoint.moments.parametersWithoutState
+        without += model.names.filter { !covered.contains($0) && !without.contains($0) }
         if !without.isEmpty { conventions["no_importance"] = without.joined(separator: ",") }
         path = optimizerURL.path
         self.conventions = conventions
         parametersWithoutImportance = model.names.filter { without.contains($0) }
-        if let scratchFolder {
-            let url = scratchFolder.appendingPathComponent("importance-\(UUID().uuidString).safetensors")
-            do {
-                try SafeTensorsWriter.write(values, metadata: conventions, to: url)
+        do {
+            if let scratchFolder {
+                // One tensor at a time from the mapped checkpoint to the spill file: the peak is one tensor.
+                let url = scratchFolder.appendingPathComponent("importance-\(UUID().uuidString).safetensors")
+                try Self.writeSquisher(of: checkpoint, options: options, aliases: aliases, conventions: conventions, to: url)
                 mapped = try MappedSafeTensors(url)
-            } catch { throw wrap(error) }
-            memory = nil
-        } else {
-            mapped = nil
-            memory = values
+                memory = nil
+            } else {
+                var values = try Self.squisher(of: checkpoint, options: options).0
+                for (alias, target) in aliases.sorted(by: { $0.key < $1.key }) { values[alias] = values[target] }
+                mapped = nil
+                memory = values
+            }
+        } catch let error as ApplicationError { throw error } catch { throw wrap(error) }
+    }
+
+    /// The Squisher [1] of every parameter with state in `checkpoint`, in memory: see
+    /// ``squisher(of:parameter:options:)``.
+    /// - Returns: the importances by parameter name and ``conventions(of:options:)``.
+    public static func squisher(of checkpoint: OptimizerCheckpoint, options: OptimizerImportanceOptions) throws -> (NamedTensors, [String: String]) {
+        let conventions = try conventions(of: checkpoint, options: options)
+        var values = NamedTensors()
+        for name in checkpoint.moments.names { values[name] = try squisher(of: checkpoint, parameter: name, options: options) }
+        return (values, conventions)
+    }
+
+    /// Writes the Squisher of every parameter with state in `checkpoint` (and `aliases`, alias → the
+    /// parameter whose value it shares) to a safetensors file, one tensor at a time: the peak memory
+    /// is one parameter's tensor, whatever the checkpoint size.
+    public static func writeSquisher(
+        of checkpoint: OptimizerCheckpoint, options: OptimizerImportanceOptions, aliases: [String: String] = [:], conventions: [String: String], to url: URL
+    ) throws {
+        let moments = checkpoint.moments
+        let aliasList = aliases.sorted { $0.key < $1.key }
+        let specs = moments.names.map { SafeTensorsStreamWriter.TensorSpec(name: $0, shape: moments.shapes[$0]!) }
+            + aliasList.map { SafeTensorsStreamWriter.TensorSpec(name: $0.key, shape: moments.shapes[$0.value]!) }
+        let writer = try SafeTensorsStreamWriter(to: url, tensors: specs, metadata: conventions)
+        do {
+            for name in moments.names { try writer.write(name, try squisher(of: checkpoint, parameter: name, options: options)) }
+            for (alias, target) in aliasList { try writer.write(alias, try squisher(of: checkpoint, parameter: target, options: options)) }
+            try writer.finish()
+        } catch {
+            writer.cancel()
+            throw error
         }
     }
 
-    /// The Squisher of an optimizer state file, keyed by model parameter name, per param group (each
-    /// group has its own `β₂`), only for parameters with state.
-    static func fromOptimizer(
-        _ url: URL, model: CheckpointModel, options: OptimizerImportanceOptions
-    ) throws -> (NamedTensors, [String: String], [String]) {
-        let state = try TorchOptimizerState(contentsOf: url)
-        let explicit = try options.mappingFile.map(OptimizerParameterMapping.readMappingFile)
-        let storesNames = state.groups.contains { $0.parameterNames != nil }
-        var order: [ModelTensorShape]
-        if explicit != nil || storesNames {
-            // Names come from the mapping or the file; check them against the model's names and shapes.
-            order = try model.names.map { ModelTensorShape(name: $0, shape: try model.entry($0).shape) }
-        } else {
-            guard let orderURL = model.modelOrderURL else {
-                throw ApplicationError(application: "importance", problem: "\(url.path): the optimizer state stores no parameter names and there is no model.pt or pytorch_model.bin beside the checkpoint to give the parameters' registration order (a safetensors file lists tensors sorted by name); pass --mapping file.json ({\"0\": \"fc1.weight\", ...})")
-            }
-            order = try TorchStateDict(contentsOf: orderURL).order
+    /// The Squisher [1] of one parameter: its second moment (``SecondMoments/value(of:)``), through
+    /// ``Squisher`` with the parameter's own step and EMA decay (divided by `1 − β₂ᵗ` when
+    /// `options.biasCorrection`), times the scaling.
+    public static func squisher(of checkpoint: OptimizerCheckpoint, parameter name: String, options: OptimizerImportanceOptions) throws -> Tensor {
+        let moments = checkpoint.moments
+        let (kind, bufferName) = accumulator(of: moments.source)
+        var hyperparameters: [String: Double] = [:]
+        if let decay = moments.decay[name] { hyperparameters[kind == "RMSprop" ? "alpha" : "beta2"] = decay }
+        let value = try moments.value(of: name)
+        let state = OptimizerState(kind: kind, hyperparameters: hyperparameters, steps: moments.steps[name].map { [name: $0] } ?? [:],
+                                   buffers: [bufferName: try NamedTensors([(name, value)])])
+        let importance = try Squisher(source: .state(state), biasCorrection: options.biasCorrection, scaling: options.scaling)
+            .estimate(parameters: [(name, value.shape)])
+        return importance.values[name]!
+    }
+
+    /// The Squisher's accumulator kind and buffer for a second moment (NAdam, RAdam, Adafactor and
+    /// bitsandbytes hold Adam's EMA `v`).
+    static func accumulator(of source: SecondMomentSource) -> (kind: String, buffer: String) {
+        switch source {
+        case .squareAvg: ("RMSprop", "square_avg")
+        case .sum: ("Adagrad", "sum")
+        case .expAvgSq, .adafactorFactored, .bitsAndBytesState2: ("Adam", "exp_avg_sq")
         }
-        let byName = try state.byName(modelOrder: order, explicit: explicit, path: url.path)
-        let kind: String
-        switch byName.kind {
-        case .adam, .adamOrAdamW: kind = "Adam"
-        case .adamW: kind = "AdamW"
-        case .rmsprop: kind = "RMSprop"
-        case .adagrad: kind = "Adagrad"
-        case .sgd, .unknown:
-            throw ApplicationError(application: "importance", problem: "\(url.path): optimizer kind '\(byName.kind.rawValue)' (buffers \(byName.bufferNames)) has no squared-gradient accumulator; the Squisher needs Adam/AdamW exp_avg_sq, RMSprop square_avg or Adagrad sum")
+    }
+
+    /// The conventions of the Squisher of `checkpoint`: `source`, `scaling`, `bias_correction`,
+    /// `reduction`, `format`, `mapping`, `names`, `optimizer`, `tied`.
+    /// - Throws: ``ApplicationError`` when bias correction is asked for an accumulator without a
+    ///   constant decay (Adafactor's β₂ changes every step; Adagrad sums).
+    public static func conventions(of checkpoint: OptimizerCheckpoint, options: OptimizerImportanceOptions) throws -> [String: String] {
+        let moments = checkpoint.moments
+        let kind = accumulator(of: moments.source).kind
+        if options.biasCorrection, kind != "Adagrad", let missing = moments.names.first(where: { moments.decay[$0] == nil }) {
+            let why = checkpoint.optimizer == .adafactor
+                ? "Adafactor's beta2 changes every step (1 - t^-0.8), so its second moment needs no bias correction"
+                : "'\(missing)' has no EMA decay (betas) in its param group"
+            throw ApplicationError(application: "importance", problem: "\(checkpoint.path): --bias-correction does not apply: \(why)")
         }
-        var values = NamedTensors()
-        var conventions: [String: String] = [:]
-        for (number, group) in byName.groups.enumerated() {
-            var hyperparameters: [String: Double] = [:]
-            if let betas = group.betas { hyperparameters["beta2"] = betas.1 }
-            if let alpha = group.hyperparameters[.string("alpha")]?.doubleValue { hyperparameters["alpha"] = alpha }
-            let probe = OptimizerState(kind: kind, hyperparameters: hyperparameters)
-            guard let (bufferName, _) = Squisher.accumulator(of: probe) else { continue }
-            if options.biasCorrection, kind != "Adagrad", hyperparameters[kind == "RMSprop" ? "alpha" : "beta2"] == nil {
-                throw ApplicationError(application: "importance", problem: "\(url.path): bias correction needs \(kind == "RMSprop" ? "alpha" : "betas") in param_groups[\(number)], which is missing")
-            }
-            let names = (group.parameterNames ?? []).filter { byName.buffers[bufferName]?[$0] != nil }
-            guard !names.isEmpty else { continue }
-            var buffers = NamedTensors()
-            var steps: [String: Int] = [:]
-            for name in names {
-                buffers[name] = byName.buffers[bufferName]![name]!
-                if let step = byName.steps[name] { steps[name] = Int(step) }
-            }
-            let squisher = Squisher(source: .state(OptimizerState(kind: kind, hyperparameters: hyperparameters, steps: steps, buffers: [bufferName: buffers])),
-                                    biasCorrection: options.biasCorrection, scaling: options.scaling)
-            let importance = try squisher.estimate(parameters: names.map { ($0, buffers[$0]!.shape) })
-            for name in names { values[name] = importance.values[name]! }
-            conventions = importance.conventions
-            conventions["no_state"] = nil
-            if options.biasCorrection, let step = byName.steps[names[0]] { conventions["steps"] = "\(Int(step))" }
+        var conventions = [
+            "source": "\(checkpoint.optimizer.rawValue) \(moments.source.rawValue)", "scaling": options.scaling.label,
+            "bias_correction": options.biasCorrection ? "on" : "off", "reduction": "EMA of squared mean mini-batch gradients",
+            "format": checkpoint.format.description, "mapping": checkpoint.nameSource.label,
+            "names": checkpoint.nameSource.description, "optimizer": checkpoint.optimizer.rawValue,
+        ]
+        if moments.source == .sum { conventions["reduction"] = "sum of squared mean mini-batch gradients" }
+        if options.biasCorrection, let step = moments.steps.values.max() { conventions["steps"] = "\(step)" }
+        if !checkpoint.tiedParameters.isEmpty {
+            conventions["tied"] = checkpoint.tiedParameters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
         }
-        conventions["mapping"] = byName.nameSource.rawValue
-        conventions["optimizer"] = byName.kind.rawValue
-        return (values, conventions, byName.parametersWithoutState)
+        return conventions
     }
 
     /// Whether tensor `name` has an importance.

@@ -99,6 +99,7 @@ public struct OptimizerParameterMapping: Sendable, Hashable {
     /// Per-parameter buffers whose shape is the parameter's shape.
     static let parameterShapedBuffers: Set<String> = [
         "exp_avg", "exp_avg_sq", "max_exp_avg_sq", "square_avg", "grad_avg", "momentum_buffer", "sum", "acc_delta", "exp_inf",
+        "state1", "state2",
     ]
 
     /// The parameter shape implied by each index's state (absent when it has no parameter-shaped buffer).
@@ -111,6 +112,11 @@ public struct OptimizerParameterMapping: Sendable, Hashable {
                     throw CheckpointError(path: path, problem: "state[\(index)] has buffers of different shapes (\(known) and '\(name)' \(shape))")
                 }
                 shapes[index] = shape
+            }
+            // Adafactor's factored second moment: row = shape[:-1], col = shape[:-2] + shape[-1:].
+            if shapes[index] == nil, let row = state.buffers["exp_avg_sq_row"]?.shape, let col = state.buffers["exp_avg_sq_col"]?.shape,
+               let last = col.last, !row.isEmpty {
+                shapes[index] = row + [last]
             }
         }
         return shapes

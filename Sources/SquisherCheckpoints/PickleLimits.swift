@@ -15,9 +15,9 @@ public struct PickleLimits: Sendable, Hashable {
     /// appears. This stops "billion laughs" pickles, where memo references (`BINGET`) to one list
     /// repeated inside lists that are themselves repeated describe exponentially many elements.
     public var maxTotalElements: Int
-    /// Maximum number of tensor scalars materialized over one load (each scalar becomes 4 bytes of
-    /// float32). Tensors are bounded by their storage bytes, except views with zero strides, which
-    /// this limit keeps in check.
+    /// Maximum number of tensor scalars addressed over one load (each becomes 4 bytes of float32 when
+    /// the tensor is read). Tensors are bounded by their storage bytes, except views with zero
+    /// strides, which this limit keeps in check.
     public var maxTensorScalars: Int
 
     /// Creates limits; every argument has a default suitable for real checkpoints.

@@ -57,7 +57,7 @@ public enum PickleValue: Sendable, Hashable {
         switch self {
         case .int(let i): Double(i)
         case .float(let d): d
-        case .tensor(let t) where t.tensor.count == 1: Double(t.tensor.scalars[0])
+        case .tensor(let t) where t.count == 1: Double(t.floats(0..<1)[0])
         default: nil
         }
     }

@@ -7,7 +7,7 @@ import SquisherTensor
 /// Supported opcodes: `PROTO FRAME STOP MARK POP POP_MARK DUP NONE NEWTRUE NEWFALSE INT BININT BININT1
 /// BININT2 LONG1 LONG4 FLOAT BINFLOAT BINUNICODE SHORT_BINUNICODE BINUNICODE8 BINBYTES SHORT_BINBYTES
 /// BINBYTES8 EMPTY_LIST APPEND APPENDS LIST EMPTY_TUPLE TUPLE TUPLE1 TUPLE2 TUPLE3 EMPTY_DICT DICT
-/// SETITEM SETITEMS BINPUT LONG_BINPUT MEMOIZE BINGET LONG_BINGET GLOBAL STACK_GLOBAL REDUCE BUILD
+/// SETITEM SETITEMS BINPUT LONG_BINPUT MEMOIZE BINGET LONG_BINGET GLOBAL STACK_GLOBAL REDUCE BUILD NEWOBJ NEWOBJ_EX
 /// BINPERSID`. Any other opcode is an error naming its byte (hex) and offset.
 ///
 /// Allowed globals (anything else is refused with an error naming `module.name`):
@@ -19,21 +19,37 @@ import SquisherTensor
 /// - `torch.<T>Storage` for the ``TorchDType`` storage classes, only inside a `BINPERSID` persistent id
 ///   `('storage', torch.<T>Storage, key, location, numel)`.
 ///
-/// Tensors are materialized eagerly: the storage bytes come from `storageBytes` (for a checkpoint, the
-/// archive entry `<prefix>/data/<key>`), whose size must equal `numel * dtype size`; size, stride and
-/// offset must address only elements inside the storage; non-contiguous strides are gathered into
-/// row-major order. Limits (``PickleLimits``) bound stack, memo, nesting and total elements.
+/// Tensors are views of their storage bytes, converted when read (``TorchTensor``): the bytes come
+/// from `storageBytes` (for a checkpoint, the archive entry `<prefix>/data/<key>`, memory-mapped),
+/// whose size must equal `numel * dtype size`; size, stride and offset must address only elements
+/// inside the storage (checked at decode); non-contiguous strides are gathered into row-major order. Limits (``PickleLimits``) bound stack, memo, nesting and total elements.
+///
+/// Classes of a specific format (DeepSpeed's, DCP's metadata) are accepted only when that format's
+/// ``PickleAllowList`` is passed, and are rebuilt as plain data (`NEWOBJ`/`NEWOBJ_EX` and `BUILD` on
+/// them), never executed.
 public enum RestrictedUnpickler {
     /// Decodes `pickle` (the bytes of a `data.pkl`).
     /// - Parameters:
     ///   - path: names the source in error messages (e.g. `"model.pt:archive/data.pkl"`).
     ///   - storageBytes: returns the raw little-endian bytes of a storage; called once per distinct key.
     /// - Throws: ``CheckpointError`` naming the offset and problem.
+    ///   - allowList: the format's extra classes (default: plain `torch.save`, none).
     public static func decode(
-        _ pickle: Data, path: String, limits: PickleLimits = PickleLimits(),
+        _ pickle: Data, path: String, limits: PickleLimits = PickleLimits(), allowList: PickleAllowList = .torchSave,
+        storageBytes: (TorchStorageReference) throws(CheckpointError) -> Data
+    ) throws(CheckpointError) -> PickleValue {
+        try decode(pickle, path: path, limits: limits, allowList: allowList, storageFile: nil, storageBytes: storageBytes)
+    }
+
+    /// As the public `decode`, with storages that lie in `storageFile`'s mapping (their tensors can
+    /// then release their pages, ``TorchTensor/releasePages()``).
+    static func decode(
+        _ pickle: Data, path: String, limits: PickleLimits = PickleLimits(), allowList: PickleAllowList, storageFile: MappedFile?,
         storageBytes: (TorchStorageReference) throws(CheckpointError) -> Data
     ) throws(CheckpointError) -> PickleValue {
         var machine = _PickleMachine(bytes: [UInt8](pickle), path: path, limits: limits)
+        machine.allowList = allowList
+        machine.storageFile = storageFile
         return try machine.run(storageBytes: storageBytes)
     }
 }
@@ -62,6 +78,10 @@ struct _PickleMachine {
     var elementsAdded = 0
     var tensorScalars = 0
     var storages: [String: (reference: TorchStorageReference, data: Data)] = [:]
+    var allowList = PickleAllowList.torchSave
+    var storageFile: MappedFile?
+    /// Dictionary nodes that stand for a rebuilt allowed object (they may be dictionary keys, and take `BUILD`).
+    var objectNodes = Set<Int>()
 
     init(bytes: [UInt8], path: String, limits: PickleLimits) {
         self.bytes = bytes
@@ -227,8 +247,11 @@ struct _PickleMachine {
         default:
             allowed = false
         }
-        guard allowed else {
-            throw fail("global '\(module).\(name)' is not allowed; this reader never imports or calls anything but \(Self.allowedGlobalsText)")
+        let qualified = "\(module).\(name)"
+        guard allowed || allowList.dataClasses.contains(qualified) || allowList.tupleClasses.contains(qualified)
+            || allowList.constants.contains(qualified)
+            || (allowList.tensorsWithAttributes && PickleAllowList.tensorWithAttributesGlobals.contains(qualified)) else {
+            throw fail("global '\(qualified)' is not allowed when reading a \(allowList.formatName); this reader never imports or calls anything but \(Self.allowedGlobalsText)\(allowList.allowedText)")
         }
         try push(.global(module: module, name: name))
     }
@@ -369,10 +392,21 @@ struct _PickleMachine {
                 try reduce(callable, arguments, storageBytes: storageBytes)
             case 0x62:  // BUILD
                 let state = try pop("BUILD"), object = try top("BUILD")
-                guard case .dict(_, _, true) = nodes[object] else {
-                    throw fail("BUILD (setting object state) is only accepted on an OrderedDict (its _metadata), not on \(kind(object))")
+                if objectNodes.contains(object) {
+                    try buildObject(object, state: state)
+                } else {
+                    guard case .dict(_, _, true) = nodes[object] else {
+                        throw fail("BUILD (setting object state) is only accepted on an OrderedDict (its _metadata) or an allowed class, not on \(kind(object))")
+                    }
+                    _ = state  // The OrderedDict's `_metadata` attribute is ignored.
                 }
-                _ = state  // The OrderedDict's `_metadata` attribute is ignored.
+            case 0x81:  // NEWOBJ: cls.__new__(cls, *args) for an allowed data class
+                let arguments = try pop("NEWOBJ"), callable = try pop("NEWOBJ")
+                try newObject(callable, arguments: arguments, opcode: "NEWOBJ")
+            case 0x92:  // NEWOBJ_EX: cls.__new__(cls, *args, **kwargs)
+                let keywords = try pop("NEWOBJ_EX"), arguments = try pop("NEWOBJ_EX"), callable = try pop("NEWOBJ_EX")
+                try newObject(callable, arguments: arguments, opcode: "NEWOBJ_EX")
+                if case .dict(let keys, _, _) = nodes[keywords], !keys.isEmpty { try buildObject(stack.last!, state: keywords) }
             case 0x51:  // BINPERSID
                 try persistentLoad(try pop("BINPERSID"))
             default:
@@ -383,7 +417,7 @@ struct _PickleMachine {
     }
 
     static let opcodeNames: [UInt8: String] = [
-        0x81: "NEWOBJ", 0x92: "NEWOBJ_EX", 0x69: "INST", 0x6F: "OBJ", 0x50: "PERSID", 0x53: "STRING",
+        0x69: "INST", 0x6F: "OBJ", 0x50: "PERSID", 0x53: "STRING",
         0x54: "BINSTRING", 0x55: "SHORT_BINSTRING", 0x56: "UNICODE", 0x4C: "LONG", 0x70: "PUT", 0x67: "GET",
         0x8F: "EMPTY_SET", 0x90: "ADDITEMS", 0x91: "FROZENSET", 0x82: "EXT1", 0x83: "EXT2", 0x84: "EXT4",
         0x96: "BYTEARRAY8", 0x97: "NEXT_BUFFER", 0x98: "READONLY_BUFFER",
@@ -463,8 +497,75 @@ struct _PickleMachine {
             try pushIndex(args[0])
         case ("torch._utils", "_rebuild_tensor_v2"):
             try push(.leaf(.tensor(try rebuildTensor(args, storageBytes: storageBytes))))
+        case ("torch._tensor", "_rebuild_from_type_v2") where allowList.tensorsWithAttributes:
+            // (func, new_type, args, state): only a plain tensor rebuilt by _rebuild_tensor_v2; the state is dropped.
+            guard args.count == 4, case .global("torch._utils", "_rebuild_tensor_v2") = nodes[args[0]],
+                  case .global(let typeModule, let typeName) = nodes[args[1]],
+                  ["torch.Tensor", "torch.nn.parameter.Parameter"].contains("\(typeModule).\(typeName)"),
+                  case .tuple(let tensorArguments) = nodes[args[2]] else {
+                throw fail("torch._tensor._rebuild_from_type_v2 is only accepted as (torch._utils._rebuild_tensor_v2, torch.Tensor or Parameter, arguments, attributes)")
+            }
+            try push(.leaf(.tensor(try rebuildTensor(tensorArguments, storageBytes: storageBytes))))
+        case _ where allowList.tupleClasses.contains("\(module).\(name)"):
+            guard args.count == 1, let items = tupleItems(args[0]) else {
+                throw fail("\(module).\(name) is only accepted with one tuple or list argument")
+            }
+            try countElements(items.count)
+            try push(.tuple(items))
+        case _ where allowList.dataClasses.contains("\(module).\(name)"):
+            try pushObject(module: module, name: name, arguments: arguments)
         default:
-            throw fail("\(module).\(name) cannot be called (only collections.OrderedDict, torch._utils._rebuild_tensor_v2 and torch._utils._rebuild_parameter can)")
+            throw fail("\(module).\(name) cannot be called (only collections.OrderedDict, torch._utils._rebuild_tensor_v2 and torch._utils._rebuild_parameter can\(allowList.dataClasses.isEmpty ? "" : ", and for a \(allowList.formatName) the classes \(allowList.dataClasses.sorted().joined(separator: ", ")), rebuilt as plain data"))")
+        }
+    }
+
+    // MARK: Allowed classes, rebuilt as plain data
+
+    /// `NEWOBJ`: an instance of an allowed data class, as `{"__class__": "module.Name"}` (its state follows in `BUILD`).
+    mutating func newObject(_ callable: Int, arguments: Int, opcode: String) throws(CheckpointError) {
+        guard case .global(let module, let name) = nodes[callable], allowList.dataClasses.contains("\(module).\(name)") else {
+            throw fail("\(opcode) of \(kind(callable)) is not allowed when reading a \(allowList.formatName) (only its data classes \(allowList.dataClasses.sorted()) are rebuilt, as plain data)")
+        }
+        guard case .tuple(let args) = nodes[arguments] else { throw fail("\(opcode) of \(module).\(name) needs an argument tuple but found \(kind(arguments))") }
+        try pushObject(module: module, name: name, arguments: args.isEmpty ? nil : arguments)
+    }
+
+    /// Pushes `{"__class__": "module.Name"[, "__args__": arguments]}` and marks it as an object.
+    mutating func pushObject(module: String, name: String, arguments: Int?) throws(CheckpointError) {
+        nodes.append(.leaf(.string("__class__")))
+        let classKey = nodes.count - 1
+        nodes.append(.leaf(.string("\(module).\(name)")))
+        var keys = [classKey], values = [nodes.count - 1]
+        if let arguments {
+            nodes.append(.leaf(.string("__args__")))
+            keys.append(nodes.count - 1)
+            values.append(arguments)
+        }
+        try countElements(keys.count * 2)
+        try push(.dict(keys: keys, values: values, ordered: false))
+        objectNodes.insert(nodes.count - 1)
+    }
+
+    /// `BUILD` on a rebuilt object: a state dictionary's entries (or `(dict, slots)`) become its
+    /// entries; any other state (a `__getstate__` tuple) is kept under `"__state__"`.
+    mutating func buildObject(_ object: Int, state: Int) throws(CheckpointError) {
+        func isAttributes(_ node: Int) -> Bool {
+            switch nodes[node] {
+            case .leaf(.none), .dict: true
+            default: false
+            }
+        }
+        var parts: [Int] = [state]
+        if case .tuple(let items) = nodes[state], items.count == 2, isAttributes(items[0]), isAttributes(items[1]) { parts = items }
+        guard parts.allSatisfy(isAttributes) else {
+            nodes.append(.leaf(.string("__state__")))
+            try setItems([nodes.count - 1, state], in: object, name: "BUILD")
+            return
+        }
+        for part in parts {
+            if case .dict(let keys, let values, _) = nodes[part] {
+                try setItems(zip(keys, values).flatMap { [$0, $1] }, in: object, name: "BUILD")
+            }
         }
     }
 
@@ -518,8 +619,7 @@ struct _PickleMachine {
         }
         tensorScalars += count
         let data = try storage(reference, storageBytes: storageBytes)
-        let scalars = Self.gather(data, dtype: reference.dtype, offset: offset, size: size, stride: stride, count: count)
-        return TorchTensor(tensor: Tensor(uncheckedShape: size, scalars: scalars), dtype: reference.dtype)
+        return TorchTensor(view: data, dtype: reference.dtype, offset: offset, size: size, stride: stride, file: storageFile)
     }
 
     mutating func storage(_ reference: TorchStorageReference, storageBytes: (TorchStorageReference) throws(CheckpointError) -> Data) throws(CheckpointError) -> Data {
@@ -538,15 +638,20 @@ struct _PickleMachine {
         return data
     }
 
+    /// Whether (size, stride) address consecutive elements in row-major order.
+    static func isContiguous(size: [Int], stride: [Int]) -> Bool {
+        var running = 1
+        for axis in size.indices.reversed() where size[axis] != 1 {
+            if stride[axis] != running { return false }
+            running *= size[axis]
+        }
+        return true
+    }
+
     /// Gathers `count` elements addressed by (offset, size, stride) into row-major float32.
     static func gather(_ data: Data, dtype: TorchDType, offset: Int, size: [Int], stride: [Int], count: Int) -> [Float] {
         guard count > 0 else { return [] }
-        var contiguous = true
-        var running = 1
-        for axis in size.indices.reversed() where size[axis] != 1 {
-            if stride[axis] != running { contiguous = false }
-            running *= size[axis]
-        }
+        let contiguous = isContiguous(size: size, stride: stride)
         return data.withUnsafeBytes { raw -> [Float] in
             [Float](unsafeUninitializedCapacity: count) { out, initialized in
                 if contiguous, dtype == .float32 {
@@ -633,12 +738,15 @@ struct _PickleMachine {
             for (key, item) in zip(keys, values) {
                 let frozenKey = try add(key)
                 switch frozenKey {
+                case .dict where objectNodes.contains(key): break  // a hashable object such as DCP's MetadataIndex
                 case .list, .dict: throw fail("dictionary key of type \(frozenKey.kindName) is unhashable")
                 default: break
                 }
                 dictionary[frozenKey] = try add(item)
             }
             value = .dict(dictionary)
+        case .global(let module, let name) where allowList.constants.contains("\(module).\(name)"):
+            value = .string("\(module).\(name)")
         case .global(let module, let name):
             throw fail("result contains the global \(module).\(name) itself, which is not a value")
         case .storage(let reference):

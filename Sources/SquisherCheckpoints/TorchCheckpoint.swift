@@ -13,17 +13,23 @@ import Foundation
 public enum TorchCheckpoint {
     /// Loads the object saved in `url`.
     /// - Throws: ``CheckpointError`` naming the file and the problem (container, pickle, global, limit, tensor).
-    public static func load(_ url: URL, limits: PickleLimits = PickleLimits()) throws(CheckpointError) -> PickleValue {
-        try load(ZipArchive(contentsOf: url), limits: limits)
+    /// - Parameter allowList: the format's extra classes (see ``PickleAllowList``); plain `torch.save` by default.
+    public static func load(_ url: URL, limits: PickleLimits = PickleLimits(), allowList: PickleAllowList = .torchSave) throws(CheckpointError) -> PickleValue {
+        try load(ZipArchive(contentsOf: url), limits: limits, allowList: allowList)
     }
 
     /// Loads the object saved in an archive already in memory; `path` names it in messages.
-    public static func load(data: Data, path: String, limits: PickleLimits = PickleLimits()) throws(CheckpointError) -> PickleValue {
-        try load(ZipArchive(data: data, path: path), limits: limits)
+    public static func load(data: Data, path: String, limits: PickleLimits = PickleLimits(), allowList: PickleAllowList = .torchSave) throws(CheckpointError) -> PickleValue {
+        try load(ZipArchive(data: data, path: path), limits: limits, allowList: allowList)
+    }
+
+    /// Loads an archive whose bytes lie in `file`'s mapping (a byte range of a DCP `.distcp` file).
+    static func load(data: Data, path: String, file: MappedFile, allowList: PickleAllowList = .torchSave) throws(CheckpointError) -> PickleValue {
+        try load(ZipArchive(data: data, path: path, file: file), allowList: allowList)
     }
 
     /// Loads the object saved in `archive`.
-    public static func load(_ archive: ZipArchive, limits: PickleLimits = PickleLimits()) throws(CheckpointError) -> PickleValue {
+    public static func load(_ archive: ZipArchive, limits: PickleLimits = PickleLimits(), allowList: PickleAllowList = .torchSave) throws(CheckpointError) -> PickleValue {
         let prefix = try picklePrefix(of: archive)
         if let byteorder = archive.entry(named: prefix + "byteorder") {
             let order = try archive.withBytes(of: byteorder) { String(decoding: $0, as: UTF8.self) }
@@ -32,7 +38,7 @@ public enum TorchCheckpoint {
             }
         }
         let pickle = try archive.contents(of: prefix + "data.pkl")
-        return try RestrictedUnpickler.decode(pickle, path: "\(archive.path) (\(prefix)data.pkl)", limits: limits) { reference throws(CheckpointError) in
+        return try RestrictedUnpickler.decode(pickle, path: "\(archive.path) (\(prefix)data.pkl)", limits: limits, allowList: allowList, storageFile: archive.file) { reference throws(CheckpointError) in
             let name = prefix + "data/" + reference.key
             guard let entry = archive.entry(named: name) else {
                 throw CheckpointError(path: archive.path, problem: "storage '\(reference.key)' has no archive entry '\(name)'")

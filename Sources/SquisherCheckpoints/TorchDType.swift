@@ -1,3 +1,4 @@
+import Foundation
 import SquisherTensor
 
 /// The element type of a PyTorch storage, as recorded by the storage class name in a checkpoint's
@@ -49,24 +50,148 @@ public enum TorchDType: String, Sendable, Hashable, CaseIterable {
     }
 }
 
-/// A tensor read from a PyTorch checkpoint: the values converted to float32 and the dtype they had
-/// in the file.
+/// A tensor read from a PyTorch checkpoint: its element type in the file, its shape, and its values
+/// converted to float32 on demand.
 ///
-/// Values are materialized in C (row-major) order whatever the stored strides were. Conversion to
-/// float32 is exact for float32/float16/bfloat16 storages; float64 rounds to nearest even; integers
-/// above 2^24 in magnitude round.
+/// A tensor decoded from a checkpoint is a **view** of its storage bytes (memory-mapped from the
+/// archive; nothing is copied or converted when the file is loaded): ``tensor`` converts the whole
+/// tensor each time it is read, ``floats(_:)`` converts only a range, so that reading one buffer of an
+/// optimizer state (`exp_avg_sq`) does not materialize the others (`exp_avg`, fp32 master weights).
+/// Values come in C (row-major) order whatever the stored strides were. Conversion to float32 is
+/// exact for float32/float16/bfloat16 storages; float64 rounds to nearest even; integers above 2^24 in
+/// magnitude round.
 public struct TorchTensor: Sendable, Hashable {
-    /// The values as a float32 row-major tensor of the checkpoint tensor's shape.
-    public var tensor: Tensor
+    enum Storage: Sendable {
+        case materialized(Tensor)
+        /// Storage bytes (little-endian, `dtype`), element offset and strides; bounds checked at decode.
+        case view(data: Data, offset: Int, stride: [Int], file: MappedFile?)
+        /// Row-major element ranges of other tensors, concatenated (DeepSpeed's flat partitions).
+        case concatenation([(source: TorchTensor, range: Range<Int>)])
+        /// Tensors placed at element offsets of this one, covering it exactly (DCP shards).
+        case tiles([(source: TorchTensor, offsets: [Int])])
+    }
+
+    let storage: Storage
     /// The element type in the file.
     public var dtype: TorchDType
+    /// The tensor's shape (`[]` for a 0-dim tensor such as Adam's `step`).
+    public let shape: [Int]
 
     /// Creates a checkpoint tensor from converted values and the original dtype.
     public init(tensor: Tensor, dtype: TorchDType) {
-        self.tensor = tensor
+        storage = .materialized(tensor)
         self.dtype = dtype
+        shape = tensor.shape
     }
 
-    /// The tensor's shape (`[]` for a 0-dim tensor such as Adam's `step`).
-    public var shape: [Int] { tensor.shape }
+    /// A view of `data` (already checked to hold every addressed element).
+    init(view data: Data, dtype: TorchDType, offset: Int, size: [Int], stride: [Int], file: MappedFile? = nil) {
+        storage = .view(data: data, offset: offset, stride: stride, file: file)
+        self.dtype = dtype
+        shape = size
+    }
+
+    /// The concatenation of row-major element ranges of `pieces` (each within its source), as a
+    /// tensor of `shape`; nothing is converted until read.
+    /// - Precondition: the ranges hold `shape`'s element count in total.
+    init(concatenating pieces: [(source: TorchTensor, range: Range<Int>)], shape: [Int]) {
+        storage = .concatenation(pieces)
+        dtype = pieces.first?.source.dtype ?? .float32
+        self.shape = shape
+    }
+
+    /// A tensor of `shape` made of `tiles` placed at their offsets.
+    /// - Precondition: the tiles lie inside `shape` and cover it exactly once.
+    init(tiles: [(source: TorchTensor, offsets: [Int])], shape: [Int]) {
+        storage = .tiles(tiles)
+        dtype = tiles.first?.source.dtype ?? .float32
+        self.shape = shape
+    }
+
+    /// The number of elements.
+    public var count: Int { shape.reduce(1, *) }
+
+    /// The values as a float32 row-major tensor of the checkpoint tensor's shape (converted on each read).
+    public var tensor: Tensor {
+        switch storage {
+        case .materialized(let tensor): return tensor
+        case .view(let data, let offset, let stride, _):
+            return Tensor(uncheckedShape: shape, scalars: _PickleMachine.gather(data, dtype: dtype, offset: offset, size: shape, stride: stride, count: count))
+        case .concatenation(let pieces):
+            var scalars: [Float] = []
+            scalars.reserveCapacity(count)
+            for piece in pieces { scalars += piece.source.floats(piece.range) }
+            return Tensor(uncheckedShape: shape, scalars: scalars)
+        case .tiles(let tiles):
+            var scalars = [Float](repeating: 0, count: count)
+            for tile in tiles { Self.place(tile.source.tensor.scalars, sizes: tile.source.shape, at: tile.offsets, in: &scalars, size: shape) }
+            return Tensor(uncheckedShape: shape, scalars: scalars)
+        }
+    }
+
+    /// Hands the pages of this tensor's bytes back to the kernel when they lie in a file mapping
+    /// (they are re-read from the page cache if the tensor is read again): call it after using a
+    /// tensor, so that reading a checkpoint tensor by tensor keeps resident memory near one tensor.
+    /// Elements `range` only, when given and the tensor is contiguous.
+    public func releasePages(_ range: Range<Int>? = nil) {
+        switch storage {
+        case .materialized: return
+        case .view(let data, let offset, let stride, let file):
+            guard let file else { return }
+            let elements = range.map { offset + $0.lowerBound..<offset + $0.upperBound } ?? offset..<(offset + count)
+            let contiguous = _PickleMachine.isContiguous(size: shape, stride: stride)
+            data.withUnsafeBytes { raw in
+                let bytes = contiguous ? elements.lowerBound * dtype.byteCount..<min(raw.count, elements.upperBound * dtype.byteCount) : 0..<raw.count
+                if !bytes.isEmpty { file.release(UnsafeRawBufferPointer(rebasing: raw[bytes])) }
+            }
+        case .concatenation(let pieces):
+            for piece in pieces { piece.source.releasePages(piece.range) }
+        case .tiles(let tiles):
+            for tile in tiles { tile.source.releasePages() }
+        }
+    }
+
+    /// Copies a row-major block of shape `sizes` into `scalars` (shape `size`) at `offsets`.
+    static func place(_ block: [Float], sizes: [Int], at offsets: [Int], in scalars: inout [Float], size: [Int]) {
+        guard let inner = sizes.last else {
+            if let first = block.first, !scalars.isEmpty { scalars[0] = first }
+            return
+        }
+        var strides = [Int](repeating: 1, count: size.count)
+        for axis in stride(from: size.count - 2, through: 0, by: -1) { strides[axis] = strides[axis + 1] * size[axis + 1] }
+        var index = [Int](repeating: 0, count: sizes.count)
+        for row in 0..<(inner == 0 ? 0 : block.count / inner) {
+            var target = 0
+            for axis in size.indices { target += (offsets[axis] + index[axis]) * strides[axis] }
+            for j in 0..<inner { scalars[target + j] = block[row * inner + j] }
+            var axis = sizes.count - 2
+            while axis >= 0 {
+                index[axis] += 1
+                if index[axis] < sizes[axis] { break }
+                index[axis] = 0
+                axis -= 1
+            }
+        }
+    }
+
+    /// Elements `range` (row-major) as float32, converting only those when the tensor is stored
+    /// contiguously (otherwise the whole tensor is gathered first).
+    /// - Precondition: `range` lies within `0..<count`.
+    public func floats(_ range: Range<Int>) -> [Float] {
+        guard case .view(let data, let offset, let stride, _) = storage, _PickleMachine.isContiguous(size: shape, stride: stride) else {
+            return Array(tensor.scalars[range])
+        }
+        return _PickleMachine.gather(data, dtype: dtype, offset: offset + range.lowerBound, size: [range.count], stride: [1], count: range.count)
+    }
+
+    /// Equal dtype, shape and float32 values (bit for bit); reads both tensors.
+    public static func == (a: TorchTensor, b: TorchTensor) -> Bool {
+        a.dtype == b.dtype && a.shape == b.shape && a.tensor.scalars.elementsEqual(b.tensor.scalars) { $0.bitPattern == $1.bitPattern }
+    }
+
+    /// Hashes dtype and shape (consistent with `==`, without reading the values).
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(dtype)
+        hasher.combine(shape)
+    }
 }

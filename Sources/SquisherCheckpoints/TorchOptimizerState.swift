@@ -24,7 +24,20 @@ public struct TorchOptimizerState: Sendable {
         case adagrad
         /// `torch.optim.SGD` (`momentum_buffer`, or no state with SGD's group keys).
         case sgd
-        /// Anything else (NAdam, RAdam, Adamax, Adadelta, ...): buffers are still read, by name.
+        /// `torch.optim.NAdam` (`mu_product`, `exp_avg`, `exp_avg_sq`; Adam's own second moment EMA).
+        case nadam
+        /// `torch.optim.RAdam` (`exp_avg`, `exp_avg_sq` without an `amsgrad` key; Adam's EMA).
+        case radam
+        /// `torch.optim.Adamax` (`exp_inf` = max(β₂u, |g|+ε): an infinity norm, not a second moment).
+        case adamax
+        /// transformers' `Adafactor` (`exp_avg_sq_row`/`exp_avg_sq_col` factored, or `exp_avg_sq` for rank 1).
+        case adafactor
+        /// A bitsandbytes optimizer (`state1`, `state2` quantized with `qmap`/`absmax`, nested under
+        /// `__bnb_optimizer_quant_state__`): Adam-type when it has `state2`, Lion/momentum when only `state1`.
+        case bitsAndBytes
+        /// A first-moment-only optimizer such as Lion (`exp_avg` alone).
+        case lion
+        /// Anything else (Adadelta, ...): buffers are still read, by name.
         case unknown
     }
 
@@ -73,6 +86,10 @@ public struct TorchOptimizerState: Sendable {
     public var groups: [ParameterGroup]
     /// Per-parameter state by optimizer index; indices without state are absent.
     public var states: [Int: ParameterState]
+    /// Whether the file listed parameter names instead of indices (FSDP full state dict); the
+    /// indices are then positions in group order and each group's ``ParameterGroup/parameterNames``
+    /// holds the names.
+    public var keyedByName: Bool
 
     /// All optimizer indices in group order.
     public var parameterIndices: [Int] { groups.flatMap(\.parameterIndices) }
@@ -83,6 +100,12 @@ public struct TorchOptimizerState: Sendable {
     }
 
     /// Interprets a loaded value; `path` names it in messages.
+    ///
+    /// `params` are usually indices; a full state dict of FSDP (`get_optimizer_state_dict(...,
+    /// full_state_dict=True)`) lists parameter **names** instead and keys `state` by name: then the
+    /// indices are positions in group order and ``ParameterGroup/parameterNames`` holds the names.
+    /// Tensors in a dictionary nested inside a parameter's state (bitsandbytes'
+    /// `__bnb_optimizer_quant_state__`) are read as that parameter's buffers.
     /// - Throws: ``CheckpointError`` when the structure is not an optimizer state dict, an index is
     ///   repeated across groups, or a state entry refers to an index no group lists.
     public init(_ value: PickleValue, path: String) throws(CheckpointError) {
@@ -92,6 +115,7 @@ public struct TorchOptimizerState: Sendable {
         }
         var groups: [ParameterGroup] = []
         var seen = Set<Int>()
+        var indexOfName: [String: Int] = [:]
         for (number, groupValue) in groupValues.enumerated() {
             guard var dictionary = groupValue.dictionaryValue else {
                 throw fail("param_groups[\(number)] is a \(groupValue.kindName), not a dict")
@@ -100,15 +124,29 @@ public struct TorchOptimizerState: Sendable {
                 throw fail("param_groups[\(number)] has no 'params' list")
             }
             var indices: [Int] = []
+            var keyNames: [String] = []
             for item in paramValues {
+                if let name = item.stringValue {  // FSDP full state dict: names instead of indices
+                    guard indexOfName[name] == nil else { throw fail("parameter '\(name)' appears in more than one place in param_groups") }
+                    indexOfName[name] = indexOfName.count
+                    keyNames.append(name)
+                    continue
+                }
                 guard let index = item.intValue, index >= 0 else {
-                    throw fail("param_groups[\(number)]['params'] holds a \(item.kindName), not a parameter index")
+                    throw fail("param_groups[\(number)]['params'] holds a \(item.kindName), not a parameter index or name")
                 }
                 guard seen.insert(index).inserted else { throw fail("parameter index \(index) appears in more than one place in param_groups") }
                 indices.append(index)
             }
-            var names: [String]? = nil
-            if let nameValues = dictionary[.string("param_names")]?.elements {
+            if !keyNames.isEmpty {
+                guard indices.isEmpty, seen.count == indexOfName.count - keyNames.count else {
+                    throw fail("param_groups[\(number)]['params'] mixes parameter names and indices")
+                }
+                indices = keyNames.map { indexOfName[$0]! }
+                seen.formUnion(indices)
+            }
+            var names: [String]? = keyNames.isEmpty ? nil : keyNames
+            if names == nil, let nameValues = dictionary[.string("param_names")]?.elements {
                 let strings = nameValues.compactMap(\.stringValue)
                 guard strings.count == nameValues.count, strings.count == indices.count else {
                     throw fail("param_groups[\(number)]['param_names'] must be \(indices.count) strings, one per index in 'params'")
@@ -121,7 +159,14 @@ public struct TorchOptimizerState: Sendable {
         }
         var states: [Int: ParameterState] = [:]
         for (key, entry) in state.entries {
-            guard let index = key.intValue else { throw fail("state key of type \(key.kindName) is not a parameter index") }
+            let index: Int
+            if let name = key.stringValue {
+                guard let position = indexOfName[name] else { throw fail("state has an entry for parameter '\(name)', which no param group lists") }
+                index = position
+            } else {
+                guard let number = key.intValue else { throw fail("state key of type \(key.kindName) is not a parameter index or name") }
+                index = number
+            }
             guard seen.contains(index) else { throw fail("state has an entry for index \(index), which no param group lists") }
             guard let fields = entry.dictionaryValue else { throw fail("state[\(index)] is a \(entry.kindName), not a dict") }
             var parameter = ParameterState(step: nil, buffers: [:], bufferNames: [], otherValues: [:])
@@ -133,6 +178,13 @@ public struct TorchOptimizerState: Sendable {
                 } else if let tensor = field.tensorValue {
                     parameter.buffers[name] = tensor
                     parameter.bufferNames.append(name)
+                } else if let nested = field.dictionaryValue, nested.values.contains(where: { $0.tensorValue != nil }) {
+                    for (nestedKey, nestedValue) in nested.entries {
+                        guard let nestedName = nestedKey.stringValue, let tensor = nestedValue.tensorValue else { continue }
+                        guard parameter.buffers[nestedName] == nil else { throw fail("state[\(index)] has '\(nestedName)' twice (also inside '\(name)')") }
+                        parameter.buffers[nestedName] = tensor
+                        parameter.bufferNames.append(nestedName)
+                    }
                 } else {
                     parameter.otherValues[name] = field
                 }
@@ -141,14 +193,23 @@ public struct TorchOptimizerState: Sendable {
         }
         self.groups = groups
         self.states = states
+        self.keyedByName = !indexOfName.isEmpty
         self.kind = Self.detectKind(groups: groups, states: states)
     }
 
     static func detectKind(groups: [ParameterGroup], states: [Int: ParameterState]) -> Kind {
         let buffers = Set(states.values.flatMap(\.bufferNames))
         let groupKeys = Set(groups.flatMap { $0.hyperparameters.keys.compactMap(\.stringValue) })
+        if buffers.contains("state1") || buffers.contains("state2") { return .bitsAndBytes }
+        if buffers.contains("exp_avg_sq_row") || groupKeys.isSuperset(of: ["scale_parameter", "relative_step"]) { return .adafactor }
+        if buffers.contains("exp_inf") { return .adamax }
         let adamBuffers = buffers.contains("exp_avg") && buffers.contains("exp_avg_sq")
             && buffers.isSubset(of: ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"])
+        if !groupKeys.contains("amsgrad"), buffers.contains("exp_avg_sq"), buffers.isSubset(of: ["exp_avg", "exp_avg_sq", "mu_product"]) {
+            if buffers.contains("mu_product") || groupKeys.contains("momentum_decay") { return .nadam }
+            if groupKeys.contains("betas") { return .radam }
+        }
+        if buffers == ["exp_avg"], groupKeys.contains("betas") { return .lion }
         // Adam before its first step has no state; its groups still have `betas` and `amsgrad`.
         if groupKeys.contains("amsgrad"), adamBuffers || (buffers.isEmpty && groupKeys.contains("betas")) {
             let decoupled = Set(groups.map(\.decoupledWeightDecay))

@@ -12,8 +12,8 @@ import Foundation
 /// directory, no two entries overlapping, counts consistent with the directory size, names valid
 /// UTF-8 and unique, no compression, no encryption, single disk.
 ///
-/// Files are memory-mapped (`Data(contentsOf:options: .alwaysMapped)`), so reading an entry copies
-/// nothing until the caller converts its bytes.
+/// Files are memory-mapped (``MappedFile``), so reading an entry copies nothing until the caller
+/// converts its bytes, and pages already consumed can be released.
 public struct ZipArchive: Sendable {
     /// One file in the archive.
     public struct Entry: Sendable, Hashable {
@@ -33,20 +33,24 @@ public struct ZipArchive: Sendable {
     public let entries: [Entry]
     private let data: Data
     private let indexByName: [String: Int]
+    /// The mapping the bytes live in, when the archive was opened from a file (or is a range of one).
+    let file: MappedFile?
 
     /// Opens and validates the archive at `url` (memory-mapped).
     /// - Throws: ``CheckpointError`` naming the file and the violated rule.
     public init(contentsOf url: URL) throws(CheckpointError) {
-        let bytes: Data
-        do { bytes = try Data(contentsOf: url, options: .alwaysMapped) } catch {
-            throw CheckpointError(path: url.path, problem: "cannot read file (\(error.localizedDescription))")
-        }
-        try self.init(data: bytes, path: url.path)
+        let file = try MappedFile(url)
+        try self.init(data: file.data, path: url.path, file: file)
     }
 
     /// Parses an archive already in memory; `path` is used in messages.
     /// - Throws: ``CheckpointError`` naming the file and the violated rule.
     public init(data: Data, path: String) throws(CheckpointError) {
+        try self.init(data: data, path: path, file: nil)
+    }
+
+    /// Parses `data`, which lies inside `file`'s mapping when `file` is given.
+    init(data: Data, path: String, file: MappedFile?) throws(CheckpointError) {
         // Work with zero-based offsets whatever the Data's indices are.
         let bytes = data.startIndex == 0 ? data : Data(data)
         let reader = _ByteReader(bytes)
@@ -200,6 +204,7 @@ public struct ZipArchive: Sendable {
         self.entries = entries
         self.data = bytes
         self.indexByName = indexByName
+        self.file = data.startIndex == 0 ? file : nil  // a rebased copy is not in the mapping
     }
 
     /// The entry named `name`, or `nil`.

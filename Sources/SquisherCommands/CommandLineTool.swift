@@ -48,7 +48,7 @@ public protocol Subcommand {
 public enum SquisherTool {
     /// Every subcommand.
     public static let subcommands: [any Subcommand.Type] = [
-        AblateCommand.self, TrainCommand.self, EstimateCommand.self, CompareCommand.self, InspectCommand.self, MergeCommand.self, PruneCommand.self, MaskCommand.self, EmbedCommand.self,
+        AblateCommand.self, TrainCommand.self, EstimateCommand.self, CompareCommand.self, InspectCommand.self, ImportanceCommand.self, MergeCommand.self, PruneCommand.self, MaskCommand.self, EmbedCommand.self,
     ]
 
     /// Runs the tool with `arguments` (without the program name); returns the exit status.

@@ -10,7 +10,10 @@ enum InspectCommand: Subcommand {
         PATH is a checkpoint folder, a .safetensors file, a model.safetensors.index.json, or a torch.save file \
         (optimizer.pt, pytorch_model.bin, model.pt; read with a restricted unpickler that never runs code). For an \
         optimizer state: its kind, step counts, each param group's hyperparameters, and whether its indices map to \
-        the model's parameter names (and how), as the merge/prune/mask/embed commands would map them.
+        the model's parameter names (and how), as the merge/prune/mask/embed commands would map them. Then the \
+        optimizer-state format read (Hugging Face Trainer, PEFT LoRA, DeepSpeed ZeRO, FSDP/DCP, Adafactor, \
+        bitsandbytes, torch), how the parameter names were recovered, the second moment used, steps and tied weights; \
+        a DeepSpeed global_stepN/ or DCP folder without model weights is described from its optimizer state alone.
         """
     static let options: [ParsedArguments.Option] = [
         .init("mapping", value: "file.json", help: "Optimizer index -> parameter name map to check."),
@@ -29,16 +32,50 @@ enum InspectCommand: Subcommand {
             let value = try TorchCheckpoint.load(url)
             if value["state"] != nil, value["param_groups"] != nil {
                 try describeOptimizer(url, model: nil, arguments: arguments, output: output)
+                describeFormat(url, arguments: arguments, output: output)
                 return 0
             }
         }
-        let model = try CheckpointModel(contentsOf: url)
+        let model: CheckpointModel
+        do { model = try CheckpointModel(contentsOf: url) } catch {
+            // An optimizer state without a model file (a DeepSpeed global_stepN/, a DCP folder).
+            guard let checkpoint = try? OptimizerCheckpoint.open(url) else { throw error }
+            describe(checkpoint, output: output)
+            return 0
+        }
         describeModel(model, output: output)
         if let optimizerURL = model.optimizerURL {
             output.print("")
             try describeOptimizer(optimizerURL, model: model, arguments: arguments, output: output)
         }
+        describeFormat(url, arguments: arguments, output: output)
         return 0
+    }
+
+    /// Which optimizer-state format `url` holds and how the names were recovered, or why not.
+    static func describeFormat(_ url: URL, arguments: ParsedArguments, output: CommandOutput) {
+        output.print("")
+        do {
+            let mapping = try arguments.value("mapping").map { try OptimizerParameterMapping.readMappingFile(URL(fileURLWithPath: $0)) }
+            describe(try OptimizerCheckpoint.open(url, mapping: mapping), output: output)
+        } catch {
+            output.print("optimizer state: not usable: \(error)")
+        }
+    }
+
+    /// The format, name source, second moment, steps, tied pairs and parameters without state.
+    static func describe(_ checkpoint: OptimizerCheckpoint, output: CommandOutput) {
+        let moments = checkpoint.moments
+        let steps = Set(moments.steps.values).sorted()
+        output.print("format: \(checkpoint.format) at \(checkpoint.path)")
+        output.print("names: recovered from \(checkpoint.nameSource)")
+        output.print("second moment: \(checkpoint.optimizer.rawValue) \(moments.source) of \(moments.names.count) parameters (\(moments.elementCount) elements); step \(steps.map(String.init).joined(separator: ", "))")
+        if !checkpoint.tiedParameters.isEmpty {
+            output.print("tied: \(checkpoint.tiedParameters.sorted { $0.key < $1.key }.map { "\($0.key) is \($0.value)" }.joined(separator: ", ")) (one state for each pair)")
+        }
+        if !moments.parametersWithoutState.isEmpty {
+            output.print("without state (frozen or never updated): \(moments.parametersWithoutState.joined(separator: ", "))")
+        }
     }
 
     static func describeModel(_ model: CheckpointModel, output: CommandOutput) {

@@ -94,8 +94,33 @@ struct MalformedInputTests {
 
     @Test func unknownOpcode() {
         expectError("opcode 0xFF", "offset 2") { _ = try decode(Data([0x80, 0x02, 0xFF, 0x2E])) }
-        // NEWOBJ would instantiate a class: refused by name.
-        expectError("opcode 0x81 (NEWOBJ)") { _ = try decode(Data([0x80, 0x02, 0x81, 0x2E])) }
+        // NEWOBJ would instantiate a class: refused unless the format's allow-list names the class.
+        var newObject = PickleBuilder()
+        newObject.global("collections", "OrderedDict"); newObject.op(0x29); newObject.op(0x81)
+        expectError("NEWOBJ of global collections.OrderedDict is not allowed") { _ = try decode(newObject.stopped()) }
+    }
+
+    /// A DeepSpeed class is rebuilt as plain data only when the DeepSpeed allow-list is given: the
+    /// same pickle is refused as a plain torch.save file, naming the class.
+    @Test func allowListIsPerFormat() throws {
+        var pickle = PickleBuilder()
+        pickle.global("deepspeed.runtime.fp16.loss_scaler", "LossScaler"); pickle.op(0x29); pickle.op(0x81)
+        pickle.op(0x7D); pickle.string("cur_scale"); pickle.int(7); pickle.op(0x73); pickle.op(0x62)  // BUILD {'cur_scale': 7}
+        expectError("global 'deepspeed.runtime.fp16.loss_scaler.LossScaler' is not allowed when reading a torch.save checkpoint") {
+            _ = try decode(pickle.stopped())
+        }
+        let value = try RestrictedUnpickler.decode(pickle.stopped(), path: "ds.pkl", allowList: .deepSpeed) { _ throws(CheckpointError) in Data() }
+        #expect(value["__class__"] == .string("deepspeed.runtime.fp16.loss_scaler.LossScaler"))
+        #expect(value["cur_scale"] == .int(7))
+        // torch.Size becomes a plain tuple; an unknown class stays refused under the DeepSpeed list.
+        var size = PickleBuilder()
+        size.global("torch", "Size"); size.mark(); size.intTuple([3, 4]); size.op(0x74); size.op(0x52)
+        #expect(try RestrictedUnpickler.decode(size.stopped(), path: "size.pkl", allowList: .deepSpeed) { _ throws(CheckpointError) in Data() } == .tuple([.int(3), .int(4)]))
+        var hostile = PickleBuilder()
+        hostile.global("os", "system"); hostile.op(0x29); hostile.op(0x81)
+        expectError("global 'os.system' is not allowed when reading a DeepSpeed ZeRO checkpoint") {
+            _ = try RestrictedUnpickler.decode(hostile.stopped(), path: "x.pkl", allowList: .deepSpeed) { _ throws(CheckpointError) in Data() }
+        }
     }
 
     @Test(arguments: [("os", "system"), ("builtins", "eval"), ("torch", "load"), ("torch._utils", "_rebuild_qtensor"), ("collections", "defaultdict")])
