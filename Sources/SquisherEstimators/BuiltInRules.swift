@@ -232,8 +232,32 @@ public struct LayerNormSquaredGradientRule: PerSampleSquaredGradientRule {
 
 /// `Embedding`: sample `n`'s gradient of row `r` is the sum of the output gradients at the
 /// positions where its ids equal `r` (rows it does not use get 0); squared and summed over samples.
-public struct EmbeddingSquaredGradientRule: PerSampleSquaredGradientRule {
+///
+/// Per-sample gradients (``PerSampleGradientRule``, for a tied embedding) are dense
+/// `[N, numEmbeddings, embeddingDim]`.
+public struct EmbeddingSquaredGradientRule: PerSampleGradientRule {
     public init() {}
+
+    public func perSampleGradients(layer: any Layer, input: Tensor, outputGradient: Tensor) throws -> [String: Tensor] {
+        guard let embedding = layer as? Embedding else { throw TensorError.invalidArgument(argument: "layer", reason: "expected Embedding, got \(layer.typeName)") }
+        guard embedding.weight.requiresGradient else { return [:] }
+        let dim = embedding.embeddingDim, n = input.shape.first ?? 0, rows = embedding.numEmbeddings
+        try outputGradient.checkShape(input.shape + [dim], "\(embedding) per-sample rule")
+        let ids = try embedding.ids(input)
+        let positions = n == 0 ? 0 : input.count / n
+        var result = Tensor(zeros: [n, rows, dim])
+        outputGradient.withUnsafeBufferPointer { dy in
+            result.withUnsafeMutableBufferPointer { g in
+                for sample in 0..<n {
+                    for position in 0..<positions {
+                        let index = sample * positions + position
+                        axpy(count: dim, alpha: 1, x: dy.baseAddress! + index * dim, y: g.baseAddress! + (sample * rows + ids[index]) * dim)
+                    }
+                }
+            }
+        }
+        return ["weight": result]
+    }
 
     public func accumulateSquaredGradients(
         layer: any Layer, input: Tensor, outputGradient: Tensor, scale: Float, into accumulators: inout [String: Tensor]

@@ -3,7 +3,8 @@ import SquisherData
 import SquisherLayers
 import SquisherTensor
 
-/// The shared loop of the data-based Fisher variants: per mini-batch, one forward pass in
+/// The shared loop of the data-based Fisher variants over any model graph (leaf layers and every
+/// ``LayerContainer``, observed recursively): per mini-batch, one forward pass in
 /// evaluation mode, then one backward pass per output gradient that `outputGradients` returns for
 /// the batch's logits, observed by a ``SquaredGradientCollector``.
 ///
@@ -24,15 +25,12 @@ struct FisherEngine {
         guard let data else { throw EstimatorError(estimator: estimator, problem: "needs a data set, got none") }
         guard data.count > 0 else { throw EstimatorError(estimator: estimator, problem: "the data set is empty") }
         guard batchSize >= 1 else { throw EstimatorError(estimator: estimator, problem: "batch size must be >= 1, got \(batchSize)") }
-        guard let sequential = model as? Sequential else {
-            throw EstimatorError(estimator: estimator, problem: "per-sample rules need a Sequential model, got \(model.typeName)")
-        }
         let start = Date()
-        let collector = SquaredGradientCollector(registry: rules, estimator: estimator)
+        let collector = SquaredGradientCollector(registry: rules, estimator: estimator, model: model)
         var cost = EstimationCost()
         var peakBatchBytes = 0
         for batch in try data.batches(size: batchSize) {
-            let logits = try sequential.forward(batch.inputs, mode: .evaluation)
+            let logits = try model.forward(batch.inputs, mode: .evaluation)
             cost.forwardPasses += 1
             guard logits.rank == 2 else {
                 throw EstimatorError(estimator: estimator, problem: "expected logits [N, classes] from the model, got shape \(logits.shape)")
@@ -43,7 +41,9 @@ struct FisherEngine {
             collector.beginBatch(passes: passes.count)
             for (gradient, scale) in passes {
                 collector.scale = scale
-                _ = try sequential.backward(gradient, accumulateParameterGradients: false, observer: collector, computeInputGradient: false)
+                _ = try model.observedBackward(
+                    gradient, input: batch.inputs, path: "", accumulateParameterGradients: false, observer: collector, computeInputGradient: false)
+                try collector.endPass()
                 cost.backwardPasses += 1
             }
             try collector.endBatch()
@@ -52,6 +52,6 @@ struct FisherEngine {
         cost.samplesTouched = data.count
         cost.seconds = Date().timeIntervalSince(start)
         cost.peakExtraBytes = collector.accumulatorBytes + collector.peakTemporaryBytes + peakBatchBytes
-        return (collector.result(for: model), cost)
+        return (try collector.result(for: model), cost)
     }
 }

@@ -18,6 +18,16 @@ public protocol PerSampleSquaredGradientRule {
     ) throws -> Int
 }
 
+/// A rule that can also return each sample's gradient itself, `∂ℓ_n/∂θ` (BackPACK's `BatchGrad`),
+/// not only the sum of squares. Needed for a parameter used by several layers (a tied output
+/// embedding): its per-sample gradient is the **sum** of every use's contribution, squared
+/// afterwards, so the squares of the uses cannot be added separately.
+public protocol PerSampleGradientRule: PerSampleSquaredGradientRule {
+    /// Each sample's gradient of each local parameter that requires a gradient, by local name,
+    /// of shape `[N] + parameter shape`, for the output gradient `[N, ...]` (row `n`: `∂ℓ_n/∂output_n`).
+    func perSampleGradients(layer: any Layer, input: Tensor, outputGradient: Tensor) throws -> [String: Tensor]
+}
+
 /// Per-sample rules by layer type. Layers without parameters need no rule; a layer with
 /// parameters and no rule is an error that names it (never a silent skip).
 public struct PerSampleRuleRegistry {
@@ -48,13 +58,25 @@ public struct PerSampleRuleRegistry {
 /// `Linear`: with input `X` `[N, in]` and output gradient `Δ` `[N, out]`,
 /// `Σ_n (∂ℓ_n/∂W)² = (Δ⊙Δ)ᵀ (X⊙X)` (one matrix product) and `Σ_n (∂ℓ_n/∂b)² = Σ_n Δ_n⊙Δ_n`.
 /// For inputs with extra axes `[N, T, in]` each sample's gradient sums over positions first,
-/// `∂ℓ_n/∂W = Δ_nᵀ X_n`, then is squared (one product per sample).
+/// `∂ℓ_n/∂W = Δ_nᵀ X_n`, then is squared (one product per sample, ``SequenceLinearGradients``).
 ///
 /// Over the passes of one batch (``PassSummableSquaredGradientRule``), a 2-D input sums
 /// `D = Σ_pass scale·Δ⊙Δ` (`[N, out]`) and does one product `Dᵀ(X⊙X)` per batch (bias: `Σ_n D_n`);
 /// inputs with extra axes keep the per-pass path.
-public struct LinearSquaredGradientRule: PassSummableSquaredGradientRule {
+public struct LinearSquaredGradientRule: PassSummableSquaredGradientRule, PerSampleGradientRule {
     public init() {}
+
+    public func perSampleGradients(layer: any Layer, input: Tensor, outputGradient: Tensor) throws -> [String: Tensor] {
+        guard let linear = layer as? Linear else { throw TensorError.invalidArgument(argument: "layer", reason: "expected Linear, got \(layer.typeName)") }
+        let n = input.shape.first ?? 0, positions = input.count / max(n * linear.inputFeatures, 1)
+        let (weight, bias) = try SequenceLinearGradients(
+            samples: n, positions: positions, inFeatures: linear.inputFeatures, outFeatures: linear.outputFeatures, transposed: false
+        ).perSample(input: input, outputGradient: outputGradient, weightShape: [linear.outputFeatures, linear.inputFeatures])
+        var result: [String: Tensor] = [:]
+        if linear.weight.requiresGradient { result["weight"] = weight }
+        if let parameter = linear.bias, parameter.requiresGradient { result["bias"] = bias }
+        return result
+    }
 
     public func accumulateSquaredGradients(
         layer: any Layer, input: Tensor, outputGradient: Tensor, scale: Float,
@@ -76,24 +98,15 @@ public struct LinearSquaredGradientRule: PassSummableSquaredGradientRule {
                 try accumulators["bias", default: Tensor(zeros: [outFeatures])].addScaled(d2.sumOverLeadingAxis(), scale)
             }
         } else {
-            let x = try input.reshaped([n, positions, inFeatures])
-            let d = try outputGradient.reshaped([n, positions, outFeatures])
-            var weightSum = Tensor(zeros: [outFeatures, inFeatures])
-            var biasSum = Tensor(zeros: [outFeatures])
-            temporaryBytes = 4 * (2 * outFeatures * inFeatures + outFeatures + positions * (inFeatures + outFeatures))
-            for sample in 0..<n {
-                let xs = try Tensor(shape: [positions, inFeatures], scalars: Array(x.scalars[(sample * positions * inFeatures)..<((sample + 1) * positions * inFeatures)]))
-                let ds = try Tensor(shape: [positions, outFeatures], scalars: Array(d.scalars[(sample * positions * outFeatures)..<((sample + 1) * positions * outFeatures)]))
-                let g = try Tensor.matmul(ds, xs, transposeA: true)
-                try weightSum.addScaled(g.map { $0 * $0 })
-                let gb = try ds.sumOverLeadingAxis()
-                try biasSum.addScaled(gb.map { $0 * $0 })
-            }
+            let sums = try SequenceLinearGradients(
+                samples: n, positions: positions, inFeatures: inFeatures, outFeatures: outFeatures, transposed: false
+            ).squaredSums(input: input, outputGradient: outputGradient, scale: scale)
+            temporaryBytes = 4 * (2 * outFeatures * inFeatures + 2 * outFeatures)
             if linear.weight.requiresGradient {
-                try accumulators["weight", default: Tensor(zeros: [outFeatures, inFeatures])].addScaled(weightSum, scale)
+                try accumulators["weight", default: Tensor(zeros: [outFeatures, inFeatures])].addScaled(Tensor(uncheckedShape: [outFeatures, inFeatures], scalars: sums.weight))
             }
             if let bias = linear.bias, bias.requiresGradient {
-                try accumulators["bias", default: Tensor(zeros: [outFeatures])].addScaled(biasSum, scale)
+                try accumulators["bias", default: Tensor(zeros: [outFeatures])].addScaled(Tensor(uncheckedShape: [outFeatures], scalars: sums.bias))
             }
         }
         return temporaryBytes
