@@ -7,6 +7,7 @@ func registerBuiltInRules(into registry: inout PerSampleRuleRegistry) {
     registry.register(Conv2dSquaredGradientRule(), for: Conv2d.self)
     registry.register(LayerNormSquaredGradientRule(), for: LayerNorm.self)
     registry.register(EmbeddingSquaredGradientRule(), for: Embedding.self)
+    registry.register(TransposedLinearSquaredGradientRule(), for: TransposedLinear.self)
 }
 
 /// `Conv2d`: with the unfolded input `U_n` `[C·kh·kw, L]` (im2col, `L = outH·outW`) and the output

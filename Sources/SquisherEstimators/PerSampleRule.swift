@@ -36,7 +36,8 @@ public struct PerSampleRuleRegistry {
     /// An empty registry.
     public init() {}
 
-    /// The built-in rules: `Linear`, `Conv2d`, `LayerNorm`, `Embedding`.
+    /// The built-in rules: `Linear`, `Conv2d`, `LayerNorm`, `Embedding`, `TransposedLinear` (HF `Conv1D`).
+    /// Parameterless layers (attention core, activations) need none.
     public static var standard: PerSampleRuleRegistry {
         var registry = PerSampleRuleRegistry()
         registry.register(LinearSquaredGradientRule(), for: Linear.self)

@@ -17,13 +17,16 @@ public final class Sequential: LayerContainer {
         children = layers.enumerated().map { (String($0.offset), $0.element) }
     }
 
-    /// Children with explicit names, as `nn.Sequential(OrderedDict(...))`.
-    /// - Throws: ``TensorError/invalidArgument(argument:reason:)`` on an empty or repeated name.
+    /// Children with explicit names, as `nn.Sequential(OrderedDict(...))`. A dotted name
+    /// (`"intermediate.dense"`) flattens a deeper PyTorch module path into this container, so that
+    /// parameter names match a model whose submodules are nested further.
+    /// - Throws: ``TensorError/invalidArgument(argument:reason:)`` on a repeated name or an empty
+    ///   name part (`""`, `"a..b"`, `".a"`).
     public init(named layers: [(String, any Layer)]) throws(TensorError) {
         var seen = Set<String>()
         for (name, _) in layers {
-            guard !name.isEmpty, !name.contains("."), seen.insert(name).inserted else {
-                throw .invalidArgument(argument: "layer name '\(name)'", reason: "names must be unique, non-empty and contain no '.'")
+            guard !name.split(separator: ".", omittingEmptySubsequences: false).contains(where: \.isEmpty), seen.insert(name).inserted else {
+                throw .invalidArgument(argument: "layer name '\(name)'", reason: "names must be unique, with no empty part between dots")
             }
         }
         children = layers.map { ($0.0, $0.1) }
