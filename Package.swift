@@ -13,6 +13,7 @@ let libraries: [(name: String, dependencies: [String])] = [
     ("SquisherTraining", ["SquisherOptimizers", "SquisherData"]),
     ("SquisherEstimators", ["SquisherTraining", "SquisherIO"]),
     ("SquisherCheckpoints", ["SquisherIO"]),
+    ("SquisherModels", ["SquisherLayers", "SquisherData"]),
     ("SquisherApplications", ["SquisherEstimators", "SquisherCheckpoints"]),
     ("SquisherExperiments", ["SquisherApplications"]),
 ]

@@ -232,7 +232,8 @@ public struct LayerNormSquaredGradientRule: PerSampleSquaredGradientRule {
 }
 
 /// `Embedding`: sample `n`'s gradient of row `r` is the sum of the output gradients at the
-/// positions where its ids equal `r` (rows it does not use get 0); squared and summed over samples.
+/// positions where its ids equal `r` (rows it does not use get 0, and so does the
+/// ``Embedding/paddingIndex`` row); squared and summed over samples.
 ///
 /// Per-sample gradients (``PerSampleGradientRule``, for a tied embedding) are dense
 /// `[N, numEmbeddings, embeddingDim]`.
@@ -250,7 +251,7 @@ public struct EmbeddingSquaredGradientRule: PerSampleGradientRule {
         outputGradient.withUnsafeBufferPointer { dy in
             result.withUnsafeMutableBufferPointer { g in
                 for sample in 0..<n {
-                    for position in 0..<positions {
+                    for position in 0..<positions where ids[sample * positions + position] != embedding.paddingIndex {
                         let index = sample * positions + position
                         axpy(count: dim, alpha: 1, x: dy.baseAddress! + index * dim, y: g.baseAddress! + (sample * rows + ids[index]) * dim)
                     }
@@ -278,6 +279,7 @@ public struct EmbeddingSquaredGradientRule: PerSampleGradientRule {
                 guard id >= 0, id < Float(embedding.numEmbeddings), id == id.rounded() else {
                     throw TensorError.invalidArgument(argument: "\(embedding) input id at \(index)", reason: "\(id) is not an integer in 0..<\(embedding.numEmbeddings)")
                 }
+                if Int(id) == embedding.paddingIndex { continue }
                 var row = perRow[Int(id)] ?? [Float](repeating: 0, count: dim)
                 for j in 0..<dim { row[j] += outputGradient.scalars[index * dim + j] }
                 perRow[Int(id)] = row

@@ -1,0 +1,86 @@
+import Foundation
+import Squisher
+import Testing
+
+/// Hugging Face models in the engine: a tiny `GPT2LMHeadModel` (tied LM head, right padding,
+/// labels -100 at padding) and a tiny `BertForSequenceClassification` (padding mask, token types),
+/// both made by transformers with seeded random weights (Tests/Generators/make_hf_model_fixtures.py),
+/// loaded by their Hugging Face names; empirical, exact true and joint Fisher against float64
+/// PyTorch per-sample loops (autograd, one sample at a time; the true Fisher one (token, class) at
+/// a time).
+///
+/// Tolerance 1e-4 normwise per tensor (`max|ours − ref| / max|ref|`): our forward and backward run
+/// in float32 (unit roundoff 6e-8) through ~10 layers of width 8-33, so gradients carry relative
+/// errors ~1e-6 and their squares ~2e-6; a wrong convention (a missing shift, a per-token instead of
+/// a per-sequence square, a dropped use of the tied embedding, a mask ignored) is O(1).
+@Suite("Hugging Face GPT-2 and BERT vs PyTorch per-sample loops")
+struct HuggingFaceModelTests {
+    static func folder(_ name: String) throws -> URL {
+        guard let url = Bundle.module.url(forResource: name, withExtension: nil, subdirectory: "Resources/hf") else {
+            throw EstimatorError(estimator: "test", problem: "missing test resource hf/\(name)")
+        }
+        return url
+    }
+
+    /// Normwise per tensor. A tensor whose reference is zero up to float64 rounding (the attention
+    /// key bias: adding `q·b` to every score of a row cancels in the softmax, so its gradient is
+    /// exactly zero) is checked to be below float32 rounding of the largest entry instead.
+    static func compare(_ ours: Importance, _ key: String, in folder: URL, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let reference = try SafeTensorsFile(contentsOf: folder.appendingPathComponent(key + ".safetensors"))
+        #expect(Set(ours.names) == Set(reference.names), "\(key): names differ", sourceLocation: sourceLocation)
+        let largest = try reference.names.map { try reference.doubles($0).map(abs).max() ?? 0 }.max() ?? 0
+        #expect(largest > 0, "\(key): reference all zero", sourceLocation: sourceLocation)
+        for name in reference.names {
+            let expected = try reference.doubles(name)
+            let tensor = try #require(ours[name], "\(key): no \(name)", sourceLocation: sourceLocation)
+            if expected.map(abs).max() ?? 0 < 1e-12 * largest {
+                let worst = tensor.scalars.map { Double(abs($0)) }.max() ?? 0
+                #expect(worst < 1e-6 * largest, "\(key) \(name): zero in the reference, \(worst) here", sourceLocation: sourceLocation)
+                continue
+            }
+            let deviation = Deviation(tensor.scalars, expected)
+            #expect(deviation.normwise < 1e-4, "\(key) \(name): \(deviation)", sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test("GPT2LMHeadModel: HF names, tied head once, Fisher = PyTorch (empirical, true exact, joint)")
+    func gpt2() throws {
+        let url = try Self.folder("gpt2")
+        let loaded = try HuggingFaceModelFolder(folder: url)
+        #expect(loaded.architecture == "GPT2LMHeadModel")
+        let names = loaded.model.namedParameters.map(\.name)
+        #expect(names.contains("transformer.wte.weight") && names.contains("transformer.h.1.mlp.c_proj.bias") && !names.contains("lm_head.weight"))
+        let data = try loaded.tokens(from: url.appendingPathComponent("tokens.safetensors"))
+        #expect(data.inputs.shape == [6, 2, 6])
+        try Self.compare(EmpiricalFisher(batchSize: 4, loss: loaded.loss).estimate(model: loaded.model, data: data), "fisher_empirical", in: url)
+        try Self.compare(TrueFisherExact(batchSize: 4, loss: loaded.loss).estimate(model: loaded.model, data: data), "fisher_true_exact", in: url)
+        try Self.compare(JointEmpiricalFisher(loss: loaded.loss).estimate(model: loaded.model, data: data), "fisher_joint", in: url)
+    }
+
+    @Test("BertForSequenceClassification: HF names, padding mask and token types, Fisher = PyTorch")
+    func bert() throws {
+        let url = try Self.folder("bert")
+        let loaded = try HuggingFaceModelFolder(folder: url)
+        #expect(loaded.model.namedParameters.map(\.name).contains("bert.encoder.layer.1.attention.self.value.weight"))
+        let data = try loaded.tokens(from: url.appendingPathComponent("tokens.safetensors"))
+        #expect(data.inputs.shape == [7, 3, 5])
+        try Self.compare(EmpiricalFisher(batchSize: 3, loss: loaded.loss).estimate(model: loaded.model, data: data), "fisher_empirical", in: url)
+        try Self.compare(TrueFisherExact(batchSize: 3, loss: loaded.loss).estimate(model: loaded.model, data: data), "fisher_true_exact", in: url)
+        try Self.compare(JointEmpiricalFisher(loss: loaded.loss).estimate(model: loaded.model, data: data), "fisher_joint", in: url)
+    }
+
+    @Test("a folder that does not fit is an error naming the file and the tensor or key")
+    func errors() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("squisher-hf-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let source = try Self.folder("gpt2")
+        try FileManager.default.copyItem(at: source.appendingPathComponent("model.safetensors"), to: directory.appendingPathComponent("model.safetensors"))
+        var config = try String(contentsOf: source.appendingPathComponent("config.json"), encoding: .utf8)
+        config = config.replacingOccurrences(of: "\"n_layer\": 2", with: "\"n_layer\": 1")
+        try config.write(to: directory.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
+        #expect { _ = try HuggingFaceModelFolder(folder: directory) } throws: { "\($0)".contains("'transformer.h.1.") && "\($0)".contains("model.safetensors") }
+        try config.replacingOccurrences(of: "\"gpt2\"", with: "\"llama\"").write(to: directory.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
+        #expect { _ = try HuggingFaceModelFolder(folder: directory) } throws: { "\($0)".contains("model_type \"llama\" is not supported") }
+    }
+}
