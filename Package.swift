@@ -23,7 +23,7 @@ let umbrella = "Squisher"
 let testTargets: [(name: String, dependencies: [String], resources: Bool)] = [
     ("SquisherTensorTests", ["SquisherTensor"], false),
     ("SquisherIOTests", ["SquisherData"], true),
-    ("SquisherLayersTests", ["SquisherLayers"], false),
+    ("SquisherLayersTests", ["SquisherLayers", "SquisherIO"], true),
     ("SquisherOptimizersTests", ["SquisherOptimizers", "SquisherIO"], true),
     ("SquisherTrainingTests", ["Squisher"], false),
     ("SquisherEstimatorsTests", ["Squisher"], true),
