@@ -5,20 +5,22 @@ import Testing
 
 /// `squisher estimate --model <Hugging Face folder>` end to end on the tiny GPT-2 and BERT made by
 /// transformers. The fixtures live once, in the estimator tests' resources (made by
-/// Tests/Generators/make_hf_model_fixtures.py); this test reads them from the source tree.
+/// Tests/Generators/make_hf_model_fixtures.py and make_hf_padded_fixtures.py); this test reads them
+/// from the source tree.
 /// Tolerance as the library test: 1e-4 normwise per tensor against the float64 PyTorch loops
 /// (measured 5e-7 to 1.6e-6).
 @Suite("squisher estimate on Hugging Face folders")
 struct HuggingFaceEstimateTests {
-    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .appendingPathComponent("../SquisherEstimatorsTests/Resources/hf").standardized
+    static let resources = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../SquisherEstimatorsTests/Resources").standardized
 
-    @Test("GPT-2 and BERT: fisher, true-fisher, joint equal the PyTorch answer keys", arguments: [
+    @Test("GPT-2 and BERT (with and without padding): fisher, true-fisher, joint equal the PyTorch answer keys", arguments: [
         ("gpt2", "fisher", "fisher_empirical"), ("gpt2", "true-fisher", "fisher_true_exact"), ("gpt2", "joint", "fisher_joint"),
         ("bert", "fisher", "fisher_empirical"), ("bert", "true-fisher", "fisher_true_exact"), ("bert", "joint", "fisher_joint"),
-    ])
-    func estimate(model: String, estimator: String, key: String) throws {
-        let folder = Self.fixtures.appendingPathComponent(model)
+    ], ["hf", "hf-padded"])
+    func estimate(model: (String, String, String), root: String) throws {
+        let (model, estimator, key) = model
+        let folder = Self.resources.appendingPathComponent(root).appendingPathComponent(model)
         let out = temporaryPath("hf-importance.safetensors")
         defer { try? FileManager.default.removeItem(atPath: out) }
         let result = runTool(["estimate", "--model", folder.path, "--data", folder.appendingPathComponent("tokens.safetensors").path, "--estimator", estimator, "--output", out])
@@ -38,7 +40,7 @@ struct HuggingFaceEstimateTests {
 
     @Test("a model folder with --weights, or data without input_ids, is a clear error")
     func errors() throws {
-        let folder = Self.fixtures.appendingPathComponent("gpt2")
+        let folder = Self.resources.appendingPathComponent("hf-padded/gpt2")
         let withWeights = runTool(["estimate", "--model", folder.path, "--weights", "x.safetensors", "--data", "t.safetensors", "--output", temporaryPath("x")])
         #expect(withWeights.status != 0 && withWeights.stderr.contains("--weights is not used with a model folder"))
         let wrongData = runTool(["estimate", "--model", folder.path, "--data", folder.appendingPathComponent("fisher_joint.safetensors").path, "--output", temporaryPath("x")])

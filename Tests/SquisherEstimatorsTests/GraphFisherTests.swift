@@ -135,6 +135,47 @@ struct GraphFisherTests {
         try Self.expectMatchesLoop(model, Self.data(&generator))
     }
 
+    /// A container whose observed backward forgets a child (a bug in user code).
+    final class Forgetful: LayerContainer {
+        let typeName = "Forgetful"
+        let used: Linear, forgotten: Linear
+        private var input: Tensor?
+        var localParameters: [(name: String, parameter: Parameter)] { [] }
+        var children: [(name: String, layer: any Layer)] { [("used", used), ("forgotten", forgotten)] }
+        init(_ generator: inout SplitMix64) {
+            used = Linear(inputFeatures: 6, outputFeatures: 4, generator: &generator)
+            forgotten = Linear(inputFeatures: 6, outputFeatures: 4, generator: &generator)
+        }
+        func forward(_ x: Tensor, mode: LayerMode) throws(TensorError) -> Tensor {
+            input = x
+            return try used.forward(x, mode: mode) + forgotten.forward(x, mode: mode)
+        }
+        func backward(_ g: Tensor, accumulateParameterGradients: Bool) throws(TensorError) -> Tensor {
+            try unobservedBackward(g, accumulateParameterGradients: accumulateParameterGradients, computeInputGradient: true)
+        }
+        func backward(
+            _ g: Tensor, accumulateParameterGradients: Bool, observer: (any BackwardObserver)?, computeInputGradient: Bool, pathPrefix: String
+        ) throws -> Tensor {
+            try used.observedBackward(g, input: input!, path: pathPrefix + "used", accumulateParameterGradients: accumulateParameterGradients, observer: observer)
+        }
+    }
+
+    @Test("a trainable parameter that no observed layer holds is an error naming it")
+    func unreachedParameter() throws {
+        var generator = SplitMix64(seed: 305)
+        let model = Forgetful(&generator)
+        #expect {
+            _ = try EmpiricalFisher().estimate(model: model, data: try Self.data(&generator))
+        } throws: { error in
+            "\(error)".contains("parameter 'forgotten.weight' requires a gradient but no layer holding it was reached")
+        }
+        // Frozen, it is an explicit choice: zeros, no error.
+        model.forgotten.weight.requiresGradient = false
+        model.forgotten.bias!.requiresGradient = false
+        let fisher = try EmpiricalFisher().estimate(model: model, data: try Self.data(&generator))
+        #expect(fisher["forgotten.weight"]!.scalars.allSatisfy { $0 == 0 } && fisher["used.weight"]!.scalars.contains { $0 > 0 })
+    }
+
     @Test("a container without the observed backward is an error naming it, not a zero Fisher")
     func opaqueContainer() throws {
         var generator = SplitMix64(seed: 304)

@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
-"""Tiny Hugging Face GPT-2 / BERT folders and float64 per-sample-loop Fisher answer keys.
+"""Tiny Hugging Face GPT-2 / BERT folders **with padding** and float64 per-sample-loop Fisher answer keys.
 
-Writes Tests/SquisherEstimatorsTests/Resources/hf/{gpt2,bert}/:
+Complements make_hf_model_fixtures.py (hf/: GPT-2 without padding, BERT with [CLS] and padding):
+here GPT-2 has right padding (attention_mask 0, labels -100 there), BERT has padding, token types
+and pad_token_id 0 inside real positions (nn.Embedding(padding_idx=0): that row gets no gradient).
+
+Writes Tests/SquisherEstimatorsTests/Resources/hf-padded/{gpt2,bert}/:
   config.json, model.safetensors     save_pretrained of a seeded random model (float32, transformers' init)
   tokens.safetensors                 input_ids [N, T] int64, attention_mask [N, T] int64, token_type_ids (BERT),
                                      labels: GPT-2 [N, T] (input ids, -100 at padding; shifted inside the model),
@@ -15,7 +19,7 @@ transformer.wte.weight) and computed in float64 (model.double()) by looping over
 through PyTorch autograd: no per-sample rule, no batching trick.
 
 Run (CPU PyTorch venv, see ../shared/PEERS.md):
-    /work/peers-venv/bin/python Tests/Generators/make_hf_model_fixtures.py
+    /work/peers-venv/bin/python Tests/Generators/make_hf_padded_fixtures.py
 Pinned: torch 2.13.0+cpu, transformers 5.24.0, safetensors 0.8.0 (see requirements.txt).
 """
 import json
@@ -25,7 +29,7 @@ import torch
 import transformers
 from safetensors.torch import save_file
 
-ROOT = os.path.join(os.path.dirname(__file__), "..", "SquisherEstimatorsTests", "Resources", "hf")
+ROOT = os.path.join(os.path.dirname(__file__), "..", "SquisherEstimatorsTests", "Resources", "hf-padded")
 
 
 def per_sample_fisher(model, samples, loss_of):
