@@ -235,30 +235,25 @@ public struct LayerNormSquaredGradientRule: PerSampleSquaredGradientRule {
 /// positions where its ids equal `r` (rows it does not use get 0, and so does the
 /// ``Embedding/paddingIndex`` row); squared and summed over samples.
 ///
-/// Per-sample gradients (``PerSampleGradientRule``, for a tied embedding) are dense
-/// `[N, numEmbeddings, embeddingDim]`.
+/// Per-sample gradients (``PerSampleGradientRule``, for a tied embedding) are made one sample at a
+/// time (a sample touches only the rows of its ids).
 public struct EmbeddingSquaredGradientRule: PerSampleGradientRule {
     public init() {}
 
-    public func perSampleGradients(layer: any Layer, input: Tensor, outputGradient: Tensor) throws -> [String: Tensor] {
+    public func perSampleGradients(layer: any Layer, input: Tensor, outputGradient: Tensor) throws -> [String: PerSampleGradients] {
         guard let embedding = layer as? Embedding else { throw TensorError.invalidArgument(argument: "layer", reason: "expected Embedding, got \(layer.typeName)") }
         guard embedding.weight.requiresGradient else { return [:] }
-        let dim = embedding.embeddingDim, n = input.shape.first ?? 0, rows = embedding.numEmbeddings
+        let dim = embedding.embeddingDim, n = input.shape.first ?? 0
         try outputGradient.checkShape(input.shape + [dim], "\(embedding) per-sample rule")
-        let ids = try embedding.ids(input)
+        let ids = try embedding.ids(input), padding = embedding.paddingIndex
         let positions = n == 0 ? 0 : input.count / n
-        var result = Tensor(zeros: [n, rows, dim])
-        outputGradient.withUnsafeBufferPointer { dy in
-            result.withUnsafeMutableBufferPointer { g in
-                for sample in 0..<n {
-                    for position in 0..<positions where ids[sample * positions + position] != embedding.paddingIndex {
-                        let index = sample * positions + position
-                        axpy(count: dim, alpha: 1, x: dy.baseAddress! + index * dim, y: g.baseAddress! + (sample * rows + ids[index]) * dim)
-                    }
+        return ["weight": PerSampleGradients(samples: n, shape: embedding.weight.value.shape) { sample, destination in
+            outputGradient.withUnsafeBufferPointer { dy in
+                for index in (sample * positions)..<((sample + 1) * positions) where ids[index] != padding {
+                    axpy(count: dim, alpha: 1, x: dy.baseAddress! + index * dim, y: destination + ids[index] * dim)
                 }
             }
-        }
-        return ["weight": result]
+        }]
     }
 
     public func accumulateSquaredGradients(

@@ -23,9 +23,55 @@ public protocol PerSampleSquaredGradientRule {
 /// embedding): its per-sample gradient is the **sum** of every use's contribution, squared
 /// afterwards, so the squares of the uses cannot be added separately.
 public protocol PerSampleGradientRule: PerSampleSquaredGradientRule {
-    /// Each sample's gradient of each local parameter that requires a gradient, by local name,
-    /// of shape `[N] + parameter shape`, for the output gradient `[N, ...]` (row `n`: `∂ℓ_n/∂output_n`).
-    func perSampleGradients(layer: any Layer, input: Tensor, outputGradient: Tensor) throws -> [String: Tensor]
+    /// Each sample's gradient of each local parameter that requires a gradient, by local name, for
+    /// the output gradient `[N, ...]` (row `n`: `∂ℓ_n/∂output_n`), made one sample at a time.
+    func perSampleGradients(layer: any Layer, input: Tensor, outputGradient: Tensor) throws -> [String: PerSampleGradients]
+}
+
+/// The per-sample gradients of one parameter, produced **one sample at a time** into a caller's
+/// buffer, so that `N` copies of a large parameter (a `[vocabulary, dim]` embedding) never exist at
+/// once: the closure keeps only the layer's input and output gradient (the factors of the
+/// gradient) and multiplies them out for the sample asked for.
+public struct PerSampleGradients {
+    /// How many samples (`N`).
+    public var samples: Int
+    /// The parameter's shape.
+    public var shape: [Int]
+    /// Adds sample `n`'s gradient (row-major, `shape`) into the buffer.
+    public var addSample: (_ sample: Int, _ destination: UnsafeMutablePointer<Float>) throws -> Void
+
+    public init(samples: Int, shape: [Int], addSample: @escaping (Int, UnsafeMutablePointer<Float>) throws -> Void) {
+        self.samples = samples
+        self.shape = shape
+        self.addSample = addSample
+    }
+
+    /// Gradients stacked in one tensor `[N] + shape` (for small parameters and user rules).
+    public init(stacked: Tensor) {
+        let shape = Array(stacked.shape.dropFirst()), size = shape.reduce(1, *)
+        self.init(samples: stacked.shape.first ?? 0, shape: shape) { sample, destination in
+            stacked.withUnsafeBufferPointer { g in axpy(count: size, alpha: 1, x: g.baseAddress! + sample * size, y: destination) }
+        }
+    }
+
+    /// `scale · Σ_n (Σ_uses g_{use,n})²` over several uses of one parameter (all with `samples` rows),
+    /// one sample at a time in a scratch buffer of the parameter's size.
+    public static func squaredSum(of uses: [PerSampleGradients], scale: Float) throws -> Tensor {
+        guard let first = uses.first else { return Tensor(zeros: [0]) }
+        let size = first.shape.reduce(1, *)
+        var total = Tensor(zeros: first.shape)
+        guard size > 0 else { return total }
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: size)
+        defer { scratch.deallocate() }
+        try total.withUnsafeMutableBufferPointer { t in
+            for sample in 0..<first.samples {
+                scratch.update(repeating: 0, count: size)
+                for use in uses { try use.addSample(sample, scratch) }
+                addScaledSquares(count: size, scale: scale, x: scratch, y: t.baseAddress!)
+            }
+        }
+        return total
+    }
 }
 
 /// Per-sample rules by layer type. Layers without parameters need no rule; a layer with
@@ -67,16 +113,14 @@ public struct PerSampleRuleRegistry {
 public struct LinearSquaredGradientRule: PassSummableSquaredGradientRule, PerSampleGradientRule {
     public init() {}
 
-    public func perSampleGradients(layer: any Layer, input: Tensor, outputGradient: Tensor) throws -> [String: Tensor] {
+    public func perSampleGradients(layer: any Layer, input: Tensor, outputGradient: Tensor) throws -> [String: PerSampleGradients] {
         guard let linear = layer as? Linear else { throw TensorError.invalidArgument(argument: "layer", reason: "expected Linear, got \(layer.typeName)") }
         let n = input.shape.first ?? 0, positions = input.count / max(n * linear.inputFeatures, 1)
-        let (weight, bias) = try SequenceLinearGradients(
+        return try SequenceLinearGradients(
             samples: n, positions: positions, inFeatures: linear.inputFeatures, outFeatures: linear.outputFeatures, transposed: false
-        ).perSample(input: input, outputGradient: outputGradient, weightShape: [linear.outputFeatures, linear.inputFeatures])
-        var result: [String: Tensor] = [:]
-        if linear.weight.requiresGradient { result["weight"] = weight }
-        if let parameter = linear.bias, parameter.requiresGradient { result["bias"] = bias }
-        return result
+        ).perSample(
+            input: input, outputGradient: outputGradient, weight: linear.weight.requiresGradient ? [linear.outputFeatures, linear.inputFeatures] : nil,
+            bias: linear.bias?.requiresGradient == true)
     }
 
     public func accumulateSquaredGradients(

@@ -61,18 +61,37 @@ struct SequenceLinearGradients {
         return (weightSum, biasSum)
     }
 
-    /// Each sample's gradients, `[N] + weight shape` and `[N, out]`.
-    func perSample(input: Tensor, outputGradient: Tensor, weightShape: [Int]) throws -> (weight: Tensor, bias: Tensor) {
-        let size = inFeatures * outFeatures
-        var weights = Tensor(zeros: [samples] + weightShape), biases = Tensor(zeros: [samples, outFeatures])
-        try weights.withUnsafeMutableBufferPointer { w in
-            try biases.withUnsafeMutableBufferPointer { b in
-                try forEachSample(input: input, outputGradient: outputGradient) { sample, weight, bias in
-                    (w.baseAddress! + sample * size).update(from: weight, count: size)
-                    (b.baseAddress! + sample * outFeatures).update(from: bias, count: outFeatures)
+    /// Each sample's gradients, made one sample at a time: `"weight"` (of shape `weight`, when
+    /// given) and `"bias"` (`[out]`, when `bias`).
+    func perSample(input: Tensor, outputGradient: Tensor, weight weightShape: [Int]?, bias: Bool) throws -> [String: PerSampleGradients] {
+        guard input.count == samples * positions * inFeatures, outputGradient.count == samples * positions * outFeatures else {
+            throw TensorError.shapeMismatch(
+                operation: "per-sample linear gradients", expected: "input [\(samples), \(positions), \(inFeatures)] and output gradient [\(samples), \(positions), \(outFeatures)]",
+                actual: outputGradient.shape)
+        }
+        let (t, i, o, transposed) = (positions, inFeatures, outFeatures, transposed)
+        var result: [String: PerSampleGradients] = [:]
+        if let weightShape {
+            result["weight"] = PerSampleGradients(samples: samples, shape: weightShape) { sample, destination in
+                input.withUnsafeBufferPointer { x in
+                    outputGradient.withUnsafeBufferPointer { d in
+                        let xs = x.baseAddress! + sample * t * i, ds = d.baseAddress! + sample * t * o
+                        if transposed {
+                            gemm(transposeA: true, transposeB: false, m: i, n: o, k: t, a: xs, lda: i, b: ds, ldb: o, beta: 1, c: destination, ldc: o)
+                        } else {
+                            gemm(transposeA: true, transposeB: false, m: o, n: i, k: t, a: ds, lda: o, b: xs, ldb: i, beta: 1, c: destination, ldc: i)
+                        }
+                    }
                 }
             }
         }
-        return (weights, biases)
+        if bias {
+            result["bias"] = PerSampleGradients(samples: samples, shape: [o]) { sample, destination in
+                outputGradient.withUnsafeBufferPointer { d in
+                    for position in 0..<t { axpy(count: o, alpha: 1, x: d.baseAddress! + (sample * t + position) * o, y: destination) }
+                }
+            }
+        }
+        return result
     }
 }

@@ -33,9 +33,9 @@ final class SquaredGradientCollector: BackwardObserver {
 
     /// Parameters used by more than one leaf layer (tied weights).
     private let shared: Set<ObjectIdentifier>
-    /// The per-sample gradients of shared parameters in the current pass, `[N] + shape`, summed
-    /// over their uses, with the pass's scale; squared at ``endPass()``.
-    private var sharedPass: [ObjectIdentifier: (gradient: Tensor, scale: Float)] = [:]
+    /// The per-sample gradients of shared parameters in the current pass, one entry per use,
+    /// with the pass's scale; summed over uses and squared sample by sample at ``endPass()``.
+    private var sharedPass: [ObjectIdentifier: (uses: [PerSampleGradients], scale: Float)] = [:]
     /// Accumulated values of shared parameters.
     private var sharedAccumulators: [ObjectIdentifier: Tensor] = [:]
     /// Every parameter some observed layer holds (to tell an unreached parameter from a frozen one).
@@ -93,46 +93,29 @@ final class SquaredGradientCollector: BackwardObserver {
         }
         let gradients = try gradientRule.perSampleGradients(layer: layer, input: input, outputGradient: outputGradient)
         var local = accumulators.removeValue(forKey: path) ?? [:]
-        var bytes = 0
         for (name, parameter) in layer.localParameters where parameter.requiresGradient {
-            guard let gradient = gradients[name] else {
-                throw EstimatorError(estimator: estimator, problem: "the rule of layer '\(path)' (\(layer.typeName)) returned no per-sample gradient for '\(name)'")
+            guard let gradient = gradients[name], gradient.shape == parameter.value.shape, gradient.samples == input.shape.first else {
+                throw EstimatorError(
+                    estimator: estimator,
+                    problem: "the rule of layer '\(path)' (\(layer.typeName)) returned no per-sample gradient of shape \(parameter.value.shape) for '\(name)'")
             }
-            bytes += 4 * gradient.count
             let id = ObjectIdentifier(parameter)
             if shared.contains(id) {
-                if var open = sharedPass[id] {
-                    try open.gradient.addScaled(gradient)
-                    sharedPass[id] = open
-                } else {
-                    sharedPass[id] = (gradient, scale)
-                }
+                sharedPass[id, default: ([], scale)].uses.append(gradient)
             } else {
-                try local[name, default: Tensor(zeros: parameter.value.shape)].addScaled(Self.sumOfSquares(gradient, shape: parameter.value.shape), scale)
+                try local[name, default: Tensor(zeros: parameter.value.shape)].addScaled(PerSampleGradients.squaredSum(of: [gradient], scale: scale))
             }
         }
         accumulators[path] = local
-        peakTemporaryBytes = max(peakTemporaryBytes, bytes + retainedBytes)
+        peakTemporaryBytes = max(peakTemporaryBytes, 4 * layer.localParameters.reduce(0) { $0 + $1.parameter.value.count } + retainedBytes)
     }
 
-    /// `Σ_n g_n²` of per-sample gradients `[N] + shape`.
-    private static func sumOfSquares(_ gradients: Tensor, shape: [Int]) -> Tensor {
-        let size = shape.reduce(1, *)
-        var total = Tensor(zeros: shape)
-        guard size > 0 else { return total }
-        gradients.withUnsafeBufferPointer { g in
-            total.withUnsafeMutableBufferPointer { t in
-                for sample in 0..<(g.count / size) { addScaledSquares(count: size, scale: 1, x: g.baseAddress! + sample * size, y: t.baseAddress!) }
-            }
-        }
-        return total
-    }
-
-    /// Ends one backward pass: squares the summed per-sample gradients of shared parameters.
+    /// Ends one backward pass: squares the per-sample gradients of shared parameters, summed over
+    /// their uses, one sample at a time.
     func endPass() throws {
         for (id, open) in sharedPass {
-            let squares = Self.sumOfSquares(open.gradient, shape: Array(open.gradient.shape.dropFirst()))
-            try sharedAccumulators[id, default: Tensor(zeros: squares.shape)].addScaled(squares, open.scale)
+            let squares = try PerSampleGradients.squaredSum(of: open.uses, scale: open.scale)
+            try sharedAccumulators[id, default: Tensor(zeros: squares.shape)].addScaled(squares)
         }
         sharedPass = [:]
     }

@@ -4,7 +4,7 @@ import SquisherTensor
 /// `TransposedLinear` (HF `Conv1D`, weight `[in, out]`): sample `n`'s gradient is `X_nᵀ Δ_n`
 /// (summed over its positions, then squared) and `Σ_t Δ_n[t]` for the bias; for a 2-D input
 /// `[N, in]` the sum of squares is one product `(X⊙X)ᵀ(Δ⊙Δ)`.
-/// Per-sample gradients (``PerSampleGradientRule``) are `[N, in, out]` and `[N, out]`.
+/// Per-sample gradients (``PerSampleGradientRule``) are made one sample at a time.
 public struct TransposedLinearSquaredGradientRule: PerSampleGradientRule {
     public init() {}
 
@@ -44,13 +44,10 @@ public struct TransposedLinearSquaredGradientRule: PerSampleGradientRule {
         return plan.scratchBytes + 4 * (input.count + outputGradient.count)
     }
 
-    public func perSampleGradients(layer: any Layer, input: Tensor, outputGradient: Tensor) throws -> [String: Tensor] {
+    public func perSampleGradients(layer: any Layer, input: Tensor, outputGradient: Tensor) throws -> [String: PerSampleGradients] {
         let linear = try self.layer(layer)
-        let (weight, bias) = try gradients(linear, input).perSample(
-            input: input, outputGradient: outputGradient, weightShape: [linear.inputFeatures, linear.outputFeatures])
-        var result: [String: Tensor] = [:]
-        if linear.weight.requiresGradient { result["weight"] = weight }
-        if linear.bias.requiresGradient { result["bias"] = bias }
-        return result
+        return try gradients(linear, input).perSample(
+            input: input, outputGradient: outputGradient, weight: linear.weight.requiresGradient ? [linear.inputFeatures, linear.outputFeatures] : nil,
+            bias: linear.bias.requiresGradient)
     }
 }
