@@ -8,7 +8,7 @@ import SquisherTensor
 /// `outputGradient` row `n` must be `∂ℓ_n/∂(output_n)` for sample `n`'s own loss term (a sum
 /// reduction, possibly pre-scaled by the caller). Rules are registered per layer type in a
 /// ``PerSampleRuleRegistry``; users add rules for their own layers.
-public protocol PerSampleSquaredGradientRule {
+public protocol PerSampleSquaredGradientRule: Sendable {
     /// Adds `scale · Σ_n (∂ℓ_n/∂θ)²` into `accumulators[localName]` (shape of the parameter) for each
     /// of the layer's parameters that requires a gradient, and returns the bytes of temporaries it
     /// allocated (for cost accounting).
@@ -76,7 +76,7 @@ public struct PerSampleGradients {
 
 /// Per-sample rules by layer type. Layers without parameters need no rule; a layer with
 /// parameters and no rule is an error that names it (never a silent skip).
-public struct PerSampleRuleRegistry {
+public struct PerSampleRuleRegistry: Sendable {
     private var rules: [ObjectIdentifier: any PerSampleSquaredGradientRule] = [:]
 
     /// An empty registry.
