@@ -100,20 +100,26 @@ def adam_key(trainer, model, ckpt: Path, fixture: Path, fmt: str, tokenizer=True
     )
 
 
-def hf_trainer_bert(fixture: Path, work: Path) -> None:
+def hf_trainer_bert(fixture: Path, work: Path, *, task: str = "contains5", data_seed: int = 1) -> None:
     """Tiny BertForSequenceClassification (2 labels) fine-tuned 6 steps by the default Trainer optimizer."""
     from transformers import BertForSequenceClassification
 
     seed_all(0)
     model = BertForSequenceClassification(tiny_bert_config())
     tok = word_level_tokenizer(BERT_VOCAB)
-    trainer, ckpt = run_trainer(model, classification_data(48, BERT_VOCAB, seed=1), work, processing_class=tok)
+    data = classification_data(48, BERT_VOCAB, seed=data_seed, task=task)
+    trainer, ckpt = run_trainer(model, data, work, processing_class=tok)
     fresh_dir(fixture)
     copy_tree(ckpt, fixture / ckpt.name)
     adam_key(trainer, model, ckpt, fixture, "hf_trainer")
 
 
-def hf_trainer_gpt2(fixture: Path, work: Path) -> None:
+def hf_trainer_bert_b(fixture: Path, work: Path) -> None:
+    """`hf_trainer_bert`'s init (seed 0) fine-tuned on another task (label = first content token < vocab/2)."""
+    hf_trainer_bert(fixture, work, task="first_low", data_seed=4)
+
+
+def hf_trainer_gpt2(fixture: Path, work: Path, *, data_seed: int = 2) -> None:
     """Tiny GPT2LMHeadModel (lm_head tied to transformer.wte) trained 6 steps by the default Trainer optimizer."""
     from transformers import GPT2LMHeadModel
 
@@ -121,10 +127,53 @@ def hf_trainer_gpt2(fixture: Path, work: Path) -> None:
     model = GPT2LMHeadModel(tiny_gpt2_config())
     assert model.lm_head.weight is model.transformer.wte.weight, "lm_head is not tied"
     tok = word_level_tokenizer(GPT2_VOCAB)
-    trainer, ckpt = run_trainer(model, lm_data(48, GPT2_VOCAB, seed=2), work, processing_class=tok)
+    trainer, ckpt = run_trainer(model, lm_data(48, GPT2_VOCAB, seed=data_seed), work, processing_class=tok)
     fresh_dir(fixture)
     copy_tree(ckpt, fixture / ckpt.name)
     adam_key(trainer, model, ckpt, fixture, "hf_trainer")
+
+
+def hf_trainer_gpt2_b(fixture: Path, work: Path) -> None:
+    """`hf_trainer_gpt2`'s init (seed 0) trained on other data: the second input of a tied-weight merge."""
+    hf_trainer_gpt2(fixture, work, data_seed=5)
+
+
+def hf_base_bert_mlm(fixture: Path, _work: Path) -> None:
+    """The common init of `hf_trainer_bert` and `hf_trainer_bert_b` as a pretrained base would come: a
+    BertForMaskedLM holding the same encoder tensors (no pooler) plus a masked-LM head, no classifier."""
+    from safetensors import safe_open
+    from transformers import BertForMaskedLM, BertForSequenceClassification
+
+    seed_all(0)
+    init = BertForSequenceClassification(tiny_bert_config())
+    seed_all(1)
+    base = BertForMaskedLM(tiny_bert_config())
+    missing, unexpected = base.bert.load_state_dict(init.bert.state_dict(), strict=False)
+    assert not missing and all(k.startswith("pooler.") for k in unexpected), (missing, unexpected)
+    fresh_dir(fixture)
+    base.save_pretrained(fixture / "base")
+    word_level_tokenizer(BERT_VOCAB).save_pretrained(fixture / "base")
+    with safe_open(str(fixture / "base" / "model.safetensors"), "pt") as f:
+        base_keys = set(f.keys())
+    init_keys = set(init.state_dict().keys())
+    for key in sorted(base_keys & init_keys):
+        with safe_open(str(fixture / "base" / "model.safetensors"), "pt") as f:
+            assert torch.equal(f.get_tensor(key), init.state_dict()[key]), f"{key} differs from the fine-tunes' init"
+    from fixture_common import library_versions, write_json
+
+    write_json(fixture / "expected.json", {
+        "fixture": fixture.name,
+        "format": "hf_pretrained_base",
+        "input": "base",
+        "architecture": "BertForMaskedLM",
+        "base_of": ["hf_trainer_bert", "hf_trainer_bert_b"],
+        "shared_tensors_equal_fine_tune_init": True,
+        "only_in_base": sorted(base_keys - init_keys),
+        "only_in_fine_tunes": sorted(init_keys - base_keys),
+        "note": "the shared tensors equal the fine-tunes' weights before their first step; a tied decoder "
+                "(cls.predictions.decoder.weight = bert.embeddings.word_embeddings.weight) is stored once",
+        "versions": library_versions(),
+    })
 
 
 def adafactor_second_moment(opt, named: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
@@ -195,4 +244,7 @@ HF_FIXTURES = {
     "hf_trainer_bert": hf_trainer_bert,
     "hf_trainer_gpt2": hf_trainer_gpt2,
     "adafactor": adafactor,
+    "hf_trainer_bert_b": hf_trainer_bert_b,
+    "hf_trainer_gpt2_b": hf_trainer_gpt2_b,
+    "hf_base_bert_mlm": hf_base_bert_mlm,
 }
