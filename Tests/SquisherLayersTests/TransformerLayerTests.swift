@@ -114,6 +114,22 @@ struct TransformerLayerTests {
         }
     }
 
+    @Test("Residual: y = x + body(x), nested, with the body's parameters under its name")
+    func residual() throws {
+        var generator = SplitMix64(seed: 410)
+        let inner = Linear(inputFeatures: 3, outputFeatures: 3, generator: &generator)
+        let outer = Linear(inputFeatures: 3, outputFeatures: 3, generator: &generator)
+        let block = try Residual(Sequential([outer, Tanh(), try Residual(inner, bodyName: "skip")]))
+        #expect(block.namedParameters.map(\.name) == ["body.0.weight", "body.0.bias", "body.2.skip.weight", "body.2.skip.bias"])
+        let input = Tensor.uniform(shape: [2, 4, 3], low: -1, high: 1, using: &generator)
+        try checkLayer(block, input: input, generator: &generator, "residual") { x, p in
+            let h = Reference.tanh(Reference.linear(x, weight: p[0], bias: p[1], inputFeatures: 3, outputFeatures: 3))
+            let innerOut = Reference.add(h, Reference.linear(h, weight: p[2], bias: p[3], inputFeatures: 3, outputFeatures: 3))
+            return Reference.add(x, innerOut)
+        }
+        #expect(throws: TensorError.self) { _ = try Residual(Linear(inputFeatures: 3, outputFeatures: 2, generator: &generator)).forward(input, mode: .training) }
+    }
+
     @Test("BERT pooler: tanh(dense(first token))")
     func pooler() throws {
         var generator = SplitMix64(seed: 408)
