@@ -13,6 +13,7 @@ let libraries: [(name: String, dependencies: [String])] = [
     ("SquisherTraining", ["SquisherOptimizers", "SquisherData"]),
     ("SquisherEstimators", ["SquisherTraining", "SquisherIO"]),
     ("SquisherCheckpoints", ["SquisherIO"]),
+    ("SquisherModels", ["SquisherLayers", "SquisherData"]),
     ("SquisherApplications", ["SquisherEstimators", "SquisherCheckpoints"]),
     ("SquisherExperiments", ["SquisherApplications"]),
 ]
@@ -22,7 +23,7 @@ let umbrella = "Squisher"
 let testTargets: [(name: String, dependencies: [String], resources: Bool)] = [
     ("SquisherTensorTests", ["SquisherTensor"], false),
     ("SquisherIOTests", ["SquisherData"], true),
-    ("SquisherLayersTests", ["SquisherLayers"], false),
+    ("SquisherLayersTests", ["SquisherLayers", "SquisherIO"], true),
     ("SquisherOptimizersTests", ["SquisherOptimizers", "SquisherIO"], true),
     ("SquisherTrainingTests", ["Squisher"], false),
     ("SquisherEstimatorsTests", ["Squisher"], true),

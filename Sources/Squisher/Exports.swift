@@ -6,6 +6,7 @@
 @_exported import SquisherData
 @_exported import SquisherTraining
 @_exported import SquisherEstimators
+@_exported import SquisherModels
 @_exported import SquisherCheckpoints
 @_exported import SquisherApplications
 @_exported import SquisherExperiments

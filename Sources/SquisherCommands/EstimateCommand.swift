@@ -11,13 +11,16 @@ enum EstimateCommand: Subcommand {
     static let discussion = """
         Rebuilds an nn.Sequential from --model (see ModelSpec: {"layers": [{"type": "Linear", "in_features": 64, \
         "out_features": 32}, ...]}), loads --weights (a state_dict as safetensors), reads --data and writes the \
-        estimate to --output (sum reduction over the samples: no 1/N). Data: a .csv with the label in the last \
+        estimate to --output (sum reduction over the samples: no 1/N). With a Hugging Face folder as --model \
+        (GPT2LMHeadModel, BertForSequenceClassification), --data is a .safetensors file with input_ids [N, T], \
+        attention_mask, token_type_ids and labels (a causal LM's labels are its input ids, shifted inside, -100 \
+        ignored; a sample's loss is the sum over its tokens), and no --weights. Data: a .csv with the label in the last \
         column (divide features by --input-scale), an IDX image file with --labels, or a .safetensors file with \
         tensors 'inputs' and 'labels' (keys set by --inputs-key/--labels-key).
         """
     static let estimators = ["fisher", "true-fisher", "mc", "joint"]
     static let options: [ParsedArguments.Option] = [
-        .init("model", value: "spec.json", help: "Model description (required)."),
+        .init("model", value: "spec.json|folder", help: "Model description, or a Hugging Face folder (config.json + model.safetensors: GPT-2 LM, BERT classifier) (required)."),
         .init("weights", value: "file.safetensors", help: "Parameters by PyTorch name (required)."),
         .init("data", value: "file", help: "Data: .csv, .idx/.ubyte images, or .safetensors (required)."),
         .init("labels", value: "file", help: "IDX labels file (with IDX images)."),
@@ -35,6 +38,9 @@ enum EstimateCommand: Subcommand {
     ]
 
     static func run(_ arguments: ParsedArguments, output: CommandOutput) throws -> Int32 {
+        if let model = arguments.value("model"), HuggingFaceEstimate.isModelFolder(model) {
+            return try HuggingFaceEstimate.run(arguments, output: output)
+        }
         _ = try arguments.requirePositional([])
         func required(_ key: String) throws -> String {
             guard let value = arguments.value(key) else { throw CommandError("squisher estimate: --\(key) is required (see --help)") }

@@ -7,6 +7,7 @@ func registerBuiltInRules(into registry: inout PerSampleRuleRegistry) {
     registry.register(Conv2dSquaredGradientRule(), for: Conv2d.self)
     registry.register(LayerNormSquaredGradientRule(), for: LayerNorm.self)
     registry.register(EmbeddingSquaredGradientRule(), for: Embedding.self)
+    registry.register(TransposedLinearSquaredGradientRule(), for: TransposedLinear.self)
 }
 
 /// `Conv2d`: with the unfolded input `U_n` `[C·kh·kw, L]` (im2col, `L = outH·outW`) and the output
@@ -231,9 +232,29 @@ public struct LayerNormSquaredGradientRule: PerSampleSquaredGradientRule {
 }
 
 /// `Embedding`: sample `n`'s gradient of row `r` is the sum of the output gradients at the
-/// positions where its ids equal `r` (rows it does not use get 0); squared and summed over samples.
-public struct EmbeddingSquaredGradientRule: PerSampleSquaredGradientRule {
+/// positions where its ids equal `r` (rows it does not use get 0, and so does the
+/// ``Embedding/paddingIndex`` row); squared and summed over samples.
+///
+/// Per-sample gradients (``PerSampleGradientRule``, for a tied embedding) are made one sample at a
+/// time (a sample touches only the rows of its ids).
+public struct EmbeddingSquaredGradientRule: PerSampleGradientRule {
     public init() {}
+
+    public func perSampleGradients(layer: any Layer, input: Tensor, outputGradient: Tensor) throws -> [String: PerSampleGradients] {
+        guard let embedding = layer as? Embedding else { throw TensorError.invalidArgument(argument: "layer", reason: "expected Embedding, got \(layer.typeName)") }
+        guard embedding.weight.requiresGradient else { return [:] }
+        let dim = embedding.embeddingDim, n = input.shape.first ?? 0
+        try outputGradient.checkShape(input.shape + [dim], "\(embedding) per-sample rule")
+        let ids = try embedding.ids(input), padding = embedding.paddingIndex
+        let positions = n == 0 ? 0 : input.count / n
+        return ["weight": PerSampleGradients(samples: n, shape: embedding.weight.value.shape) { sample, destination in
+            outputGradient.withUnsafeBufferPointer { dy in
+                for index in (sample * positions)..<((sample + 1) * positions) where ids[index] != padding {
+                    axpy(count: dim, alpha: 1, x: dy.baseAddress! + index * dim, y: destination + ids[index] * dim)
+                }
+            }
+        }]
+    }
 
     public func accumulateSquaredGradients(
         layer: any Layer, input: Tensor, outputGradient: Tensor, scale: Float, into accumulators: inout [String: Tensor]
@@ -253,6 +274,7 @@ public struct EmbeddingSquaredGradientRule: PerSampleSquaredGradientRule {
                 guard id >= 0, id < Float(embedding.numEmbeddings), id == id.rounded() else {
                     throw TensorError.invalidArgument(argument: "\(embedding) input id at \(index)", reason: "\(id) is not an integer in 0..<\(embedding.numEmbeddings)")
                 }
+                if Int(id) == embedding.paddingIndex { continue }
                 var row = perRow[Int(id)] ?? [Float](repeating: 0, count: dim)
                 for j in 0..<dim { row[j] += outputGradient.scalars[index * dim + j] }
                 perRow[Int(id)] = row

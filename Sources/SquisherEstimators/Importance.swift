@@ -15,6 +15,11 @@ public struct Importance: Sendable, Equatable {
     /// The estimator that produced it (e.g. `"empirical-fisher"`, `"squisher"`).
     public var estimator: String
     /// Free-form conventions, e.g. `["reduction": "sum", "scaling": "N", "samples": "1438"]`.
+    /// Data-based estimators record their ``LikelihoodLoss``'s: `"loss"` (softmax cross-entropy or
+    /// Gaussian with its `"variance"`), `"reduction"` (`"sum"` over samples), `"sample loss"`
+    /// (`"sum over the sequence's predicted tokens"` for a language model: a sample is a sequence),
+    /// `"targets"` (causal shift), `"ignore index"`, `"label smoothing"`, and `"labels"` (true,
+    /// exact expectation, sampled).
     public var conventions: [String: String]
     /// What it cost to compute.
     public var cost: EstimationCost

@@ -8,7 +8,8 @@ import SquisherTensor
 /// batches [1]. With `B = N` (one batch) it is `(Σ_n g_n)²`. It needs only ordinary batch
 /// gradients (no per-sample rules), which is what Adam squares (up to the 1/B of a mean loss).
 ///
-/// - Reduction: the gradient inside the square is **sum**-reduced over the batch.
+/// - Reduction: the gradient inside the square is **sum**-reduced over the batch, of any
+///   ``LikelihoodLoss`` (``loss``; per-sample softmax cross-entropy by default).
 /// - Cost: one forward and one backward pass per batch. The model's accumulated gradients are
 ///   saved and restored around the computation.
 ///
@@ -19,11 +20,23 @@ public struct JointEmpiricalFisher: SensitivityEstimator, Sendable {
     /// Samples per batch `B` (this changes the result: the square is taken per batch).
     /// `nil` means the whole data set as one batch.
     public var batchSize: Int?
+    /// The per-sample loss whose summed gradient is squared.
+    public var loss: any LikelihoodLoss
 
-    public init(batchSize: Int? = nil) { self.batchSize = batchSize }
+    public init(batchSize: Int? = nil, loss: any LikelihoodLoss = CrossEntropyLikelihood()) {
+        self.batchSize = batchSize
+        self.loss = loss
+    }
 
+    /// The estimate on a classification data set.
     public func estimate(model: any Layer, data: Dataset?) throws -> Importance {
-        guard let data, data.count > 0 else { throw EstimatorError(estimator: name, problem: "needs a non-empty data set") }
+        guard let data else { throw EstimatorError(estimator: name, problem: "needs a non-empty data set") }
+        return try estimate(model: model, data: TensorDataset(data))
+    }
+
+    /// The estimate on inputs and targets of any shape.
+    public func estimate(model: any Layer, data: TensorDataset) throws -> Importance {
+        guard data.count > 0 else { throw EstimatorError(estimator: name, problem: "needs a non-empty data set") }
         let size = batchSize ?? data.count
         guard size >= 1 else { throw EstimatorError(estimator: name, problem: "batch size must be >= 1, got \(size)") }
         let start = Date()
@@ -31,12 +44,11 @@ public struct JointEmpiricalFisher: SensitivityEstimator, Sendable {
         let saved = parameters.map { $0.parameter.gradient }
         defer { for (index, entry) in parameters.enumerated() { entry.parameter.gradient = saved[index] } }
         var sums = parameters.map { Tensor(zeros: $0.parameter.value.shape) }
-        let loss = SoftmaxCrossEntropy(reduction: .sum)
         var cost = EstimationCost()
         for batch in try data.batches(size: size) {
             for (_, parameter) in parameters { parameter.gradient = Tensor(zeros: parameter.value.shape) }
-            let logits = try model.forward(batch.inputs, mode: .evaluation)
-            let (_, gradient) = try loss(logits: logits, labels: batch.labels)
+            let output = try model.forward(batch.inputs, mode: .evaluation)
+            let gradient = try loss.lossAndGradient(output: output, targets: batch.targets).outputGradient
             try model.accumulateParameterGradients(gradient)
             cost.forwardPasses += 1
             cost.backwardPasses += 1
@@ -50,6 +62,7 @@ public struct JointEmpiricalFisher: SensitivityEstimator, Sendable {
         let values = try NamedTensors(zip(parameters, sums).map { ($0.0.name, $0.1) })
         return Importance(
             unchecked: values, estimator: name,
-            conventions: ["reduction": "sum inside the square", "batch_size": "\(size)", "samples": "\(data.count)"], cost: cost)
+            conventions: Importance.conventions(loss: loss, samples: data.count, ["reduction": "sum inside the square", "batch_size": "\(size)"]),
+            cost: cost)
     }
 }

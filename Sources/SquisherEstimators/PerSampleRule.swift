@@ -18,6 +18,62 @@ public protocol PerSampleSquaredGradientRule: Sendable {
     ) throws -> Int
 }
 
+/// A rule that can also return each sample's gradient itself, `∂ℓ_n/∂θ` (BackPACK's `BatchGrad`),
+/// not only the sum of squares. Needed for a parameter used by several layers (a tied output
+/// embedding): its per-sample gradient is the **sum** of every use's contribution, squared
+/// afterwards, so the squares of the uses cannot be added separately.
+public protocol PerSampleGradientRule: PerSampleSquaredGradientRule {
+    /// Each sample's gradient of each local parameter that requires a gradient, by local name, for
+    /// the output gradient `[N, ...]` (row `n`: `∂ℓ_n/∂output_n`), made one sample at a time.
+    func perSampleGradients(layer: any Layer, input: Tensor, outputGradient: Tensor) throws -> [String: PerSampleGradients]
+}
+
+/// The per-sample gradients of one parameter, produced **one sample at a time** into a caller's
+/// buffer, so that `N` copies of a large parameter (a `[vocabulary, dim]` embedding) never exist at
+/// once: the closure keeps only the layer's input and output gradient (the factors of the
+/// gradient) and multiplies them out for the sample asked for.
+public struct PerSampleGradients {
+    /// How many samples (`N`).
+    public var samples: Int
+    /// The parameter's shape.
+    public var shape: [Int]
+    /// Adds sample `n`'s gradient (row-major, `shape`) into the buffer.
+    public var addSample: (_ sample: Int, _ destination: UnsafeMutablePointer<Float>) throws -> Void
+
+    public init(samples: Int, shape: [Int], addSample: @escaping (Int, UnsafeMutablePointer<Float>) throws -> Void) {
+        self.samples = samples
+        self.shape = shape
+        self.addSample = addSample
+    }
+
+    /// Gradients stacked in one tensor `[N] + shape` (for small parameters and user rules).
+    public init(stacked: Tensor) {
+        let shape = Array(stacked.shape.dropFirst()), size = shape.reduce(1, *)
+        self.init(samples: stacked.shape.first ?? 0, shape: shape) { sample, destination in
+            stacked.withUnsafeBufferPointer { g in axpy(count: size, alpha: 1, x: g.baseAddress! + sample * size, y: destination) }
+        }
+    }
+
+    /// `scale · Σ_n (Σ_uses g_{use,n})²` over several uses of one parameter (all with `samples` rows),
+    /// one sample at a time in a scratch buffer of the parameter's size.
+    public static func squaredSum(of uses: [PerSampleGradients], scale: Float) throws -> Tensor {
+        guard let first = uses.first else { return Tensor(zeros: [0]) }
+        let size = first.shape.reduce(1, *)
+        var total = Tensor(zeros: first.shape)
+        guard size > 0 else { return total }
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: size)
+        defer { scratch.deallocate() }
+        try total.withUnsafeMutableBufferPointer { t in
+            for sample in 0..<first.samples {
+                scratch.update(repeating: 0, count: size)
+                for use in uses { try use.addSample(sample, scratch) }
+                addScaledSquares(count: size, scale: scale, x: scratch, y: t.baseAddress!)
+            }
+        }
+        return total
+    }
+}
+
 /// Per-sample rules by layer type. Layers without parameters need no rule; a layer with
 /// parameters and no rule is an error that names it (never a silent skip).
 public struct PerSampleRuleRegistry: Sendable {
@@ -26,7 +82,8 @@ public struct PerSampleRuleRegistry: Sendable {
     /// An empty registry.
     public init() {}
 
-    /// The built-in rules: `Linear`, `Conv2d`, `LayerNorm`, `Embedding`.
+    /// The built-in rules: `Linear`, `Conv2d`, `LayerNorm`, `Embedding`, `TransposedLinear` (HF `Conv1D`).
+    /// Parameterless layers (attention core, activations) need none.
     public static var standard: PerSampleRuleRegistry {
         var registry = PerSampleRuleRegistry()
         registry.register(LinearSquaredGradientRule(), for: Linear.self)
@@ -48,13 +105,23 @@ public struct PerSampleRuleRegistry: Sendable {
 /// `Linear`: with input `X` `[N, in]` and output gradient `Δ` `[N, out]`,
 /// `Σ_n (∂ℓ_n/∂W)² = (Δ⊙Δ)ᵀ (X⊙X)` (one matrix product) and `Σ_n (∂ℓ_n/∂b)² = Σ_n Δ_n⊙Δ_n`.
 /// For inputs with extra axes `[N, T, in]` each sample's gradient sums over positions first,
-/// `∂ℓ_n/∂W = Δ_nᵀ X_n`, then is squared (one product per sample).
+/// `∂ℓ_n/∂W = Δ_nᵀ X_n`, then is squared (one product per sample, ``SequenceLinearGradients``).
 ///
 /// Over the passes of one batch (``PassSummableSquaredGradientRule``), a 2-D input sums
 /// `D = Σ_pass scale·Δ⊙Δ` (`[N, out]`) and does one product `Dᵀ(X⊙X)` per batch (bias: `Σ_n D_n`);
 /// inputs with extra axes keep the per-pass path.
-public struct LinearSquaredGradientRule: PassSummableSquaredGradientRule {
+public struct LinearSquaredGradientRule: PassSummableSquaredGradientRule, PerSampleGradientRule {
     public init() {}
+
+    public func perSampleGradients(layer: any Layer, input: Tensor, outputGradient: Tensor) throws -> [String: PerSampleGradients] {
+        guard let linear = layer as? Linear else { throw TensorError.invalidArgument(argument: "layer", reason: "expected Linear, got \(layer.typeName)") }
+        let n = input.shape.first ?? 0, positions = input.count / max(n * linear.inputFeatures, 1)
+        return try SequenceLinearGradients(
+            samples: n, positions: positions, inFeatures: linear.inputFeatures, outFeatures: linear.outputFeatures, transposed: false
+        ).perSample(
+            input: input, outputGradient: outputGradient, weight: linear.weight.requiresGradient ? [linear.outputFeatures, linear.inputFeatures] : nil,
+            bias: linear.bias?.requiresGradient == true)
+    }
 
     public func accumulateSquaredGradients(
         layer: any Layer, input: Tensor, outputGradient: Tensor, scale: Float,
@@ -76,24 +143,15 @@ public struct LinearSquaredGradientRule: PassSummableSquaredGradientRule {
                 try accumulators["bias", default: Tensor(zeros: [outFeatures])].addScaled(d2.sumOverLeadingAxis(), scale)
             }
         } else {
-            let x = try input.reshaped([n, positions, inFeatures])
-            let d = try outputGradient.reshaped([n, positions, outFeatures])
-            var weightSum = Tensor(zeros: [outFeatures, inFeatures])
-            var biasSum = Tensor(zeros: [outFeatures])
-            temporaryBytes = 4 * (2 * outFeatures * inFeatures + outFeatures + positions * (inFeatures + outFeatures))
-            for sample in 0..<n {
-                let xs = try Tensor(shape: [positions, inFeatures], scalars: Array(x.scalars[(sample * positions * inFeatures)..<((sample + 1) * positions * inFeatures)]))
-                let ds = try Tensor(shape: [positions, outFeatures], scalars: Array(d.scalars[(sample * positions * outFeatures)..<((sample + 1) * positions * outFeatures)]))
-                let g = try Tensor.matmul(ds, xs, transposeA: true)
-                try weightSum.addScaled(g.map { $0 * $0 })
-                let gb = try ds.sumOverLeadingAxis()
-                try biasSum.addScaled(gb.map { $0 * $0 })
-            }
+            let sums = try SequenceLinearGradients(
+                samples: n, positions: positions, inFeatures: inFeatures, outFeatures: outFeatures, transposed: false
+            ).squaredSums(input: input, outputGradient: outputGradient, scale: scale)
+            temporaryBytes = 4 * (2 * outFeatures * inFeatures + 2 * outFeatures)
             if linear.weight.requiresGradient {
-                try accumulators["weight", default: Tensor(zeros: [outFeatures, inFeatures])].addScaled(weightSum, scale)
+                try accumulators["weight", default: Tensor(zeros: [outFeatures, inFeatures])].addScaled(Tensor(uncheckedShape: [outFeatures, inFeatures], scalars: sums.weight))
             }
             if let bias = linear.bias, bias.requiresGradient {
-                try accumulators["bias", default: Tensor(zeros: [outFeatures])].addScaled(biasSum, scale)
+                try accumulators["bias", default: Tensor(zeros: [outFeatures])].addScaled(Tensor(uncheckedShape: [outFeatures], scalars: sums.bias))
             }
         }
         return temporaryBytes

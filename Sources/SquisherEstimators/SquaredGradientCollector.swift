@@ -31,17 +31,34 @@ final class SquaredGradientCollector: BackwardObserver {
     /// Each layer's last finished sum, offered to its next batch for reuse of its buffers.
     private var finished: [String: any SquaredGradientPassSum] = [:]
 
-    init(registry: PerSampleRuleRegistry, estimator: String) {
+    /// Parameters used by more than one leaf layer (tied weights).
+    private let shared: Set<ObjectIdentifier>
+    /// The per-sample gradients of shared parameters in the current pass, one entry per use,
+    /// with the pass's scale; summed over uses and squared sample by sample at ``endPass()``.
+    private var sharedPass: [ObjectIdentifier: (uses: [PerSampleGradients], scale: Float)] = [:]
+    /// Accumulated values of shared parameters.
+    private var sharedAccumulators: [ObjectIdentifier: Tensor] = [:]
+    /// Every parameter some observed layer holds (to tell an unreached parameter from a frozen one).
+    private var observed = Set<ObjectIdentifier>()
+
+    /// - Parameter model: the model whose backward passes will be observed (for its shared parameters).
+    init(registry: PerSampleRuleRegistry, estimator: String, model: any Layer) {
         self.registry = registry
         self.estimator = estimator
+        shared = Set(model.parameterUseCounts.filter { $0.value > 1 }.keys)
     }
 
     func observe(layer: any Layer, path: String, input: Tensor, outputGradient: Tensor) throws {
         guard layer.localParameters.contains(where: { $0.parameter.requiresGradient }) else { return }
+        for (_, parameter) in layer.localParameters { observed.insert(ObjectIdentifier(parameter)) }
         guard let rule = registry.rule(for: layer) else {
             throw EstimatorError(
                 estimator: estimator,
                 problem: "layer '\(path)' (\(layer.typeName)) has parameters but no per-sample rule; register one with PerSampleRuleRegistry.register(_:for:)")
+        }
+        if layer.localParameters.contains(where: { shared.contains(ObjectIdentifier($0.parameter)) }) {
+            try observeShared(layer: layer, path: path, rule: rule, input: input, outputGradient: outputGradient)
+            return
         }
         if batchOpen, let summable = rule as? PassSummableSquaredGradientRule {
             if let open = openSums[path], !Self.sameStorage(open.input, input) {
@@ -62,6 +79,45 @@ final class SquaredGradientCollector: BackwardObserver {
         let bytes = try rule.accumulateSquaredGradients(layer: layer, input: input, outputGradient: outputGradient, scale: scale, into: &local)
         accumulators[path] = local
         peakTemporaryBytes = max(peakTemporaryBytes, bytes + retainedBytes)
+    }
+
+    /// A layer holding a shared parameter: per-sample gradients of the shared ones are summed over
+    /// the uses of this pass (squared at ``endPass()``); the layer's other parameters are squared now.
+    private func observeShared(
+        layer: any Layer, path: String, rule: any PerSampleSquaredGradientRule, input: Tensor, outputGradient: Tensor
+    ) throws {
+        guard let gradientRule = rule as? PerSampleGradientRule else {
+            throw EstimatorError(
+                estimator: estimator,
+                problem: "layer '\(path)' (\(layer.typeName)) uses a parameter shared with another layer, and its rule cannot return per-sample gradients (PerSampleGradientRule)")
+        }
+        let gradients = try gradientRule.perSampleGradients(layer: layer, input: input, outputGradient: outputGradient)
+        var local = accumulators.removeValue(forKey: path) ?? [:]
+        for (name, parameter) in layer.localParameters where parameter.requiresGradient {
+            guard let gradient = gradients[name], gradient.shape == parameter.value.shape, gradient.samples == input.shape.first else {
+                throw EstimatorError(
+                    estimator: estimator,
+                    problem: "the rule of layer '\(path)' (\(layer.typeName)) returned no per-sample gradient of shape \(parameter.value.shape) for '\(name)'")
+            }
+            let id = ObjectIdentifier(parameter)
+            if shared.contains(id) {
+                sharedPass[id, default: ([], scale)].uses.append(gradient)
+            } else {
+                try local[name, default: Tensor(zeros: parameter.value.shape)].addScaled(PerSampleGradients.squaredSum(of: [gradient], scale: scale))
+            }
+        }
+        accumulators[path] = local
+        peakTemporaryBytes = max(peakTemporaryBytes, 4 * layer.localParameters.reduce(0) { $0 + $1.parameter.value.count } + retainedBytes)
+    }
+
+    /// Ends one backward pass: squares the per-sample gradients of shared parameters, summed over
+    /// their uses, one sample at a time.
+    func endPass() throws {
+        for (id, open) in sharedPass {
+            let squares = try PerSampleGradients.squaredSum(of: open.uses, scale: open.scale)
+            try sharedAccumulators[id, default: Tensor(zeros: squares.shape)].addScaled(squares)
+        }
+        sharedPass = [:]
     }
 
     /// Starts a batch of `passes` backward passes that all follow the same forward.
@@ -100,11 +156,23 @@ final class SquaredGradientCollector: BackwardObserver {
         a.shape == b.shape && a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in pa.baseAddress == pb.baseAddress } }
     }
 
-    /// The accumulated values by full parameter name, in the model's parameter order; parameters
-    /// that never received a contribution (frozen) get zeros.
-    func result(for model: any Layer) -> NamedTensors {
+    /// The accumulated values by full parameter name, in the model's parameter order; frozen
+    /// parameters (`requiresGradient == false`) get zeros.
+    /// - Throws: ``EstimatorError`` naming a trainable parameter that no observed layer holds (a
+    ///   layer not reached by the backward pass): never a silent zero.
+    func result(for model: any Layer) throws -> NamedTensors {
         var result = NamedTensors()
         for (name, parameter) in model.namedParameters {
+            let id = ObjectIdentifier(parameter)
+            if parameter.requiresGradient, !observed.contains(id) {
+                throw EstimatorError(
+                    estimator: estimator,
+                    problem: "parameter '\(name)' requires a gradient but no layer holding it was reached by the backward pass (is it used in the forward?)")
+            }
+            if let value = sharedAccumulators[id] {
+                result[name] = value
+                continue
+            }
             let dot = name.lastIndex(of: ".")
             let path = dot.map { String(name[..<$0]) } ?? ""
             let local = dot.map { String(name[name.index(after: $0)...]) } ?? name
@@ -113,5 +181,7 @@ final class SquaredGradientCollector: BackwardObserver {
         return result
     }
 
-    var accumulatorBytes: Int { accumulators.values.reduce(0) { $0 + $1.values.reduce(0) { $0 + 4 * $1.count } } }
+    var accumulatorBytes: Int {
+        accumulators.values.reduce(0) { $0 + $1.values.reduce(0) { $0 + 4 * $1.count } } + sharedAccumulators.values.reduce(0) { $0 + 4 * $1.count }
+    }
 }

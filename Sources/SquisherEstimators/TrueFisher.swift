@@ -9,7 +9,9 @@ import SquisherTensor
 ///
 /// - Reduction: **sum** over the `N` samples.
 /// - Cost: one forward and `C` backward passes per batch (`C` classes): each pass backpropagates
-///   `sqrt(p_c)·(p − e_c)` per sample.
+///   `sqrt(p_c)·(p − e_c)` per sample. Any ``LikelihoodLoss`` (``loss``) defines its own exact
+///   passes: `T·C` for a sequence of `T` predicted tokens (one per position and class), `D` for a
+///   Gaussian over `D` outputs.
 ///
 /// [1]: Li, Dangel, Tam, Raffel 2025, Fishers for Free?; Martens 2020, New insights and
 ///      perspectives on the natural gradient method.
@@ -20,29 +22,31 @@ public struct TrueFisherExact: SensitivityEstimator, Sendable {
     public var batchSize: Int
     /// Per-sample rules by layer type.
     public var rules: PerSampleRuleRegistry
+    /// The likelihood whose expectation is taken.
+    public var loss: any LikelihoodLoss
 
-    public init(batchSize: Int = 128, rules: PerSampleRuleRegistry = .standard) {
+    public init(batchSize: Int = 128, rules: PerSampleRuleRegistry = .standard, loss: any LikelihoodLoss = CrossEntropyLikelihood()) {
         self.batchSize = batchSize
         self.rules = rules
+        self.loss = loss
     }
 
+    /// The estimate on a classification data set.
     public func estimate(model: any Layer, data: Dataset?) throws -> Importance {
+        guard let data else { throw EstimatorError(estimator: name, problem: "needs a data set, got none") }
+        return try estimate(model: model, data: TensorDataset(data))
+    }
+
+    /// The estimate on inputs and targets of any shape (targets only mark which terms exist).
+    public func estimate(model: any Layer, data: TensorDataset) throws -> Importance {
         let engine = FisherEngine(estimator: name, batchSize: batchSize, rules: rules)
-        let (values, cost) = try engine.run(model: model, data: data) { probabilities, classes, labels in
-            (0..<classes).map { c in
-                var gradient = [Float](repeating: 0, count: labels.count * classes)
-                for row in 0..<labels.count {
-                    let weight = probabilities[row * classes + c].squareRoot()
-                    for j in 0..<classes {
-                        gradient[row * classes + j] = Float(weight * (probabilities[row * classes + j] - (j == c ? 1 : 0)))
-                    }
-                }
-                return (Tensor(uncheckedShape: [labels.count, classes], scalars: gradient), 1)
-            }
+        let loss = loss
+        let (values, cost) = try engine.run(model: model, data: data) { output, targets in
+            try loss.exactFisherPasses(output: output, targets: targets)
         }
         return Importance(
             unchecked: values, estimator: name,
-            conventions: ["reduction": "sum", "samples": "\(data?.count ?? 0)", "labels": "exact expectation"], cost: cost)
+            conventions: Importance.conventions(loss: loss, samples: data.count, ["labels": "exact expectation"]), cost: cost)
     }
 }
 
@@ -63,42 +67,40 @@ public struct TrueFisherMonteCarlo: SensitivityEstimator, Sendable {
     public var batchSize: Int
     /// Per-sample rules by layer type.
     public var rules: PerSampleRuleRegistry
+    /// The likelihood sampled from.
+    public var loss: any LikelihoodLoss
 
-    public init(samples: Int = 1, seed: UInt64 = 0, batchSize: Int = 128, rules: PerSampleRuleRegistry = .standard) {
+    public init(
+        samples: Int = 1, seed: UInt64 = 0, batchSize: Int = 128, rules: PerSampleRuleRegistry = .standard,
+        loss: any LikelihoodLoss = CrossEntropyLikelihood()
+    ) {
         self.samples = samples
         self.seed = seed
         self.batchSize = batchSize
         self.rules = rules
+        self.loss = loss
     }
 
+    /// The estimate on a classification data set.
     public func estimate(model: any Layer, data: Dataset?) throws -> Importance {
+        guard let data else { throw EstimatorError(estimator: name, problem: "needs a data set, got none") }
+        return try estimate(model: model, data: TensorDataset(data))
+    }
+
+    /// The estimate on inputs and targets of any shape (targets only mark which terms exist).
+    public func estimate(model: any Layer, data: TensorDataset) throws -> Importance {
         guard samples >= 1 else { throw EstimatorError(estimator: name, problem: "samples must be >= 1, got \(samples)") }
         var generator = SplitMix64(seed: seed)
         let engine = FisherEngine(estimator: name, batchSize: batchSize, rules: rules)
-        let scale = 1 / Float(samples)
-        let (values, cost) = try engine.run(model: model, data: data) { probabilities, classes, labels in
-            // Draw S labels per row in row order, sample-major, from one seeded stream.
-            var sampled = [[Int]](repeating: [], count: samples)
-            for row in 0..<labels.count {
-                for s in 0..<samples {
-                    let u = generator.nextUniformDouble()
-                    var cumulative = 0.0, label = classes - 1
-                    for c in 0..<classes {
-                        cumulative += probabilities[row * classes + c]
-                        if u < cumulative { label = c; break }
-                    }
-                    sampled[s].append(label)
-                }
-            }
-            return sampled.map { draw in
-                var gradient = probabilities.map(Float.init)
-                for (row, label) in draw.enumerated() { gradient[row * classes + label] -= 1 }
-                return (Tensor(uncheckedShape: [labels.count, classes], scalars: gradient), scale)
-            }
+        let (loss, samples, scale) = (loss, samples, 1 / Float(samples))
+        let (values, cost) = try engine.run(model: model, data: data) { output, targets in
+            // S draws per term in row order, from one seeded stream.
+            let gradients = try loss.sampledGradients(output: output, targets: targets, samples: samples, using: &generator)
+            return FisherPasses(count: samples) { (gradients[$0], scale) }
         }
         return Importance(
             unchecked: values, estimator: name,
-            conventions: ["reduction": "sum", "samples": "\(data?.count ?? 0)", "labels": "sampled, S=\(samples), seed=\(seed)"], cost: cost)
+            conventions: Importance.conventions(loss: loss, samples: data.count, ["labels": "sampled, S=\(samples), seed=\(seed)"]), cost: cost)
     }
 }
 

@@ -16,6 +16,9 @@ public final class Embedding: Layer, CustomStringConvertible {
     public let embeddingDim: Int
     /// The table, `[numEmbeddings, embeddingDim]`.
     public let weight: Parameter
+    /// As PyTorch's `padding_idx`: positions holding this id add nothing to the weight gradient
+    /// (and so nothing to any Fisher of the row), as BERT's pad token. nil: every id learns.
+    public var paddingIndex: Int?
 
     private var cachedInputShape: [Int]?
     private var cachedIDs: [Int] = []
@@ -81,7 +84,7 @@ public final class Embedding: Layer, CustomStringConvertible {
             outputGradient.withUnsafeBufferPointer { dy in
                 weight.gradient.withUnsafeMutableBufferPointer { dw in
                     cachedIDs.withUnsafeBufferPointer { ids in
-                        for (position, id) in ids.enumerated() {
+                        for (position, id) in ids.enumerated() where id != paddingIndex {
                             axpy(count: d, alpha: 1, x: dy.baseAddress! + position * d, y: dw.baseAddress! + id * d)
                         }
                     }

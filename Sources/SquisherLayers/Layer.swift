@@ -48,11 +48,110 @@ extension Layer {
     }
 }
 
-/// A layer made of named child layers (like `nn.Sequential`); parameter names are the children's
-/// names joined with dots (`0.weight`, `encoder.1.bias`).
+/// A layer made of named child layers (like `nn.Sequential` or any `nn.Module` with submodules);
+/// parameter names are the children's names joined with dots (`0.weight`, `encoder.1.bias`).
+/// A child's name may itself contain dots (`attention.output.dense`) when the container flattens
+/// a deeper PyTorch module tree into one class.
+///
+/// A container runs its children in its own forward and backward, so only it knows each child's
+/// input and output gradient: it must report them to a ``BackwardObserver`` in
+/// ``backward(_:accumulateParameterGradients:observer:computeInputGradient:pathPrefix:)``
+/// (usually by calling ``Layer/observedBackward(_:input:path:accumulateParameterGradients:observer:computeInputGradient:)``
+/// on each child). The default implementation of that method works without an observer and
+/// **throws** ``UnobservedContainerError`` naming the container when an observer is given and the
+/// container has trainable parameters: an estimator never gets a silent all-zero Fisher for them.
 public protocol LayerContainer: Layer {
     /// The children in order, with their names.
     var children: [(name: String, layer: any Layer)] { get }
+
+    /// Backward through the last forward, reporting every leaf layer's input and output gradient
+    /// to `observer` (recursively through child containers), as ``Sequential`` does.
+    /// - Parameters:
+    ///   - computeInputGradient: when false the caller does not need `dL/d(input)`; the container
+    ///     may skip that product and return an empty placeholder of shape `[0]`. Every parameter
+    ///     gradient and observation must be the same as with `true`.
+    ///   - pathPrefix: prepended to child names (`""` at the top, `"encoder."` when nested).
+    /// - Throws: ``TensorError`` from the children, or whatever the observer throws.
+    func backward(
+        _ outputGradient: Tensor, accumulateParameterGradients: Bool,
+        observer: (any BackwardObserver)?, computeInputGradient: Bool, pathPrefix: String
+    ) throws -> Tensor
+}
+
+/// Thrown when an observer (a per-sample estimator) meets a container that does not report its
+/// children: naming it is better than a silent zero Fisher for its parameters.
+public struct UnobservedContainerError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The container's dotted path in the model (`""` for the model itself).
+    public var path: String
+    /// The container's ``Layer/typeName``.
+    public var typeName: String
+
+    public init(path: String, typeName: String) {
+        self.path = path
+        self.typeName = typeName
+    }
+
+    public var description: String {
+        "container '\(path.isEmpty ? "<model>" : path)' (\(typeName)) has trainable parameters but does not report its children "
+            + "to a backward observer: implement LayerContainer.backward(_:accumulateParameterGradients:observer:computeInputGradient:pathPrefix:)"
+    }
+}
+
+extension LayerContainer {
+    public func backward(
+        _ outputGradient: Tensor, accumulateParameterGradients: Bool,
+        observer: (any BackwardObserver)?, computeInputGradient: Bool, pathPrefix: String
+    ) throws -> Tensor {
+        if observer != nil, namedParameters.contains(where: { $0.parameter.requiresGradient }) {
+            throw UnobservedContainerError(path: String(pathPrefix.dropLast()), typeName: typeName)
+        }
+        return try backward(outputGradient, accumulateParameterGradients: accumulateParameterGradients)
+    }
+}
+
+extension LayerContainer {
+    /// The observed backward without an observer, whose only errors are the children's
+    /// `TensorError`s: what a container's ``Layer/backward(_:accumulateParameterGradients:)`` and
+    /// ``Layer/accumulateParameterGradients(_:)`` call, so that one code path serves both.
+    public func unobservedBackward(
+        _ outputGradient: Tensor, accumulateParameterGradients: Bool, computeInputGradient: Bool
+    ) throws(TensorError) -> Tensor {
+        do {
+            return try backward(
+                outputGradient, accumulateParameterGradients: accumulateParameterGradients, observer: nil,
+                computeInputGradient: computeInputGradient, pathPrefix: "")
+        } catch let error as TensorError {
+            throw error
+        } catch {
+            throw .invalidArgument(argument: "\(typeName) backward", reason: "\(error)")  // unreachable without an observer
+        }
+    }
+}
+
+extension Layer {
+    /// Backward of this layer as a part of a larger model, at dotted `path`: a container recurses
+    /// (``LayerContainer/backward(_:accumulateParameterGradients:observer:computeInputGradient:pathPrefix:)``
+    /// with prefix `path + "."`); a leaf is reported to `observer` with `input` (its input in the
+    /// last forward) and `outputGradient`, then runs its backward (or, when `computeInputGradient`
+    /// is false, only ``accumulateParameterGradients(_:)`` if asked to accumulate).
+    /// Containers call this on each child in their observed backward.
+    /// - Returns: `dL/d(input)`, or an empty placeholder `[0]` when `computeInputGradient` is false.
+    public func observedBackward(
+        _ outputGradient: Tensor, input: Tensor, path: String, accumulateParameterGradients: Bool,
+        observer: (any BackwardObserver)?, computeInputGradient: Bool = true
+    ) throws -> Tensor {
+        if let container = self as? any LayerContainer {
+            return try container.backward(
+                outputGradient, accumulateParameterGradients: accumulateParameterGradients, observer: observer,
+                computeInputGradient: computeInputGradient, pathPrefix: path.isEmpty ? "" : path + ".")
+        }
+        try observer?.observe(layer: self, path: path, input: input, outputGradient: outputGradient)
+        if computeInputGradient {
+            return try backward(outputGradient, accumulateParameterGradients: accumulateParameterGradients)
+        }
+        if accumulateParameterGradients { try self.accumulateParameterGradients(outputGradient) }
+        return Tensor(zeros: [0])
+    }
 }
 
 /// Receives, during a backward pass, each leaf layer's input and the gradient of the loss with
@@ -77,11 +176,34 @@ extension Layer {
         return result
     }
 
+    /// A parameter shared by several layers (a tied output embedding) is listed once, under its
+    /// first name, as PyTorch's `named_parameters()` (whose `remove_duplicate` is true).
     func collectParameters(prefix: String, into result: inout [(name: String, parameter: Parameter)]) {
-        for (name, parameter) in localParameters { result.append((prefix + name, parameter)) }
-        if let container = self as? any LayerContainer {
-            for (name, child) in container.children { child.collectParameters(prefix: prefix + name + ".", into: &result) }
+        var seen = Set<ObjectIdentifier>()
+        collectParameters(prefix: prefix, seen: &seen, into: &result)
+    }
+
+    private func collectParameters(
+        prefix: String, seen: inout Set<ObjectIdentifier>, into result: inout [(name: String, parameter: Parameter)]
+    ) {
+        for (name, parameter) in localParameters where seen.insert(ObjectIdentifier(parameter)).inserted {
+            result.append((prefix + name, parameter))
         }
+        if let container = self as? any LayerContainer {
+            for (name, child) in container.children { child.collectParameters(prefix: prefix + name + ".", seen: &seen, into: &result) }
+        }
+    }
+
+    /// Every use of a parameter by a leaf layer, with repeats: a parameter shared by two layers
+    /// (a tied embedding) appears twice. Keys are the parameters' identities.
+    public var parameterUseCounts: [ObjectIdentifier: Int] {
+        var counts: [ObjectIdentifier: Int] = [:]
+        func visit(_ layer: any Layer) {
+            for (_, parameter) in layer.localParameters { counts[ObjectIdentifier(parameter), default: 0] += 1 }
+            if let container = layer as? any LayerContainer { for (_, child) in container.children { visit(child) } }
+        }
+        visit(self)
+        return counts
     }
 
     /// The parameter values as a state dict (shares storage; no copy until written).

@@ -26,6 +26,23 @@ public final class Linear: Layer {
         self.bias = bias ? Parameter(.uniform(shape: [outputFeatures], low: -bound, high: bound, using: &generator)) : nil
     }
 
+    /// Creates a layer over existing parameters, which it **shares** (not copies): a tied output
+    /// embedding is `Linear(weight: embedding.weight, bias: nil)`, `logits = h · Eᵀ` with the table
+    /// `E` `[vocabulary, dim]` as the weight. Gradients of every use add into the one parameter's
+    /// gradient, and ``Layer/namedParameters`` lists it once, under its first name.
+    /// - Throws: ``TensorError/shapeMismatch(operation:expected:actual:)`` unless `weight` is rank 2
+    ///   and `bias` (when given) is `[weight.shape[0]]`.
+    public init(weight: Parameter, bias: Parameter?) throws(TensorError) {
+        guard weight.value.rank == 2 else {
+            throw .shapeMismatch(operation: "Linear(weight:bias:)", expected: "weight [out, in]", actual: weight.value.shape)
+        }
+        outputFeatures = weight.value.shape[0]
+        inputFeatures = weight.value.shape[1]
+        if let bias { try bias.value.checkShape([outputFeatures], "Linear(weight:bias:) bias") }
+        self.weight = weight
+        self.bias = bias
+    }
+
     public var localParameters: [(name: String, parameter: Parameter)] {
         [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
     }

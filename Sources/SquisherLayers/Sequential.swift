@@ -17,13 +17,16 @@ public final class Sequential: LayerContainer {
         children = layers.enumerated().map { (String($0.offset), $0.element) }
     }
 
-    /// Children with explicit names, as `nn.Sequential(OrderedDict(...))`.
-    /// - Throws: ``TensorError/invalidArgument(argument:reason:)`` on an empty or repeated name.
+    /// Children with explicit names, as `nn.Sequential(OrderedDict(...))`. A dotted name
+    /// (`"intermediate.dense"`) flattens a deeper PyTorch module path into this container, so that
+    /// parameter names match a model whose submodules are nested further.
+    /// - Throws: ``TensorError/invalidArgument(argument:reason:)`` on a repeated name or an empty
+    ///   name part (`""`, `"a..b"`, `".a"`).
     public init(named layers: [(String, any Layer)]) throws(TensorError) {
         var seen = Set<String>()
         for (name, _) in layers {
-            guard !name.isEmpty, !name.contains("."), seen.insert(name).inserted else {
-                throw .invalidArgument(argument: "layer name '\(name)'", reason: "names must be unique, non-empty and contain no '.'")
+            guard !name.split(separator: ".", omittingEmptySubsequences: false).contains(where: \.isEmpty), seen.insert(name).inserted else {
+                throw .invalidArgument(argument: "layer name '\(name)'", reason: "names must be unique, with no empty part between dots")
             }
         }
         children = layers.map { ($0.0, $0.1) }
@@ -57,27 +60,12 @@ public final class Sequential: LayerContainer {
         try unobservedBackward(outputGradient, accumulateParameterGradients: accumulateParameterGradients, computeInputGradient: true)
     }
 
-    /// The observed backward without an observer, whose only errors are the layers' `TensorError`s.
-    private func unobservedBackward(
-        _ outputGradient: Tensor, accumulateParameterGradients: Bool, computeInputGradient: Bool
-    ) throws(TensorError) -> Tensor {
-        do {
-            return try backward(
-                outputGradient, accumulateParameterGradients: accumulateParameterGradients, observer: nil,
-                computeInputGradient: computeInputGradient)
-        } catch let error as TensorError {
-            throw error
-        } catch {
-            throw .invalidArgument(argument: "backward", reason: "\(error)")  // unreachable without an observer
-        }
-    }
-
     /// Backward through the last forward, calling `observer` for every leaf layer (recursively
-    /// through nested `Sequential`s) with its input and output gradient.
+    /// through nested containers, see ``LayerContainer``) with its input and output gradient.
     /// - Parameters:
     ///   - computeInputGradient: when false, the caller does not need `dL/d(input)` of the whole
     ///     model (estimators that only observe): the first leaf layer (recursively the first child
-    ///     of a nested `Sequential` at position 0) is still observed with its input and output
+    ///     of a nested container at position 0) is still observed with its input and output
     ///     gradient, but its own backward, usually the largest product of the pass, is not run;
     ///     when `accumulateParameterGradients` is true it runs
     ///     ``Layer/accumulateParameterGradients(_:)`` instead (parameter gradients only). Every
@@ -85,7 +73,8 @@ public final class Sequential: LayerContainer {
     ///   - pathPrefix: prepended to child names (used for nesting; `""` at the top).
     /// - Returns: `dL/d(input)`, same shape as the input of the last forward; when
     ///   `computeInputGradient` is false, an empty placeholder of shape `[0]` instead.
-    /// - Throws: ``TensorError`` from the layers, or whatever the observer throws.
+    /// - Throws: ``TensorError`` from the layers, ``UnobservedContainerError`` for a nested
+    ///   container that cannot report its children, or whatever the observer throws.
     public func backward(
         _ outputGradient: Tensor, accumulateParameterGradients: Bool,
         observer: (any BackwardObserver)?, computeInputGradient: Bool = true, pathPrefix: String = ""
@@ -96,20 +85,10 @@ public final class Sequential: LayerContainer {
         var gradient = outputGradient
         for index in children.indices.reversed() {
             let (name, layer) = children[index]
-            let path = pathPrefix + name
-            let inputGradientNeeded = computeInputGradient || index > 0
-            if let nested = layer as? Sequential {
-                gradient = try nested.backward(
-                    gradient, accumulateParameterGradients: accumulateParameterGradients,
-                    observer: observer, computeInputGradient: inputGradientNeeded, pathPrefix: path + ".")
-            } else {
-                try observer?.observe(layer: layer, path: path, input: childInputs[index], outputGradient: gradient)
-                if inputGradientNeeded {
-                    gradient = try layer.backward(gradient, accumulateParameterGradients: accumulateParameterGradients)
-                } else if accumulateParameterGradients {
-                    try layer.accumulateParameterGradients(gradient)
-                }
-            }
+            gradient = try layer.observedBackward(
+                gradient, input: childInputs[index], path: pathPrefix + name,
+                accumulateParameterGradients: accumulateParameterGradients, observer: observer,
+                computeInputGradient: computeInputGradient || index > 0)
         }
         return computeInputGradient ? gradient : Tensor(zeros: [0])
     }

@@ -1,0 +1,164 @@
+import Dispatch
+import SquisherTensor
+
+/// Multi-head scaled dot-product attention without parameters (the core of self-attention;
+/// the projections around it are ordinary layers, see ``MultiHeadSelfAttention``).
+///
+/// Input `[N, T, 3D]`: queries, keys and values side by side (`Q = x[..., 0..<D]`,
+/// `K = x[..., D..<2D]`, `V = x[..., 2D..<3D]`, GPT-2's `c_attn` layout), each split into `H` heads
+/// of `d = D/H` consecutive features. Per sample and head:
+///
+///     S = Q Kᵀ / √d,   P = softmax over allowed keys of S (row-wise),   O = P V
+///
+/// Output `[N, T, D]`, heads side by side. Key `s` is allowed for query `t` when `s <= t` (if
+/// ``causal``) and the sample's ``attentionMask`` at `s` is non-zero (padding masked out, as
+/// Hugging Face's `attention_mask`). Masked keys get probability exactly 0; a query with every key
+/// masked attends to nothing (output 0, gradient 0) instead of producing NaN.
+///
+/// Backward (per sample and head): `dV = Pᵀ dO`, `dP = dO Vᵀ`, `dS = P ⊙ (dP − rowsum(P ⊙ dP))`,
+/// `dQ = dS K / √d`, `dK = dSᵀ Q / √d`. Products run through the packed GEMM on strided views of
+/// the input; samples × heads are spread over the cores.
+public final class ScaledDotProductAttention: Layer, CustomStringConvertible {
+    public let typeName = "ScaledDotProductAttention"
+    /// The number of heads `H`.
+    public let heads: Int
+    /// Whether query `t` sees only keys `s <= t` (a decoder such as GPT-2).
+    public let causal: Bool
+    /// Per-sample key mask `[N, T]` (1 = attend, 0 = padding) for the **next** forward, or nil for
+    /// no padding. Set by the model from its input before each forward.
+    public var attentionMask: Tensor?
+    public var localParameters: [(name: String, parameter: Parameter)] { [] }
+
+    private var cachedInput: Tensor?
+    /// Attention probabilities of the last forward, `[N, H, T, T]`.
+    private var cachedProbabilities: Tensor?
+
+    /// Creates the layer.
+    /// - Throws: ``TensorError/invalidArgument(argument:reason:)`` unless `heads >= 1`.
+    public init(heads: Int, causal: Bool) throws(TensorError) {
+        guard heads >= 1 else { throw .invalidArgument(argument: "ScaledDotProductAttention heads \(heads)", reason: "must be >= 1") }
+        self.heads = heads
+        self.causal = causal
+    }
+
+    /// `ScaledDotProductAttention(heads=H, causal=true)`; names the layer in errors.
+    public var description: String { "ScaledDotProductAttention(heads=\(heads), causal=\(causal))" }
+
+    /// The attention probabilities `P` of the last forward, `[N, H, T, T]` (nil before a forward).
+    public var probabilities: Tensor? { cachedProbabilities }
+
+    private func dimensions(_ input: Tensor) throws(TensorError) -> (n: Int, t: Int, d: Int) {
+        guard input.rank == 3, input.shape[2] % (3 * heads) == 0, input.shape[2] > 0 else {
+            throw .shapeMismatch(operation: "\(description) forward", expected: "input [N, T, 3·D] with D divisible by \(heads) heads", actual: input.shape)
+        }
+        let (n, t) = (input.shape[0], input.shape[1])
+        if let mask = attentionMask { try mask.checkShape([n, t], "\(description) attention mask (one row per sample, one entry per position)") }
+        return (n, t, input.shape[2] / 3)
+    }
+
+    public func forward(_ input: Tensor, mode: LayerMode) throws(TensorError) -> Tensor {
+        let (n, t, d) = try dimensions(input)
+        let h = heads, hd = d / h, scale = 1 / Float(hd).squareRoot()
+        var probabilities = Tensor(zeros: [n, h, t, t])
+        var output = Tensor(zeros: [n, t, d])
+        let keep: [Bool] = attentionMask?.scalars.map { $0 != 0 } ?? [Bool](repeating: true, count: n * t)
+        let causal = causal
+        input.withUnsafeBufferPointer { x in
+            probabilities.withUnsafeMutableBufferPointer { p in
+                output.withUnsafeMutableBufferPointer { o in
+                    let pointers = AttentionPointers(x: x.baseAddress!, p: p.baseAddress!, o: o.baseAddress!, extra: nil)
+                    DispatchQueue.concurrentPerform(iterations: Swift.min(2, n * h)) { part in
+                        for pair in stride(from: part, to: n * h, by: 2) {
+                            let (sample, head) = (pair / h, pair % h)
+                            let q = pointers.x + sample * t * 3 * d + head * hd
+                            let pp = pointers.p + pair * t * t
+                            gemm(transposeA: false, transposeB: true, m: t, n: t, k: hd, alpha: scale,
+                                 a: q, lda: 3 * d, b: q + d, ldb: 3 * d, c: pp, ldc: t)
+                            for query in 0..<t {
+                                Self.maskedSoftmax(pp + query * t, count: causal ? query + 1 : t, total: t) { keep[sample * t + $0] }
+                            }
+                            gemm(transposeA: false, transposeB: false, m: t, n: hd, k: t,
+                                 a: pp, lda: t, b: q + 2 * d, ldb: 3 * d, c: pointers.o + sample * t * d + head * hd, ldc: d)
+                        }
+                    }
+                }
+            }
+        }
+        cachedInput = input
+        cachedProbabilities = probabilities
+        return output
+    }
+
+    /// Softmax in place over the first `count` entries whose key is kept; every other entry of the
+    /// `total` is set to 0. All masked: the whole row is 0.
+    private static func maskedSoftmax(_ row: UnsafeMutablePointer<Float>, count: Int, total: Int, keep: (Int) -> Bool) {
+        var maximum = -Float.infinity
+        for s in 0..<count where keep(s) { maximum = Swift.max(maximum, row[s]) }
+        guard maximum > -Float.infinity else {
+            row.update(repeating: 0, count: total)
+            return
+        }
+        var sum = 0.0
+        for s in 0..<count {
+            if keep(s) {
+                row[s] = ScalarMath.exp(row[s] - maximum)
+                sum += Double(row[s])
+            } else {
+                row[s] = 0
+            }
+        }
+        let inverse = Float(1 / sum)
+        for s in 0..<count { row[s] *= inverse }
+        if count < total { (row + count).update(repeating: 0, count: total - count) }
+    }
+
+    public func backward(_ outputGradient: Tensor, accumulateParameterGradients: Bool) throws(TensorError) -> Tensor {
+        guard let input = cachedInput, let probabilities = cachedProbabilities else {
+            throw .invalidArgument(argument: "\(description) backward", reason: "called before forward")
+        }
+        let (n, t, d) = (input.shape[0], input.shape[1], input.shape[2] / 3)
+        try outputGradient.checkShape([n, t, d], "\(description) backward (output gradient)")
+        let h = heads, hd = d / h, scale = 1 / Float(hd).squareRoot()
+        var inputGradient = Tensor(zeros: input.shape)
+        input.withUnsafeBufferPointer { x in
+            probabilities.withUnsafeBufferPointer { p in
+                outputGradient.withUnsafeBufferPointer { dy in
+                    inputGradient.withUnsafeMutableBufferPointer { dx in
+                        let pointers = AttentionPointers(x: x.baseAddress!, p: UnsafeMutablePointer(mutating: p.baseAddress!), o: dx.baseAddress!, extra: dy.baseAddress!)
+                        DispatchQueue.concurrentPerform(iterations: Swift.min(2, n * h)) { part in
+                            let ds = UnsafeMutablePointer<Float>.allocate(capacity: t * t)
+                            defer { ds.deallocate() }
+                            for pair in stride(from: part, to: n * h, by: 2) {
+                                let (sample, head) = (pair / h, pair % h)
+                                let offset = sample * t * 3 * d + head * hd
+                                let (q, k, v) = (pointers.x + offset, pointers.x + offset + d, pointers.x + offset + 2 * d)
+                                let (dq, dk, dv) = (pointers.o + offset, pointers.o + offset + d, pointers.o + offset + 2 * d)
+                                let pp = UnsafePointer(pointers.p + pair * t * t)
+                                let g = pointers.extra! + sample * t * d + head * hd
+                                gemm(transposeA: true, transposeB: false, m: t, n: hd, k: t, a: pp, lda: t, b: g, ldb: d, c: dv, ldc: 3 * d)
+                                gemm(transposeA: false, transposeB: true, m: t, n: t, k: hd, a: g, lda: d, b: v, ldb: 3 * d, c: ds, ldc: t)
+                                for query in 0..<t {
+                                    let prow = pp + query * t, drow = ds + query * t
+                                    var dot: Float = 0
+                                    for s in 0..<t { dot = prow[s] * drow[s] + dot }
+                                    for s in 0..<t { drow[s] = prow[s] * (drow[s] - dot) }
+                                }
+                                gemm(transposeA: false, transposeB: false, m: t, n: hd, k: t, alpha: scale, a: ds, lda: t, b: k, ldb: 3 * d, c: dq, ldc: 3 * d)
+                                gemm(transposeA: true, transposeB: false, m: t, n: hd, k: t, alpha: scale, a: ds, lda: t, b: q, ldb: 3 * d, c: dk, ldc: 3 * d)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return inputGradient
+    }
+}
+
+/// Raw pointers handed to the attention threads; each thread writes only its own (sample, head) blocks.
+private struct AttentionPointers: @unchecked Sendable {
+    let x: UnsafePointer<Float>
+    let p: UnsafeMutablePointer<Float>
+    let o: UnsafeMutablePointer<Float>
+    let extra: UnsafePointer<Float>?
+}
