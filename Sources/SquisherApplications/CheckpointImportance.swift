@@ -89,7 +89,7 @@ public final class CheckpointImportance: @unchecked Sendable {
         _ source: CheckpointImportanceSource, model: CheckpointModel, options: OptimizerImportanceOptions = OptimizerImportanceOptions(),
         scratchFolder: URL? = nil
     ) throws(ApplicationError) {
-        func wrap(_ error: any Error) -> ApplicationError { ApplicationError(application: "importance", problem: "\(error)") }
+        func wrap(_ error: any Error) -> ApplicationError { ApplicationError(application: "importance", cause: error) }
         let optimizerURL: URL
         switch source {
         case .importanceFile(let url):
@@ -120,7 +120,9 @@ public final class CheckpointImportance: @unchecked Sendable {
         var without: [String]
         do {
             (values, conventions, without) = try Self.fromOptimizer(optimizerURL, model: model, options: options)
-        } catch let error as ApplicationError { throw error } catch { throw wrap(error) }
+        } catch let error as ApplicationError { throw error } catch let error as CheckpointError { throw wrap(error) } catch {
+            throw ApplicationError(application: "importance", problem: "\(optimizerURL.path): \(error)", cause: error)  // name the file
+        }
         without += model.names.filter { values[$0] == nil && !without.contains($0) }
         if !without.isEmpty { conventions["no_importance"] = without.joined(separator: ",") }
         path = optimizerURL.path
@@ -175,8 +177,14 @@ public final class CheckpointImportance: @unchecked Sendable {
             if let alpha = group.hyperparameters[.string("alpha")]?.doubleValue { hyperparameters["alpha"] = alpha }
             let probe = OptimizerState(kind: kind, hyperparameters: hyperparameters)
             guard let (bufferName, _) = Squisher.accumulator(of: probe) else { continue }
-            if options.biasCorrection, kind != "Adagrad", hyperparameters[kind == "RMSprop" ? "alpha" : "beta2"] == nil {
-                throw ApplicationError(application: "importance", problem: "\(url.path): bias correction needs \(kind == "RMSprop" ? "alpha" : "betas") in param_groups[\(number)], which is missing")
+            if options.biasCorrection, kind != "Adagrad" {
+                let key = kind == "RMSprop" ? "alpha" : "beta2"
+                guard let beta = hyperparameters[key] else {
+                    throw ApplicationError(application: "importance", problem: "\(url.path): bias correction needs \(kind == "RMSprop" ? "alpha" : "betas") in param_groups[\(number)], which is missing")
+                }
+                guard beta >= 0, beta < 1 else {  // 1 - beta^t would be 0 (or negative): no correction exists
+                    throw ApplicationError(application: "importance", problem: "\(url.path): bias correction needs \(key) in [0, 1), param_groups[\(number)] has \(beta)")
+                }
             }
             let names = (group.parameterNames ?? []).filter { byName.buffers[bufferName]?[$0] != nil }
             guard !names.isEmpty else { continue }

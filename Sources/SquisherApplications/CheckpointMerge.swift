@@ -150,7 +150,7 @@ public struct CheckpointMerge: Sendable {
             report.bytesWritten += count * dtype.byteCount
             defer { for model in all { model.release(name) } ; for source in sources { source?.release(name) } ; baseImportance?.release(name) }
             guard dtype.isFloatingPoint else {
-                do { try reference.copy(name, to: writer) } catch { throw ApplicationError(application: "output", problem: "\(error)") }
+                do { try reference.copy(name, to: writer) } catch { throw ApplicationError(application: "output", cause: error) }
                 report.copiedTensors.append(name)
                 return
             }
@@ -209,7 +209,7 @@ public struct CheckpointMerge: Sendable {
             }
             do {
                 try merged.withUnsafeBufferPointer { (buffer: UnsafeBufferPointer<Float>) throws(SafeTensorsError) in try writer.write(name, scalars: buffer) }
-            } catch { throw ApplicationError(application: "output", problem: "\(error)") }
+            } catch { throw ApplicationError(application: "output", cause: error) }
         }
         try output.commit()
         return report

@@ -1,4 +1,5 @@
 import Foundation
+import SquisherIO
 
 /// A read-only view of a ZIP archive whose entries are **stored** (method 0, uncompressed), as written
 /// by PyTorch's `torch.save` (the default zip container).
@@ -38,9 +39,7 @@ public struct ZipArchive: Sendable {
     /// - Throws: ``CheckpointError`` naming the file and the violated rule.
     public init(contentsOf url: URL) throws(CheckpointError) {
         let bytes: Data
-        do { bytes = try Data(contentsOf: url, options: .alwaysMapped) } catch {
-            throw CheckpointError(path: url.path, problem: "cannot read file (\(error.localizedDescription))")
-        }
+        do { bytes = try InputFile.read(url, mapped: true) } catch { throw CheckpointError(error) }
         try self.init(data: bytes, path: url.path)
     }
 
