@@ -23,10 +23,12 @@ public struct ApplicationError: SquisherError, Sendable, Hashable {
         self.init(application: application, problem: "\(cause)", cause: cause)
     }
 
+    /// `application: problem`, one line.
     public var description: String { "\(application): \(problem)" }
 
     /// Equal when the application and the problem are (the cause is not compared).
     public static func == (a: Self, b: Self) -> Bool { a.application == b.application && a.problem == b.problem }
+    /// Hashes the application and the problem (as `==` compares them).
     public func hash(into hasher: inout Hasher) {
         hasher.combine(application)
         hasher.combine(problem)

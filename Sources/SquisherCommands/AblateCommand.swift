@@ -29,7 +29,11 @@ enum AblateCommand: Subcommand {
     static func reportFiles(of report: AblationStudy.Report) -> AblationStudy.Report {
         var files = report
         files.seconds = []
+        // Durations quoted in notes, like "training (50.09 s) already filled".
+        let duration = try! NSRegularExpression(pattern: #" \([0-9]+(\.[0-9]+)? m?s\)"#)
         files.tables = report.tables.map { table in
+            var table = table
+            table.notes = table.notes.map { duration.stringByReplacingMatches(in: $0, range: NSRange($0.startIndex..., in: $0), withTemplate: "") }
             let timed = Set(table.columns.indices.filter { table.columns[$0] == "seconds" })
             guard !timed.isEmpty else { return table }
             var copy = table

@@ -22,6 +22,7 @@ public struct FileAccessError: SquisherError, Equatable, Sendable {
         /// Another system error (`errno` and its text).
         case system(code: Int32, message: String)
 
+        /// The reason as a phrase to follow a path ("is a FIFO (named pipe), expected a regular file").
         public var description: String {
             switch self {
             case .missing: "no such file"

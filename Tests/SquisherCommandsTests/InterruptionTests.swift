@@ -12,8 +12,8 @@ extension Tag {
 }
 
 /// Kills the built `squisher` executable in the middle of a merge of 2 × 128 MB and checks the
-/// guarantees: the target is absent, the inputs are byte-identical, SIGTERM leaves no staging, and
-/// after `kill -9` the next run removes the dead run's staging.
+/// guarantees: the target is absent, the inputs are byte-identical, SIGTERM and SIGINT leave no
+/// staging, and after `kill -9` the next run removes the dead run's staging.
 @Suite("Interrupted merges leave no trace", .tags(.faultInjection), .serialized)
 struct InterruptionTests {
     /// The `squisher` executable beside the test bundle in the build folder.
@@ -91,7 +91,7 @@ struct InterruptionTests {
         return process
     }
 
-    @Test func sigtermAndKillMidMergeLeaveTheTargetAbsentAndTheInputsIntact() throws {
+    @Test func signalsMidMergeLeaveTheTargetAbsentAndTheInputsIntact() throws {
         let squisher = try Self.executable()
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("squisher-interrupt-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: root) }
@@ -109,6 +109,14 @@ struct InterruptionTests {
         #expect(terminated.terminationReason == .uncaughtSignal && terminated.terminationStatus == SIGTERM)
         #expect(!FileManager.default.fileExists(atPath: output.path))
         #expect(stagingLeft(in: root).isEmpty, "SIGTERM left \(stagingLeft(in: root))")
+
+        // SIGINT (Ctrl-C): the same cleanup.
+        let interrupted = try Self.startMerge(squisher, a, b, output: output)
+        interrupted.interrupt()
+        interrupted.waitUntilExit()
+        #expect(interrupted.terminationReason == .uncaughtSignal && interrupted.terminationStatus == SIGINT)
+        #expect(!FileManager.default.fileExists(atPath: output.path))
+        #expect(stagingLeft(in: root).isEmpty, "SIGINT left \(stagingLeft(in: root))")
 
         // kill -9: nothing can run, the staging stays until the next run.
         let killed = try Self.startMerge(squisher, a, b, output: output)

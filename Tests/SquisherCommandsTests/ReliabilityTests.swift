@@ -163,6 +163,26 @@ struct DataSafetyTests {
         #expect(try SafeTensorsFile(contentsOf: out.appendingPathComponent("model.safetensors")).metadata["format"] == "pt")
     }
 
+    /// The same merge, prune and mask twice give byte-identical files.
+    @Test func checkpointCommandsAreRepeatable() throws {
+        let root = try CheckpointFixture.folder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let a = try CheckpointFixture.checkpoint("mlp_digits", in: root, name: "a")
+        let b = try CheckpointFixture.checkpoint("mlp_digits", in: root, name: "b")
+        for run in ["1", "2"] {
+            for arguments in [["merge", a.path, b.path, "--output", root.appendingPathComponent("merged\(run)").path],
+                              ["prune", "--sparsity", "0.5", a.path, "--output", root.appendingPathComponent("pruned\(run)").path],
+                              ["mask", "--keep", "0.3", a.path, "--output", root.appendingPathComponent("mask\(run).safetensors").path]] {
+                let result = runTool(arguments)
+                #expect(result.status == 0, "\(arguments[0]): \(result.stderr)")
+            }
+        }
+        #expect(try snapshot(root.appendingPathComponent("merged1")) == snapshot(root.appendingPathComponent("merged2")))
+        #expect(try snapshot(root.appendingPathComponent("pruned1")) == snapshot(root.appendingPathComponent("pruned2")))
+        #expect(try Data(contentsOf: root.appendingPathComponent("mask1.safetensors")) == Data(contentsOf: root.appendingPathComponent("mask2.safetensors")))
+        #expect(try snapshot(root.appendingPathComponent("merged1")).keys.sorted() == ["config.json", "model.safetensors"])
+    }
+
     @Test func mergeWeightsThatOverflowAreRefused() throws {
         let root = try CheckpointFixture.folder()
         defer { try? FileManager.default.removeItem(at: root) }
@@ -305,6 +325,26 @@ struct HostileInputTests {
         expectRefusal(runTool(["embed", "--importance-source", importance, folder.path]), "'w'", "no elements")
         let a = try CheckpointFixture.checkpoint("mlp_digits", in: root, name: "a")
         expectRefusal(runTool(["embed", "--skip", "fc9.weight", a.path, a.path]), "--skip", "fc9.weight")
+    }
+
+    /// One error model: the library's errors keep their cause, so a caller tells a missing
+    /// checkpoint from a malformed one without reading the message.
+    @Test func errorsKeepTheirCause() throws {
+        let root = try CheckpointFixture.folder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        do { _ = try CheckpointModel(contentsOf: root.appendingPathComponent("absent")); Issue.record("no error") } catch {
+            #expect(error.firstCause(ofType: FileAccessError.self)?.reason == .missing, "\(error.causeChain)")
+        }
+        let truncated = root.appendingPathComponent("truncated.safetensors")
+        try Data(try Data(contentsOf: Hostile.url("model.safetensors")).prefix(100)).write(to: truncated)
+        do { _ = try CheckpointModel(contentsOf: truncated); Issue.record("no error") } catch {
+            #expect(error.firstCause(ofType: FileAccessError.self) == nil)
+            #expect(error.firstCause(ofType: SafeTensorsError.self)?.path == truncated.path, "\(error.causeChain)")
+        }
+        let checkpoint = try Hostile.checkpoint(in: root, optimizer: "step_nan.optimizer.pt")
+        do { _ = try CheckpointImportance(.optimizer, model: CheckpointModel(contentsOf: checkpoint)); Issue.record("no error") } catch {
+            #expect(error.firstCause(ofType: CheckpointError.self)?.problem.contains("['step'] is nan") == true, "\(error.causeChain)")
+        }
     }
 
     /// Mapping keys "0" and "00" named the same index and one won at random.

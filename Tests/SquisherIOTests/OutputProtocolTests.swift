@@ -49,6 +49,21 @@ struct OutputProtocolTests {
         #expect(folder.contents() == ["out"])
     }
 
+    /// Several files all or nothing (ablate's report): when one cannot be staged (here its target is
+    /// a folder; a full disk fails the same way), no target changes and no staging is left.
+    @Test func severalFilesAreWrittenAllOrNothing() throws {
+        let folder = try TemporaryFolder()
+        let report = folder.file("report.md"), csv = folder.file("cost.csv"), blocked = folder.file("plot.svg")
+        try AtomicFile.write([(report, Data("old report".utf8)), (csv, Data("old csv".utf8))])
+        try FileManager.default.createDirectory(at: blocked, withIntermediateDirectories: false)
+        #expect(throws: SafeTensorsError.self) {
+            try AtomicFile.write([(report, Data("new report".utf8)), (csv, Data("new csv".utf8)), (blocked, Data("<svg/>".utf8))])
+        }
+        #expect(try String(contentsOf: report, encoding: .utf8) == "old report")
+        #expect(try String(contentsOf: csv, encoding: .utf8) == "old csv")
+        #expect(folder.contents() == ["cost.csv", "plot.svg", "report.md"], "\(folder.contents())")
+    }
+
     @Test func overlapIsRefusedAfterResolvingSymlinks() throws {
         let folder = try TemporaryFolder()
         let checkpoint = folder.file("ckpt")
