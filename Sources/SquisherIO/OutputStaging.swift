@@ -81,7 +81,12 @@ public enum OutputStaging {
     /// Removes every registered path now (the signal handler's job; also useful in tests).
     static func removeRegisteredLocked() {
         for path in registry.paths.sorted(by: >) {
-            for _ in 0..<3 where (try? FileManager.default.removeItem(atPath: path)) == nil && FileManager.default.fileExists(atPath: path) {}
+            // A few attempts: the interrupted thread may still be creating files in the folder.
+            var attempts = 0
+            while attempts < 3, FileManager.default.fileExists(atPath: path) {
+                try? FileManager.default.removeItem(atPath: path)
+                attempts += 1
+            }
         }
         registry.paths.removeAll()
     }
