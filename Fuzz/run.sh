@@ -2,7 +2,7 @@
 # Builds the SquisherCheckpoints fuzzer outside SwiftPM and runs it on the seed corpus.
 #   Fuzz/run.sh [seconds=120] [extra libFuzzer flags...]
 # Needs a Swift toolchain with libFuzzer (the swift.org Linux toolchains have it).
-# The build is one module: SquisherTensor + SquisherCheckpoints + the driver, with the inter-module
+# The build is one module: SquisherTensor + SquisherIO's file checks + SquisherCheckpoints + the driver, with the inter-module
 # imports stripped. New inputs go to .build/fuzz/corpus (not to the repository); crashes to .build/fuzz/crashes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +12,7 @@ OUT=.build/fuzz
 SRC="$OUT/src"
 rm -rf "$SRC"
 mkdir -p "$SRC" "$OUT/corpus" "$OUT/crashes"
-for file in Sources/SquisherTensor/*.swift Sources/SquisherCheckpoints/*.swift; do
+for file in Sources/SquisherTensor/*.swift Sources/SquisherIO/FileAccessError.swift Sources/SquisherIO/InputFile.swift Sources/SquisherCheckpoints/*.swift; do
     name="$(basename "$(dirname "$file")")_$(basename "$file")"
     sed -E '/^(@_exported )?import (SquisherTensor|SquisherIO|CSquisherKernels)$/d' "$file" > "$SRC/$name"
 done

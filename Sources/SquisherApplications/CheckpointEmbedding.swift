@@ -43,6 +43,11 @@ public struct CheckpointEmbedding: Sendable {
         for name in names where !task2vec.skippedParameters.contains(name) {
             guard importances.allSatisfy({ $0.covers(name) }) else { without.append(name); continue }
             let shape = importances[0].shape(name)!
+            // A tensor without elements has nothing to embed; per-unit grouping would still make
+            // one coordinate per (empty) row: refused before allocating them.
+            guard shape.reduce(1, *) > 0 else {
+                throw ApplicationError(application: "task2vec", problem: "importance of '\(name)' in \(importances[0].path) has shape \(shape) with no elements; nothing to embed (leave it out with --skip)")
+            }
             for (i, importance) in importances.enumerated() {
                 guard importance.shape(name) == shape else {
                     throw ApplicationError(application: "task2vec", problem: "importance of '\(name)' has shape \(importance.shape(name)!) in \(importance.path) but \(shape) in \(importances[0].path)")

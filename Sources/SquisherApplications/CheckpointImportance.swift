@@ -91,7 +91,7 @@ public final class CheckpointImportance: @unchecked Sendable {
         _ source: CheckpointImportanceSource, model: CheckpointModel, options: OptimizerImportanceOptions = OptimizerImportanceOptions(),
         scratchFolder: URL? = nil
     ) throws(ApplicationError) {
-        func wrap(_ error: any Error) -> ApplicationError { ApplicationError(application: "importance", problem: "\(error)") }
+        func wrap(_ error: any Error) -> ApplicationError { ApplicationError(application: "importance", cause: error) }
         let optimizerURL: URL
         switch source {
         case .importanceFile(let url):
@@ -214,6 +214,10 @@ public final class CheckpointImportance: @unchecked Sendable {
                 ? "Adafactor's beta2 changes every step (1 - t^-0.8), so its second moment needs no bias correction"
                 : "'\(missing)' has no EMA decay (betas) in its param group"
             throw ApplicationError(application: "importance", problem: "\(checkpoint.path): --bias-correction does not apply: \(why)")
+        }
+        if options.biasCorrection, kind != "Adagrad", let bad = moments.names.first(where: { moments.decay[$0].map { !($0 >= 0 && $0 < 1) } ?? false }) {
+            // 1 − β₂ᵗ would be 0 (or negative): no correction exists.
+            throw ApplicationError(application: "importance", problem: "\(checkpoint.path): --bias-correction needs beta2 in [0, 1), '\(bad)' has \(moments.decay[bad]!)")
         }
         var conventions = [
             "source": "\(checkpoint.optimizer.rawValue) \(moments.source.rawValue)", "scaling": options.scaling.label,

@@ -136,7 +136,7 @@ public struct CheckpointMerge: Sendable {
                 baseImportance?.release(name)
             }
             guard dtype.isFloatingPoint else {
-                do { try reference.copy(name, to: writer) } catch { throw ApplicationError(application: "output", problem: "\(error)") }
+                do { try reference.copy(name, to: writer) } catch { throw ApplicationError(application: "output", cause: error) }
                 report.copiedTensors.append(name)
                 return
             }
@@ -169,7 +169,7 @@ public struct CheckpointMerge: Sendable {
             }
             do {
                 try merged.withUnsafeBufferPointer { (buffer: UnsafeBufferPointer<Float>) throws(SafeTensorsError) in try writer.write(name, scalars: buffer) }
-            } catch { throw ApplicationError(application: "output", problem: "\(error)") }
+            } catch { throw ApplicationError(application: "output", cause: error) }
         }
         if fisherRule != nil { report.flooredFractions = floored.map { flooredTotal > 0 ? Double($0) / Double(flooredTotal) : 0 } }
         try output.commit()

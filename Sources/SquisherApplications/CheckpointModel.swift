@@ -22,12 +22,13 @@ final class MappedSafeTensors: @unchecked Sendable {
 
     init(_ url: URL) throws(SafeTensorsError) {
         let path = url.path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SafeTensorsError(path: path, problem: "cannot open (\(String(cString: strerror(errno))))") }
+        do { try InputFile.requireRegularFile(url) } catch { throw SafeTensorsError(error) }  // before open: a FIFO would block it
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { throw SafeTensorsError(FileAccessError(path: path, reason: FileAccessError.reason(errno: errno))) }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw SafeTensorsError(path: path, problem: "cannot stat (\(String(cString: strerror(errno))))") }
-        guard (info.st_mode & S_IFMT) == S_IFREG else { throw SafeTensorsError(path: path, problem: "not a regular file") }
+        guard (info.st_mode & S_IFMT) == S_IFREG else { throw SafeTensorsError(FileAccessError(path: path, reason: .notRegularFile(kind: "not a regular file"))) }
         let size = Int(info.st_size)
         if size == 0 {
             base = nil
@@ -138,7 +139,13 @@ public final class CheckpointModel: @unchecked Sendable {
     /// is one): a state dict in registration order.
     public let modelOrderURL: URL?
 
+    /// Every file this model reads (the model file or shards and index, `optimizer.pt`, the
+    /// registration-order state dict), and the folder when one was given: what an output may not
+    /// overwrite or lie inside.
+    public let inputs: [URL]
+
     private let files: [String: MappedSafeTensors]
+    private let metadataByFile: [String: [String: String]]
     private let memory: NamedTensors?
     private let memoryDTypes: [String: SafeTensorsDType]
 
@@ -149,7 +156,9 @@ public final class CheckpointModel: @unchecked Sendable {
         func fail(_ problem: String) -> ApplicationError { ApplicationError(application: "checkpoint", problem: "\(url.path): \(problem)") }
         let manager = FileManager.default
         var isDirectory: ObjCBool = false
-        guard manager.fileExists(atPath: url.path, isDirectory: &isDirectory) else { throw fail("no such file or folder") }
+        guard manager.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
+            throw ApplicationError(application: "checkpoint", problem: "\(url.path): no such file or folder", cause: FileAccessError(path: url.path, reason: .missing))
+        }
         var modelFile: URL
         var optimizer: URL? = nil
         let checkpointFolder = isDirectory.boolValue ? url : url.deletingLastPathComponent()
@@ -183,9 +192,10 @@ public final class CheckpointModel: @unchecked Sendable {
                 .first { manager.fileExists(atPath: $0.path) }
         }
 
+        let modelFiles: [URL]
         if fileName.hasSuffix(".json") {
             let index: ShardedSafeTensors
-            do { index = try ShardedSafeTensors(indexURL: modelFile) } catch { throw ApplicationError(application: "checkpoint", problem: "\(error)") }
+            do { index = try ShardedSafeTensors(indexURL: modelFile) } catch { throw ApplicationError(application: "checkpoint", cause: error) }
             var files: [String: MappedSafeTensors] = [:]
             var shards: [Shard] = []
             var names: [String] = []
@@ -195,7 +205,7 @@ public final class CheckpointModel: @unchecked Sendable {
                     throw ApplicationError(application: "checkpoint", problem: "\(modelFile.path): shard '\(shardName)' listed in the index is missing")
                 }
                 let mapped: MappedSafeTensors
-                do { mapped = try MappedSafeTensors(shardURL) } catch { throw ApplicationError(application: "checkpoint", problem: "\(error) (shard of \(modelFile.path))") }
+                do { mapped = try MappedSafeTensors(shardURL) } catch { throw ApplicationError(application: "checkpoint", problem: "\(error) (shard of \(modelFile.path))", cause: error) }
                 let expected = Set(index.names.filter { index.weightMap[$0] == shardName })
                 if let missing = index.names.first(where: { index.weightMap[$0] == shardName && mapped.file.entries[$0] == nil }) {
                     throw ApplicationError(application: "checkpoint", problem: "\(shardURL.path): shard does not hold tensor '\(missing)', which the index maps to it")
@@ -212,9 +222,13 @@ public final class CheckpointModel: @unchecked Sendable {
             layout = .sharded(indexFileName: fileName, shards: shards)
             memory = nil
             memoryDTypes = [:]
+            var metadata: [String: [String: String]] = [:]
+            for shard in shards { if let name = shard.tensors.first, let file = files[name] { metadata[shard.fileName] = file.file.metadata } }
+            metadataByFile = metadata
+            modelFiles = [modelFile] + index.shardNames.map(index.url(ofShard:))
         } else if isTorch {
             let stateDict: TorchStateDict
-            do { stateDict = try TorchStateDict(contentsOf: modelFile) } catch { throw ApplicationError(application: "checkpoint", problem: "\(error)") }
+            do { stateDict = try TorchStateDict(contentsOf: modelFile) } catch { throw ApplicationError(application: "checkpoint", cause: error) }
             var dtypes: [String: SafeTensorsDType] = [:]
             for (name, dtype) in stateDict.dtypes {
                 guard let converted = SafeTensorsDType(torch: dtype) else { throw ApplicationError(application: "checkpoint", problem: "\(url.path): tensor '\(name)' has dtype \(dtype.rawValue), which safetensors cannot hold") }
@@ -225,15 +239,20 @@ public final class CheckpointModel: @unchecked Sendable {
             memory = stateDict.tensors
             memoryDTypes = dtypes
             layout = .torchStateDict(fileName: fileName)
+            metadataByFile = ["model.safetensors": ["format": "pt"]]
+            modelFiles = [modelFile]
         } else {
             let mapped: MappedSafeTensors
-            do { mapped = try MappedSafeTensors(modelFile) } catch { throw ApplicationError(application: "checkpoint", problem: "\(error)") }
+            do { mapped = try MappedSafeTensors(modelFile) } catch { throw ApplicationError(application: "checkpoint", cause: error) }
             files = Dictionary(uniqueKeysWithValues: mapped.file.names.map { ($0, mapped) })
             names = mapped.file.names
             memory = nil
             memoryDTypes = [:]
             layout = .single(fileName: fileName)
+            metadataByFile = [fileName: mapped.file.metadata]
+            modelFiles = [modelFile]
         }
+        inputs = (isDirectory.boolValue ? [url] : []) + modelFiles + [optimizer, modelOrderURL].compactMap { $0 }
     }
 
     /// The element type and shape of tensor `name`.
@@ -274,6 +293,10 @@ public final class CheckpointModel: @unchecked Sendable {
         }
         try outcome.get()
     }
+
+    /// The `__metadata__` of output file `fileName` of the layout as the input holds it (`{"format":
+    /// "pt"}` for a PyTorch state dict written as safetensors), empty when it has none.
+    public func metadata(ofFile fileName: String) -> [String: String] { metadataByFile[fileName] ?? [:] }
 
     /// Hands the resident pages of tensor `name` back to the kernel (no effect for a state dict).
     public func release(_ name: String) { files[name]?.release(name) }

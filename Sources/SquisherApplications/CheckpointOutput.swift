@@ -1,62 +1,44 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import SquisherIO
 import SquisherTensor
 
-/// An output folder built under a temporary name beside its destination and renamed into place
-/// only when complete, so an interrupted run leaves nothing that looks finished (only a hidden
-/// `.<name>.tmp-…` folder, removed on error or when released unfinished).
-///
-/// The destination must not exist, or be an empty folder; it must not be inside an input.
-public final class CheckpointOutputFolder {
+/// An output folder of a checkpoint command: a ``StagedOutputFolder`` (staged beside the
+/// destination, committed by a rename that never replaces anything, refused when it overlaps an
+/// input, cleaned up on error and on SIGINT/SIGTERM) with the errors of the applications.
+public final class CheckpointOutputFolder: @unchecked Sendable {
+    private let folder: StagedOutputFolder
     /// The final folder.
-    public let destination: URL
-    /// The temporary folder being filled.
-    public let staging: URL
-    /// A second hidden folder beside it for intermediate files (spilled importances), always removed.
-    public let scratch: URL
-    private var committed = false
+    public var destination: URL { folder.destination }
+    /// The staging folder being filled.
+    public var staging: URL { folder.staging }
+    /// A second staging folder beside it for intermediate files (spilled importances), always removed.
+    public var scratch: URL { folder.scratch }
 
     /// Creates the staging and scratch folders.
-    /// - Throws: ``ApplicationError`` naming the destination when it exists and is not an empty
-    ///   folder, or when its parent is not writable.
-    public init(destination: URL) throws(ApplicationError) {
-        let manager = FileManager.default
-        var isDirectory: ObjCBool = false
-        if manager.fileExists(atPath: destination.path, isDirectory: &isDirectory) {
-            let contents = (try? manager.contentsOfDirectory(atPath: destination.path)) ?? ["?"]
-            guard isDirectory.boolValue, contents.isEmpty else {
-                throw ApplicationError(application: "output", problem: "\(destination.path) already exists and is not an empty folder; choose a new output folder (inputs are never overwritten)")
-            }
-        }
-        let parent = destination.deletingLastPathComponent()
-        let tag = "\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))"
-        self.destination = destination
-        staging = parent.appendingPathComponent(".\(destination.lastPathComponent).tmp-\(tag)")
-        scratch = parent.appendingPathComponent(".\(destination.lastPathComponent).scratch-\(tag)")
-        do {
-            try manager.createDirectory(at: staging, withIntermediateDirectories: false)
-            try manager.createDirectory(at: scratch, withIntermediateDirectories: false)
-        } catch {
-            try? manager.removeItem(at: staging)
-            throw ApplicationError(application: "output", problem: "\(destination.path): cannot create a temporary folder beside it (\(error.localizedDescription))")
+    /// - Parameters:
+    ///   - inputs: every file and folder the command reads (see ``CheckpointModel/inputs``); the
+    ///     destination may not be, contain or lie inside one of them.
+    /// - Throws: ``ApplicationError`` (an ``OutputError`` as its cause) naming the destination when
+    ///   it overlaps an input, exists and is not an empty folder, or its parent is not writable.
+    public init(destination: URL, inputs: [URL] = []) throws(ApplicationError) {
+        do { folder = try StagedOutputFolder(destination: destination, inputs: inputs) } catch {
+            throw ApplicationError(application: "output", cause: error)
         }
     }
 
-    deinit {
-        try? FileManager.default.removeItem(at: scratch)
-        if !committed { try? FileManager.default.removeItem(at: staging) }
-    }
-
-    /// Renames the staging folder to the destination (replacing an empty destination folder).
-    /// - Throws: ``ApplicationError`` when the rename fails (the staging folder is then removed).
+    /// Renames the staging folder to the destination (replacing only an empty destination folder
+    /// that was there at the start).
+    /// - Throws: ``ApplicationError`` when something appeared at the destination meanwhile (left
+    ///   untouched) or the rename fails; the staging folder is then removed.
     public func commit() throws(ApplicationError) {
-        let manager = FileManager.default
-        try? manager.removeItem(at: scratch)
-        if manager.fileExists(atPath: destination.path) { try? manager.removeItem(at: destination) }  // empty, checked in init
-        do { try manager.moveItem(at: staging, to: destination) } catch {
-            throw ApplicationError(application: "output", problem: "\(destination.path): cannot rename the finished temporary folder into place (\(error.localizedDescription))")
-        }
-        committed = true
+        do { try folder.commit() } catch { throw ApplicationError(application: "output", cause: error) }
     }
 }
 
@@ -73,13 +55,14 @@ enum CheckpointLayoutWriter {
 
     /// Writes every tensor of `model`'s layout into `folder` (same file names, same dtypes, same
     /// shapes, same order), calling `produce(name, writer)` to write each tensor, then the shard
-    /// index if the model is sharded, then copies the non-tensor files of the model's folder
-    /// (config.json, tokenizer files, ...). `mask`, when given, is a second writer fed by `produce`.
+    /// index if the model is sharded, then copies the companion files of the model's folder
+    /// (``companionFiles``: config.json, tokenizer files, ...). Each file's header keeps the input
+    /// file's `__metadata__`, with `metadata`'s keys added (ours win on a clash).
     static func write(
         like model: CheckpointModel, into folder: URL, metadata: [String: String] = [:],
         produce: (String, SafeTensorsStreamWriter) throws(ApplicationError) -> Void
     ) throws(ApplicationError) {
-        func wrap(_ error: SafeTensorsError) -> ApplicationError { ApplicationError(application: "output", problem: "\(error)") }
+        func wrap(_ error: SafeTensorsError) -> ApplicationError { ApplicationError(application: "output", cause: error) }
         var totalSize = 0
         for (fileName, tensors) in files(of: model) {
             var specs: [SafeTensorsStreamWriter.TensorSpec] = []
@@ -89,7 +72,9 @@ enum CheckpointLayoutWriter {
                 totalSize += shape.reduce(1, *) * dtype.byteCount
             }
             let writer: SafeTensorsStreamWriter
-            do { writer = try SafeTensorsStreamWriter(to: folder.appendingPathComponent(fileName), tensors: specs, metadata: metadata) } catch { throw wrap(error) }
+            // The input file's `__metadata__` (e.g. {"format": "pt"}) is kept; our keys are added.
+            let merged = model.metadata(ofFile: fileName).merging(metadata) { _, ours in ours }
+            do { writer = try SafeTensorsStreamWriter(to: folder.appendingPathComponent(fileName), tensors: specs, metadata: merged) } catch { throw wrap(error) }
             for name in tensors {
                 do { try produce(name, writer) } catch {
                     writer.cancel()
@@ -106,30 +91,34 @@ enum CheckpointLayoutWriter {
                 let data = try JSONSerialization.data(withJSONObject: index, options: [.prettyPrinted, .sortedKeys])
                 try AtomicFile.write(data, to: folder.appendingPathComponent(indexFileName))
             } catch {
-                throw ApplicationError(application: "output", problem: "\(folder.path): cannot write the shard index (\(error))")
+                throw ApplicationError(application: "output", problem: "\(folder.path): cannot write the shard index (\(error))", cause: error)
             }
         }
-        try copyNonTensorFiles(from: model.folder, to: folder, skipping: Set(files(of: model).map(\.fileName)))
+        try copyCompanionFiles(from: model.folder, to: folder, skipping: Set(files(of: model).map(\.fileName)))
     }
 
-    /// Files never copied: tensors, optimizer and trainer states, hidden files.
-    static func isTensorFile(_ name: String) -> Bool {
-        name.hasPrefix(".") || name.hasSuffix(".safetensors") || name.hasSuffix(".safetensors.index.json")
-            || [".pt", ".pth", ".bin", ".ckpt", ".pkl", ".npz", ".h5", ".msgpack"].contains { name.hasSuffix($0) }
-    }
+    /// The files copied beside an output model: what describes the model (configuration,
+    /// tokenizer, generation settings, adapter configuration). Never training state (optimizer,
+    /// scheduler, RNG states, trainer state, training arguments), logs, folders or anything else.
+    public static let companionFiles: [String] = [
+        "config.json", "generation_config.json", "adapter_config.json",
+        "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+        "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model",
+    ]
 
-    /// Copies the regular non-tensor files of `source` (not folders) into `destination`.
-    static func copyNonTensorFiles(from source: URL, to destination: URL, skipping: Set<String>) throws(ApplicationError) {
-        let manager = FileManager.default
-        let names = ((try? manager.contentsOfDirectory(atPath: source.path)) ?? []).sorted()
-        for name in names where !isTensorFile(name) && !skipping.contains(name) {
-            var isDirectory: ObjCBool = false
+    /// Copies the companion files of `source` present as regular files (symlinks, as in a Hugging
+    /// Face cache snapshot, are followed and their content copied) into `destination`.
+    static func copyCompanionFiles(from source: URL, to destination: URL, skipping: Set<String>) throws(ApplicationError) {
+        for name in companionFiles where !skipping.contains(name) {
             let from = source.appendingPathComponent(name)
-            guard manager.fileExists(atPath: from.path, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
-            let to = destination.appendingPathComponent(name)
-            guard !manager.fileExists(atPath: to.path) else { continue }
-            do { try manager.copyItem(at: from, to: to) } catch {
-                throw ApplicationError(application: "output", problem: "\(from.path): cannot copy into the output (\(error.localizedDescription))")
+            var info = stat()
+            guard lstat(from.path, &info) == 0 else { continue }  // absent
+            let data: Data
+            do { data = try InputFile.read(from) } catch {
+                throw ApplicationError(application: "output", problem: "\(error); cannot copy it into the output", cause: error)
+            }
+            do { try AtomicFile.write(data, to: destination.appendingPathComponent(name)) } catch {
+                throw ApplicationError(application: "output", cause: error)
             }
         }
     }

@@ -111,11 +111,11 @@ public struct CheckpointPruning: Sendable {
                 to: output.staging.appendingPathComponent(maskFileName), tensors: maskSpecs,
                 metadata: ["application": "fisher-pruning", "saliency": "theta^2 F / 2", "scope": pruning.scope.rawValue,
                            "sparsity": "\(sparsity)", "importance": importance.path, "weights_only": "\(pruning.weightsOnly)"])
-        } catch { throw ApplicationError(application: "output", problem: "\(error)") }
+        } catch { throw ApplicationError(application: "output", cause: error) }
         var kept = 0
         try CheckpointLayoutWriter.write(like: model, into: output.staging) { (name: String, writer: SafeTensorsStreamWriter) throws(ApplicationError) in
             guard prunedSet.contains(name) else {
-                do { try model.copy(name, to: writer) } catch { throw ApplicationError(application: "output", problem: "\(error)") }
+                do { try model.copy(name, to: writer) } catch { throw ApplicationError(application: "output", cause: error) }
                 model.release(name)
                 return
             }
@@ -142,9 +142,9 @@ public struct CheckpointPruning: Sendable {
             do {
                 try values.withUnsafeBufferPointer { (b: UnsafeBufferPointer<Float>) throws(SafeTensorsError) in try writer.write(name, scalars: b) }
                 try mask.withUnsafeBufferPointer { (b: UnsafeBufferPointer<Float>) throws(SafeTensorsError) in try maskWriter.write(name, scalars: b) }
-            } catch { throw ApplicationError(application: "output", problem: "\(error)") }
+            } catch { throw ApplicationError(application: "output", cause: error) }
         }
-        do { try maskWriter.finish() } catch { throw ApplicationError(application: "output", problem: "\(error)") }
+        do { try maskWriter.finish() } catch { throw ApplicationError(application: "output", cause: error) }
         try output.commit()
         return Report(prunedTensors: pruned, withoutImportance: without, keptCount: kept, totalCount: total)
     }
@@ -241,7 +241,7 @@ public struct CheckpointFishMask: Sendable {
                 try mask.withUnsafeBufferPointer { (b: UnsafeBufferPointer<Float>) throws(SafeTensorsError) in try writer.write(name, scalars: b) }
             }
             try writer.finish()
-        } catch let error as ApplicationError { throw error } catch { throw ApplicationError(application: "output", problem: "\(error)") }
+        } catch let error as ApplicationError { throw error } catch { throw ApplicationError(application: "output", cause: error) }
         return Report(keptCount: kept, totalCount: total, withoutImportance: without)
     }
 }

@@ -1,20 +1,34 @@
+import SquisherIO
+import SquisherTensor
+
 /// An error reading a PyTorch checkpoint: the file (or archive entry) and what was wrong with it.
 ///
 /// Every problem the checkpoint readers detect (a malformed zip container, a pickle opcode or global that
 /// is not allowed, a limit exceeded, a tensor that reads outside its storage, an optimizer index that
 /// cannot be mapped to a parameter name) is reported as a `CheckpointError`; loading never traps on
 /// user-supplied bytes.
-public struct CheckpointError: Error, Equatable, Sendable, CustomStringConvertible {
+public struct CheckpointError: SquisherError, Equatable, Sendable {
     /// The file the problem is in (or a descriptive label for in-memory data).
     public var path: String
     /// What is wrong, naming the entry, opcode, global, tensor or index concerned.
     public var problem: String
+    /// The error this one wraps (a `FileAccessError` for an unreadable file), or nil.
+    public var cause: (any Error)?
 
     /// Creates an error for `path` describing `problem`.
-    public init(path: String, problem: String) {
+    public init(path: String, problem: String, cause: (any Error)? = nil) {
         self.path = path
         self.problem = problem
+        self.cause = cause
     }
+
+    /// Wraps a file that cannot be read.
+    public init(_ cause: FileAccessError) {
+        self.init(path: cause.path, problem: cause.reason.description, cause: cause)
+    }
+
+    /// Equal when the path and the problem are (the cause is not compared).
+    public static func == (a: Self, b: Self) -> Bool { a.path == b.path && a.problem == b.problem }
 
     /// `"<path>: <problem>"`.
     public var description: String { "\(path): \(problem)" }

@@ -1,4 +1,5 @@
 import Foundation
+import SquisherIO
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -22,7 +23,9 @@ final class MappedFile: @unchecked Sendable {
     /// - Throws: ``CheckpointError`` naming the file when it cannot be opened or mapped.
     init(_ url: URL) throws(CheckpointError) {
         let path = url.path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // A FIFO or device is refused before any open (which would block on a FIFO).
+        do { try InputFile.requireRegularFile(url) } catch { throw CheckpointError(error) }
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { throw CheckpointError(path: path, problem: "cannot read file (\(String(cString: strerror(errno))))") }
         defer { close(fd) }
         var info = stat()

@@ -1,4 +1,5 @@
 import Foundation
+import SquisherIO
 
 /// The map from PyTorch optimizer parameter indices to model parameter names, which `optimizer.pt`
 /// usually does not store. Resolution never guesses silently; in order of preference:
@@ -189,14 +190,17 @@ public struct OptimizerParameterMapping: Sendable, Hashable {
     public static func readMappingFile(_ url: URL) throws(CheckpointError) -> [Int: String] {
         func fail(_ problem: String) -> CheckpointError { CheckpointError(path: url.path, problem: problem) }
         let data: Data
-        do { data = try Data(contentsOf: url) } catch { throw fail("cannot read mapping file (\(error.localizedDescription))") }
+        do { data = try InputFile.read(url) } catch { throw CheckpointError(error) }
         guard let json = try? JSONSerialization.jsonObject(with: data), var object = json as? [String: Any] else {
             throw fail("mapping file is not a JSON object {\"0\": \"fc1.weight\", ...}")
         }
         if let nested = object["param_index_to_model_name"] as? [String: Any] { object = nested }
         var names: [Int: String] = [:]
         for (key, value) in object {
-            guard let index = Int(key), index >= 0 else { throw fail("mapping key '\(key)' is not a non-negative optimizer index") }
+            guard let index = Int(key), index >= 0, String(index) == key else {
+                throw fail("mapping key '\(key)' is not a non-negative optimizer index written in decimal without leading zeros or signs (\"0\", \"1\", ...)")
+            }
+            guard names[index] == nil else { throw fail("mapping gives optimizer index \(index) twice") }
             guard let name = value as? String else { throw fail("mapping value for index \(index) is not a string") }
             names[index] = name
         }

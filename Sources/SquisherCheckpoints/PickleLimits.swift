@@ -19,17 +19,22 @@ public struct PickleLimits: Sendable, Hashable {
     /// the tensor is read). Tensors are bounded by their storage bytes, except views with zero
     /// strides, which this limit keeps in check.
     public var maxTensorScalars: Int
+    /// How many times more elements than its storage holds a tensor may have (views with zero or
+    /// overlapping strides, like `torch.ones(1).expand(32768, 32768)`), with a floor of 4096
+    /// elements: materializing is then bounded by the file's bytes times this factor.
+    public var maxViewExpansion: Int
 
     /// Creates limits; every argument has a default suitable for real checkpoints.
     public init(
         maxNestingDepth: Int = 100, maxStackSize: Int = 1_000_000, maxMemoSize: Int = 1_000_000,
-        maxTotalElements: Int = 5_000_000, maxTensorScalars: Int = 1 << 30
+        maxTotalElements: Int = 5_000_000, maxTensorScalars: Int = 1 << 30, maxViewExpansion: Int = 16
     ) {
         self.maxNestingDepth = maxNestingDepth
         self.maxStackSize = maxStackSize
         self.maxMemoSize = maxMemoSize
         self.maxTotalElements = maxTotalElements
         self.maxTensorScalars = maxTensorScalars
+        self.maxViewExpansion = maxViewExpansion
     }
 }
 

@@ -614,6 +614,10 @@ struct _PickleMachine {
         guard count == 0 || last < reference.elementCount else {
             throw fail("\(described) reads element \(last) but storage '\(reference.key)' has \(reference.elementCount) elements (stride or offset out of bounds)")
         }
+        let expanded = reference.elementCount.multipliedReportingOverflow(by: max(limits.maxViewExpansion, 1))
+        guard count <= max(4096, expanded.overflow ? Int.max : expanded.partialValue) else {
+            throw fail("\(described) has \(count) elements but its storage only \(reference.elementCount); a view may have at most \(limits.maxViewExpansion) times its storage's elements (limit maxViewExpansion; zero strides are not expanded)")
+        }
         guard count <= limits.maxTensorScalars - tensorScalars else {
             throw fail("\(described) would bring the scalars materialized to more than \(limits.maxTensorScalars) (limit maxTensorScalars)")
         }

@@ -174,6 +174,10 @@ public struct TorchOptimizerState: Sendable {
                 guard let name = fieldKey.stringValue else { throw fail("state[\(index)] has a key of type \(fieldKey.kindName)") }
                 if name == "step" {
                     guard let step = field.doubleValue else { throw fail("state[\(index)]['step'] is a \(field.kindName), not a number") }
+                    // Checked before anyone converts it to an integer or raises β to its power.
+                    guard step.isFinite, step >= 0, step <= 9_007_199_254_740_992, step == step.rounded() else {
+                        throw fail("state[\(index)]['step'] is \(step); expected a whole number of steps in 0...2^53")
+                    }
                     parameter.step = step
                 } else if let tensor = field.tensorValue {
                     parameter.buffers[name] = tensor

@@ -1,4 +1,5 @@
 import Foundation
+import SquisherIO
 
 /// A read-only view of a ZIP archive whose entries are **stored** (method 0, uncompressed), as written
 /// by PyTorch's `torch.save` (the default zip container).

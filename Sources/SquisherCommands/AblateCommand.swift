@@ -23,6 +23,28 @@ enum AblateCommand: Subcommand {
         .init("json", help: "Print the tables as JSON instead of Markdown."),
     ]
 
+    /// The report as written to files: without wall-clock times (the run times and the cost
+    /// table's `seconds` column, which stay on stdout and stderr), so that the same command gives
+    /// byte-identical files.
+    static func reportFiles(of report: AblationStudy.Report) -> AblationStudy.Report {
+        var files = report
+        files.seconds = []
+        // Durations quoted in notes, like "training (50.09 s) already filled".
+        let duration = try! NSRegularExpression(pattern: #" \([0-9]+(\.[0-9]+)? m?s\)"#)
+        files.tables = report.tables.map { table in
+            var table = table
+            table.notes = table.notes.map { duration.stringByReplacingMatches(in: $0, range: NSRange($0.startIndex..., in: $0), withTemplate: "") }
+            let timed = Set(table.columns.indices.filter { table.columns[$0] == "seconds" })
+            guard !timed.isEmpty else { return table }
+            var copy = table
+            copy.columns = table.columns.enumerated().filter { !timed.contains($0.offset) }.map(\.element)
+            copy.rows = table.rows.map { $0.enumerated().filter { !timed.contains($0.offset) }.map(\.element) }
+            copy.notes.append("Times are measured per run and printed on stdout (not written here, so that reports of the same run are identical).")
+            return copy
+        }
+        return files
+    }
+
     static func run(_ arguments: ParsedArguments, output: CommandOutput) throws -> Int32 {
         _ = try arguments.requirePositional([])
         let quick = arguments.flag("quick")
@@ -37,9 +59,17 @@ enum AblateCommand: Subcommand {
         let report = try study.run(progress: output.progress)
         if !arguments.flag("no-report") {
             let folder = URL(fileURLWithPath: arguments.value("output") ?? "report")
-            do { try report.write(to: folder) } catch {
-                throw CommandError("squisher ablate: cannot write the report to \(folder.path): \(error)", exitCode: 1)
+            do {
+                // All files or none: a full disk leaves the previous report as it was.
+                let files = reportFiles(of: report)
+                try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                try AtomicFile.write([(folder.appendingPathComponent("report.md"), Data(files.markdown().utf8))]
+                    + files.tables.map { (folder.appendingPathComponent("\($0.identifier).csv"), Data($0.csv().utf8)) }
+                    + files.plots.map { (folder.appendingPathComponent($0.name), Data($0.svg.utf8)) })
+            } catch {
+                throw CommandError("squisher ablate: cannot write the report to \(folder.path): \(error)", exitCode: 1, cause: error)
             }
+            for (part, seconds) in report.seconds { output.standardError(String(format: "ablate: %@ took %.1f s\n", part, seconds)) }
             output.standardError("ablate: report written to \(folder.path)/report.md\n")
         }
         if arguments.flag("json") {

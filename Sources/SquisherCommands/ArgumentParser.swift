@@ -1,3 +1,4 @@
+import Squisher
 /// A small command-line argument parser (the package takes no dependencies): options
 /// `--name value`, `--name=value`, boolean flags `--flag`, and positional arguments, checked against
 /// a declared list so that unknown options and missing values are errors that say what was expected.
@@ -116,12 +117,18 @@ extension String {
 
 /// A user-facing command failure: a one-line message and an exit status (2 for usage errors,
 /// 1 for failures while running).
-public struct CommandError: Error, Sendable, CustomStringConvertible {
+public struct CommandError: SquisherError, Sendable {
+    /// The line printed on stderr.
     public var message: String
+    /// The process's exit status.
     public var exitCode: Int32
-    public init(_ message: String, exitCode: Int32 = 2) {
+    /// The error this one wraps, or nil.
+    public var cause: (any Error)?
+    /// A failure with `message`; `cause` keeps the underlying error.
+    public init(_ message: String, exitCode: Int32 = 2, cause: (any Error)? = nil) {
         self.message = message
         self.exitCode = exitCode
+        self.cause = cause
     }
     public var description: String { message }
 }

@@ -44,6 +44,16 @@ enum CheckpointInputs {
         }
     }
 
+    /// Every file and folder the command reads: the checkpoints' files (see
+    /// ``CheckpointModel/inputs``) and the files named by --importance-source, --base-importance
+    /// and --mapping. Outputs may not overlap them.
+    static func inputURLs(_ models: [CheckpointModel], _ arguments: ParsedArguments) throws(CommandError) -> [URL] {
+        let sources = try arguments.list("importance-source", default: []).filter { $0 != "optimizer" }
+        let base = [arguments.value("base-importance")].compactMap { $0 }.filter { $0 != "optimizer" && $0 != "none" }
+        let files = (sources + base + (arguments.options["mapping"] ?? [])).map { URL(fileURLWithPath: $0) }
+        return models.flatMap(\.inputs) + files
+    }
+
     static func require(_ arguments: ParsedArguments, _ key: String) throws(CommandError) -> String {
         guard let value = arguments.value(key) else { throw CommandError("\(arguments.command): --\(key) is required (see --help)") }
         return value

@@ -51,6 +51,10 @@ public enum SquisherTool {
         AblateCommand.self, TrainCommand.self, EstimateCommand.self, CompareCommand.self, InspectCommand.self, ImportanceCommand.self, MergeCommand.self, PruneCommand.self, MaskCommand.self, EmbedCommand.self,
     ]
 
+    /// Makes SIGINT, SIGTERM and SIGHUP remove the staging files and folders of unfinished outputs
+    /// before the process ends (see ``OutputStaging``). For the executable; call once at start.
+    public static func installSignalCleanup() { OutputStaging.installSignalCleanup() }
+
     /// Runs the tool with `arguments` (without the program name); returns the exit status.
     public static func main(_ arguments: [String], output: CommandOutput = .console) -> Int32 {
         guard let verb = arguments.first, verb != "--help", verb != "-h", verb != "help" else {

@@ -19,7 +19,7 @@ enum CompareCommand: Subcommand {
         let b = try Importance.load(from: URL(fileURLWithPath: paths[1]))
         let report: AgreementReport
         do { report = try AgreementReport(a, b, topKFraction: topK) } catch {
-            throw CommandError("squisher compare: \(paths[0]) vs \(paths[1]): \(error)", exitCode: 1)
+            throw CommandError("squisher compare: \(paths[0]) vs \(paths[1]): \(error)", exitCode: 1, cause: error)
         }
         let rows = [("(all)", report.overall)] + report.perTensor.map { ($0.name, $0.agreement) }
         if arguments.flag("json") {

@@ -29,8 +29,12 @@ enum EmbedCommand: Subcommand {
         case let other: throw CommandError("\(command): --grouping got '\(other)'; expected per-unit or per-tensor")
         }
         let models = try paths.map(CheckpointInputs.open)
+        let skipped = try arguments.list("skip", default: [])
+        if let unknown = skipped.first(where: { !models[0].names.contains($0) }) {
+            throw CommandError("\(command): --skip names '\(unknown)', which is not a tensor of \(models[0].path)")
+        }
         let importances = try CheckpointInputs.importances(for: models, arguments, scratch: nil)
-        let rule = Task2Vec(grouping: grouping, skippedParameters: Set(try arguments.list("skip", default: [])), normalize: !arguments.flag("no-normalize"))
+        let rule = Task2Vec(grouping: grouping, skippedParameters: Set(skipped), normalize: !arguments.flag("no-normalize"))
         let result = try CheckpointEmbedding(task2vec: rule).embed(names: models[0].names, importances: importances)
         if arguments.flag("json") {
             let object: [String: Any] = ["checkpoints": paths, "distances": result.distances, "tensors": result.tensors,

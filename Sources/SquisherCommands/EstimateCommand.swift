@@ -54,21 +54,28 @@ enum EstimateCommand: Subcommand {
         let batchSize = try arguments.integer("batch-size", default: 128, range: 1...1_000_000)
         let samples = try arguments.integer("samples", default: 1, range: 1...10_000)
         let seed = UInt64(try arguments.integer("seed", default: 0, range: 0...Int.max))
-        let model = try ModelSpec.load(from: URL(fileURLWithPath: modelPath))
+        let outputURL = URL(fileURLWithPath: outputPath)
+        let inputs = [modelPath, weightsPath, dataPath].map { URL(fileURLWithPath: $0) } + (arguments.value("labels").map { [URL(fileURLWithPath: $0)] } ?? [])
+        try OutputPaths.refuseOverlap(output: outputURL, inputs: inputs)
         let weights = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: weightsPath))
+        let weightCount = weights.names.reduce(0) { $0 + (weights.entries[$1]?.elementCount ?? 0) }
+        let model = try ModelSpec.load(from: URL(fileURLWithPath: modelPath), maximumParameters: weightCount)
         do { try model.load(try weights.allTensors()) } catch {
-            throw CommandError("squisher estimate: \(weightsPath) does not fit \(modelPath): \(error)", exitCode: 1)
+            throw CommandError("squisher estimate: \(weightsPath) does not fit \(modelPath): \(error)", exitCode: 1, cause: error)
         }
         var data = try loadData(dataPath, arguments: arguments)
         if let shape = arguments.value("input-shape") {
             let dims = shape.split(separator: ",").compactMap { Int(String($0).trimmingWhitespace()) }
-            guard dims.count == shape.split(separator: ",").count, dims.allSatisfy({ $0 > 0 }) else {
-                throw CommandError("squisher estimate: --input-shape expects positive integers like 1,8,8, got '\(shape)'")
+            let product = dims.reduce(Optional(1)) { partial, d in partial.flatMap { let (p, o) = $0.multipliedReportingOverflow(by: d); return o ? nil : p } }
+            guard dims.count == shape.split(separator: ",").count, dims.allSatisfy({ $0 > 0 }), let product,
+                  product == data.sampleShape.reduce(1, *) else {
+                throw CommandError("squisher estimate: --input-shape expects positive integers whose product is the \(data.sampleShape.reduce(1, *)) values of a sample (shape \(data.sampleShape)), like 1,8,8; got '\(shape)'")
             }
             do { data = try Dataset(inputs: data.inputs.reshaped([data.count] + dims), labels: data.labels, classCount: data.classCount) } catch {
-                throw CommandError("squisher estimate: --input-shape \(shape) does not fit samples of shape \(data.sampleShape): \(error)")
+                throw CommandError("squisher estimate: --input-shape \(shape) does not fit samples of shape \(data.sampleShape): \(error)", cause: error)
             }
         }
+        data = try matchingModelOutputs(data, model: model, dataPath: dataPath, arguments: arguments)
         let estimator: any SensitivityEstimator = switch estimatorName {
         case "fisher": EmpiricalFisher(batchSize: batchSize)
         case "true-fisher": TrueFisherExact(batchSize: batchSize)
@@ -77,7 +84,7 @@ enum EstimateCommand: Subcommand {
         }
         output.progress.message("estimate: \(estimator.name) over \(data.count) samples...")
         let importance = try estimator.estimate(model: model, data: data)
-        try importance.save(to: URL(fileURLWithPath: outputPath))
+        try importance.save(to: outputURL)
         if arguments.flag("json") {
             let object: [String: Any] = [
                 "estimator": importance.estimator, "samples": data.count, "output": outputPath, "seconds": importance.cost.seconds,
@@ -114,9 +121,39 @@ enum EstimateCommand: Subcommand {
             inputs = dataset.inputs
             labels = dataset.labels
         }
+        if let bad = labels.firstIndex(where: { $0 < 0 || $0 >= 1_000_000 }) {
+            throw CommandError("squisher estimate: \(path): label of sample \(bad) is \(labels[bad]); expected a class index in 0..<1000000", exitCode: 1)
+        }
+        // Checked against the model's outputs once the model has seen a sample.
         let classes = try arguments.integer("classes", default: (labels.max() ?? 0) + 1, range: 1...1_000_000)
         do { return try Dataset(inputs: inputs, labels: labels, classCount: classes) } catch {
-            throw CommandError("squisher estimate: \(path): \(error)", exitCode: 1)
+            throw CommandError("squisher estimate: \(path): \(error)", exitCode: 1, cause: error)
+        }
+    }
+
+    /// The data with `classCount` set to the model's number of outputs (a forward pass of the first
+    /// sample tells it), after checking that every label and `--classes` fit: a label past the
+    /// model's outputs would otherwise index into the next row of the logits.
+    static func matchingModelOutputs(_ data: Dataset, model: Sequential, dataPath: String, arguments: ParsedArguments) throws -> Dataset {
+        guard data.count > 0 else { throw CommandError("squisher estimate: \(dataPath) holds no samples", exitCode: 1) }
+        let sampleSize = data.sampleShape.reduce(1, *)
+        let first = try Tensor(shape: [1] + data.sampleShape, scalars: Array(data.inputs.scalars[0..<sampleSize]))
+        let logits: Tensor
+        do { logits = try model.forward(first, mode: .evaluation) } catch {
+            throw CommandError("squisher estimate: samples of shape \(data.sampleShape) from \(dataPath) do not fit the model: \(error)", exitCode: 1, cause: error)
+        }
+        guard logits.shape.count == 2, logits.shape[0] == 1 else {
+            throw CommandError("squisher estimate: the model maps a sample to shape \(logits.shape.dropFirst()); expected one logit per class", exitCode: 1)
+        }
+        let outputs = logits.shape[1]
+        if arguments.value("classes") != nil, data.classCount != outputs {
+            throw CommandError("squisher estimate: --classes \(data.classCount) but the model has \(outputs) outputs")
+        }
+        if let bad = data.labels.firstIndex(where: { $0 >= outputs }) {
+            throw CommandError("squisher estimate: \(dataPath): label of sample \(bad) is \(data.labels[bad]), but the model has \(outputs) outputs (labels 0..<\(outputs))", exitCode: 1)
+        }
+        do { return try Dataset(inputs: data.inputs, labels: data.labels, classCount: outputs) } catch {
+            throw CommandError("squisher estimate: \(dataPath): \(error)", exitCode: 1, cause: error)
         }
     }
 }

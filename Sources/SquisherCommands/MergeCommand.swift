@@ -44,6 +44,10 @@ enum MergeCommand: Subcommand {
                 throw CommandError("\(command): --weights expects \(paths.count) comma-separated non-negative numbers, got '\(list.joined(separator: ","))'")
             }
             weights = items.map { $0! }
+            let sum = weights!.reduce(0, +)
+            guard sum.isFinite, sum > 0 else {
+                throw CommandError("\(command): --weights must have a positive, finite sum (got \(sum)); scale them down, only their ratios matter")
+            }
         } else { weights = nil }
         let method: CheckpointMerge.Method
         switch methodName {
@@ -67,10 +71,7 @@ enum MergeCommand: Subcommand {
         let outputURL = URL(fileURLWithPath: outputPath)
         let models = try paths.map(CheckpointInputs.open)
         let base = try arguments.value("base").map(CheckpointInputs.open)
-        for model in models + (base.map { [$0] } ?? []) where outputURL.standardizedFileURL.path == model.folder.standardizedFileURL.path {
-            throw CommandError("\(command): --output \(outputPath) is an input checkpoint folder; inputs are never modified", exitCode: 1)
-        }
-        let folder = try CheckpointOutputFolder(destination: outputURL)
+        let folder = try CheckpointOutputFolder(destination: outputURL, inputs: try CheckpointInputs.inputURLs(models + (base.map { [$0] } ?? []), arguments))
         var importances: [CheckpointImportance?] = Array(repeating: nil, count: models.count)
         var baseImportance: CheckpointImportance? = nil
         if methodName != "average" {

@@ -40,10 +40,7 @@ enum PruneCommand: Subcommand {
         let outputPath = try CheckpointInputs.require(arguments, "output")
         let maskDType = try CheckpointInputs.maskDType(arguments)
         let model = try CheckpointInputs.open(path)
-        if URL(fileURLWithPath: outputPath).standardizedFileURL.path == model.folder.standardizedFileURL.path {
-            throw CommandError("\(command): --output \(outputPath) is the input checkpoint folder; inputs are never modified", exitCode: 1)
-        }
-        let folder = try CheckpointOutputFolder(destination: URL(fileURLWithPath: outputPath))
+        let folder = try CheckpointOutputFolder(destination: URL(fileURLWithPath: outputPath), inputs: try CheckpointInputs.inputURLs([model], arguments))
         let importance = try CheckpointInputs.importances(for: [model], arguments, scratch: folder.scratch)[0]
         let report = try CheckpointPruning(pruning: FisherPruning(scope: scope, weightsOnly: !arguments.flag("all-tensors")), sparsity: sparsity, maskDType: maskDType)
             .prune(model: model, importance: importance, output: folder)

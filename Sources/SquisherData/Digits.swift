@@ -57,7 +57,7 @@ public enum Digits {
             return try Dataset(inputs: features, labels: table.labels, classCount: classCount)
         } catch {
             let bad = table.labels.firstIndex { !(0..<classCount).contains($0) } ?? 0
-            throw DataFileError(path: url.path, line: bad + 1, column: 65, problem: "label \(table.labels[bad]) is outside 0...9 (\(error))")
+            throw DataFileError(path: url.path, line: bad + 1, column: 65, problem: "label \(table.labels[bad]) is outside 0...9 (\(error))", cause: error)
         }
     }
 
@@ -68,7 +68,7 @@ public enum Digits {
         do {
             return try Dataset(inputs: flat.inputs.reshaped([flat.count, 1, 8, 8]), labels: flat.labels, classCount: classCount)
         } catch {
-            throw DataFileError(path: (try? resourceURL().path) ?? "digits.csv", problem: "cannot reshape to [n, 1, 8, 8]: \(error)")
+            throw DataFileError(path: (try? resourceURL().path) ?? "digits.csv", problem: "cannot reshape to [n, 1, 8, 8]: \(error)", cause: error)
         }
     }
 }

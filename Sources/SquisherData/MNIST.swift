@@ -22,7 +22,7 @@ public enum MNIST {
             throw DataFileError(path: labelsURL.path, problem: "label \(labels[bad]) of sample \(bad) is not below classCount \(classCount)")
         }
         do { return try Dataset(inputs: images, labels: labels, classCount: classCount) } catch {
-            throw DataFileError(path: labelsURL.path, problem: "\(error)")
+            throw DataFileError(path: labelsURL.path, problem: "\(error)", cause: error)
         }
     }
 }

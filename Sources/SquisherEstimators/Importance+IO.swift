@@ -5,14 +5,14 @@ import SquisherTensor
 extension Importance {
     /// Writes the values as a safetensors file keyed by parameter name (the model's own layout,
     /// as UBGM's reference code stores Fishers), with the estimator, conventions and cost in the
-    /// header's `__metadata__`. Written atomically.
+    /// header's `__metadata__`, but not the wall-clock time (``EstimationCost/seconds``), so that
+    /// the same estimate gives the same bytes. Written atomically.
     public func save(to url: URL) throws(SafeTensorsError) {
         var metadata = conventions
         metadata["estimator"] = estimator
         metadata["cost.forward_passes"] = "\(cost.forwardPasses)"
         metadata["cost.backward_passes"] = "\(cost.backwardPasses)"
         metadata["cost.samples"] = "\(cost.samplesTouched)"
-        metadata["cost.seconds"] = "\(cost.seconds)"
         metadata["cost.peak_extra_bytes"] = "\(cost.peakExtraBytes)"
         try SafeTensorsWriter.write(values, metadata: metadata, to: url)
     }
@@ -33,7 +33,7 @@ extension Importance {
         do {
             return try Importance(values: file.allTensors(), estimator: estimator, conventions: metadata, cost: cost)
         } catch {
-            throw SafeTensorsError(path: url.path, problem: "\(error)")
+            throw SafeTensorsError(path: url.path, problem: "\(error)", cause: error)
         }
     }
 }

@@ -73,7 +73,7 @@ public struct AblationStudy {
             if !plots.isEmpty {
                 text += "## Plots\n\n" + plots.map { "![\($0.name)](\($0.name))" }.joined(separator: "\n\n") + "\n\n"
             }
-            text += "## Run time\n\n" + seconds.map { String(format: "- %@: %.1f s", $0.0, $0.1) }.joined(separator: "\n") + "\n"
+            if !seconds.isEmpty { text += "## Run time\n\n" + seconds.map { String(format: "- %@: %.1f s", $0.0, $0.1) }.joined(separator: "\n") + "\n" }
             return text
         }
 

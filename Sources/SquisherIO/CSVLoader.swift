@@ -45,9 +45,7 @@ public enum CSVLoader {
     ///   label, an empty file, a blank line between data lines.
     public static func load(_ url: URL, hasHeader: Bool = false, labelColumn: LabelColumn = .last) throws(DataFileError) -> Table {
         let data: Data
-        do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
-            throw DataFileError(path: url.path, problem: "cannot read file (\(error.localizedDescription))")
-        }
+        do { data = try InputFile.read(url, mapped: true) } catch { throw DataFileError(error) }
         return try parse(data, path: url.path, hasHeader: hasHeader, labelColumn: labelColumn)
     }
 

@@ -43,9 +43,7 @@ public struct IDXFile: Sendable {
     ///   size that differs from the header's dims (truncated or trailing data).
     public init(contentsOf url: URL) throws(DataFileError) {
         let data: Data
-        do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
-            throw DataFileError(path: url.path, problem: "cannot read file (\(error.localizedDescription))")
-        }
+        do { data = try InputFile.read(url, mapped: true) } catch { throw DataFileError(error) }
         try self.init(data: data, path: url.path)
     }
 

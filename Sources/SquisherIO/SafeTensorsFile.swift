@@ -55,9 +55,7 @@ public struct SafeTensorsFile: Sendable {
     public init(contentsOf url: URL) throws(SafeTensorsError) {
         let path = url.path
         let bytes: Data
-        do { bytes = try Data(contentsOf: url, options: .alwaysMapped) } catch {
-            throw SafeTensorsError(path: path, problem: "cannot read file (\(error.localizedDescription))")
-        }
+        do { bytes = try InputFile.read(url, mapped: true) } catch { throw SafeTensorsError(error) }
         try self.init(data: bytes, path: path)
     }
 

@@ -12,7 +12,7 @@ import Darwin
 ///
 /// The header (names, dtypes, shapes, metadata) is fixed up front, so the writer knows every
 /// offset before the first byte of data. Data goes to a temporary file beside the destination
-/// (`.<name>.tmp-<pid>-<random>`); ``finish()`` checks that every tensor was written, flushes it
+/// (`.<name>.tmp-<pid>-<random>`, see ``OutputStaging``); ``finish()`` checks that every tensor was written, flushes it
 /// to disk (`fsync`) and renames it over the destination in one atomic step. On any error, on
 /// ``cancel()``, or when the writer is released unfinished, the temporary file is removed, so the
 /// destination never holds a half-written file. Memory stays bounded by a 64 KB conversion buffer
@@ -101,12 +101,18 @@ public final class SafeTensorsStreamWriter {
         while headerBytes.count % 8 != 0 { headerBytes.append(0x20) }
 
         let folder = url.deletingLastPathComponent().path
-        let temporary = (folder as NSString).appendingPathComponent(
-            ".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        if InputFile.isFolder(url) {
+            throw SafeTensorsError(FileAccessError(path: path, reason: .notRegularFile(kind: "a folder")))
+        }
+        OutputStaging.removeStale(beside: url)
+        let temporary = OutputStaging.stagingURL(for: url).path
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
-            throw fail("cannot create a temporary file in \(folder) (\(String(cString: strerror(errno))))")
+            let code = errno
+            throw SafeTensorsError(path: path, problem: "cannot create a temporary file in \(folder) (\(String(cString: strerror(code))))",
+                                   cause: FileAccessError(path: folder, reason: FileAccessError.reason(errno: code)))
         }
+        OutputStaging.register(temporary)
         self.url = url
         self.specs = tensors
         self.temporaryPath = temporary
@@ -131,6 +137,7 @@ public final class SafeTensorsStreamWriter {
         if descriptor >= 0 { close(descriptor) }
         descriptor = -1
         unlink(temporaryPath)
+        OutputStaging.unregister(temporaryPath)
         closed = true
     }
 
@@ -296,11 +303,14 @@ public final class SafeTensorsStreamWriter {
             throw fail("cannot flush the temporary file \(temporaryPath) (\(reason))")
         }
         descriptor = -1
-        guard rename(temporaryPath, url.path) == 0 else {
-            let reason = String(cString: strerror(errno))
+        let code = OutputStaging.withCleanupBlocked { rename(temporaryPath, url.path) == 0 ? 0 : errno }
+        guard code == 0 else {
             discard()
-            throw fail("cannot rename the temporary file \(temporaryPath) to the destination (\(reason))")
+            throw SafeTensorsError(path: url.path, problem: "cannot rename the temporary file \(temporaryPath) to the destination (\(String(cString: strerror(code))))",
+                                   cause: FileAccessError(path: url.path, reason: FileAccessError.reason(errno: code)))
         }
+        OutputStaging.unregister(temporaryPath)
+        OutputStaging.syncFolder(of: url)
         closed = true
     }
 }

@@ -38,24 +38,3 @@ public enum SafeTensorsWriter {
         try writer.finish()
     }
 }
-
-/// Whole-file writes that never leave a half-written file under the final name.
-public enum AtomicFile {
-    /// Writes `data` to a temporary file beside `url`, then renames it over `url`.
-    /// - Throws: ``SafeTensorsError`` naming `url` when the folder is not writable.
-    public static func write(_ data: Data, to url: URL) throws(SafeTensorsError) {
-        let temporary = url.deletingLastPathComponent()
-            .appendingPathComponent(".\(url.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))")
-        do {
-            try data.write(to: temporary)
-            if FileManager.default.fileExists(atPath: url.path) {
-                _ = try FileManager.default.replaceItemAt(url, withItemAt: temporary)
-            } else {
-                try FileManager.default.moveItem(at: temporary, to: url)
-            }
-        } catch {
-            try? FileManager.default.removeItem(at: temporary)
-            throw SafeTensorsError(path: url.path, problem: "cannot write (\(error.localizedDescription))")
-        }
-    }
-}

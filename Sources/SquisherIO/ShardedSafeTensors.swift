@@ -37,9 +37,7 @@ public final class ShardedSafeTensors: @unchecked Sendable {
         let path = indexURL.path
         func fail(_ problem: String) -> SafeTensorsError { SafeTensorsError(path: path, problem: problem) }
         let bytes: Data
-        do { bytes = try Data(contentsOf: indexURL) } catch {
-            throw fail("cannot read the shard index (\(error.localizedDescription))")
-        }
+        do { bytes = try InputFile.read(indexURL) } catch { throw SafeTensorsError(error) }
         let json: HeaderJSON
         do { json = try HeaderJSONParser.parse([UInt8](bytes)) } catch {
             throw fail("shard index is not valid JSON: \(error.message)")

@@ -1,4 +1,5 @@
 import Foundation
+import SquisherIO
 import SquisherLayers
 import SquisherTensor
 
@@ -20,24 +21,41 @@ import SquisherTensor
 /// Names default to the layer's index (`"0"`, `"1"`, ...), as `nn.Sequential` numbers them.
 public enum ModelSpec {
     /// Errors name the file, the layer (index and name) and the key.
-    public struct SpecError: Error, Sendable, CustomStringConvertible {
+    public struct SpecError: SquisherError, Sendable {
+        /// The spec file.
         public var path: String
+        /// What is wrong, naming the layer and key.
         public var problem: String
+        /// The error this one wraps (a `FileAccessError` for an unreadable file), or nil.
+        public var cause: (any Error)?
+
+        /// An error about the spec at `path`.
+        public init(path: String, problem: String, cause: (any Error)? = nil) {
+            self.path = path
+            self.problem = problem
+            self.cause = cause
+        }
+
+        /// `path: problem`.
         public var description: String { "\(path): \(problem)" }
     }
 
     /// Builds the model described by the JSON file at `url`; parameters are initialized from
-    /// `seed` (PyTorch's default schemes) until weights are loaded.
-    public static func load(from url: URL, seed: UInt64 = 0) throws(SpecError) -> Sequential {
+    /// `seed` (PyTorch's default schemes) until weights are loaded. `maximumParameters` bounds the
+    /// parameters the spec may declare (pass the element count of the weights file, so that a spec
+    /// with huge sizes is refused before anything is allocated).
+    public static func load(from url: URL, seed: UInt64 = 0, maximumParameters: Int = Int.max) throws(SpecError) -> Sequential {
         let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw SpecError(path: url.path, problem: "cannot read (\(error.localizedDescription))")
+        do { data = try InputFile.read(url) } catch {
+            throw SpecError(path: url.path, problem: error.reason.description, cause: error)
         }
-        return try build(json: data, path: url.path, seed: seed)
+        return try build(json: data, path: url.path, seed: seed, maximumParameters: maximumParameters)
     }
 
     /// Builds a model from JSON bytes; `path` names the source in errors.
-    public static func build(json data: Data, path: String = "<model spec>", seed: UInt64 = 0) throws(SpecError) -> Sequential {
+    /// - Throws: ``SpecError`` naming the layer and key; also when the parameters declared (checked
+    ///   for overflow, before any allocation) exceed `maximumParameters`.
+    public static func build(json data: Data, path: String = "<model spec>", seed: UInt64 = 0, maximumParameters: Int = Int.max) throws(SpecError) -> Sequential {
         func fail(_ problem: String) -> SpecError { SpecError(path: path, problem: problem) }
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let layers = object["layers"] as? [[String: Any]] else {
             throw fail("expected a JSON object with a \"layers\" list of layer objects")
@@ -45,6 +63,7 @@ public enum ModelSpec {
         guard !layers.isEmpty else { throw fail("\"layers\" is empty") }
         var generator = SplitMix64(seed: seed)
         var built: [(String, any Layer)] = []
+        var declared = 0
         for (index, layer) in layers.enumerated() {
             let name = (layer["name"] as? String) ?? String(index)
             let label = "layer \(index) ('\(name)')"
@@ -62,6 +81,32 @@ public enum ModelSpec {
                 throw fail("\(label) (\(type)): \"\(key)\" must be an integer or a pair [height, width]")
             }
             let bias = (layer["bias"] as? Bool) ?? true
+            // Parameters this layer declares, overflow-checked, before any allocation.
+            func product(_ factors: [Int]) throws(SpecError) -> Int {
+                var result = 1
+                for factor in factors {
+                    let (p, overflow) = result.multipliedReportingOverflow(by: factor)
+                    guard !overflow, factor >= 0 else { throw fail("\(label) (\(type)): sizes \(factors) overflow") }
+                    result = p
+                }
+                return result
+            }
+            var count = 0
+            switch type {
+            case "Linear": count = try product([int("in_features"), int("out_features")]) + (bias ? try int("out_features") : 0)
+            case "Conv2d":
+                let kernel = try pair("kernel_size", (0, 0))
+                count = try product([int("in_channels"), int("out_channels"), kernel.0, kernel.1]) + (bias ? try int("out_channels") : 0)
+            case "Embedding": count = try product([int("num_embeddings"), int("embedding_dim")])
+            case "LayerNorm":
+                if let shape = (layer["normalized_shape"] as? [Int]) ?? (layer["normalized_shape"] as? Int).map({ [$0] }) { count = try product(shape + [2]) }
+            default: break
+            }
+            let (total, overflow) = declared.addingReportingOverflow(count)
+            guard !overflow, total <= maximumParameters else {
+                throw fail("\(label) (\(type)) brings the parameters declared to \(overflow ? "more than Int.max" : "\(total)"), more than the \(maximumParameters) values of the weights")
+            }
+            declared = total
             do {
                 let made: any Layer
                 switch type {
@@ -89,9 +134,9 @@ public enum ModelSpec {
             } catch let error as SpecError {
                 throw error
             } catch {
-                throw fail("\(label) (\(type)): \(error)")
+                throw SpecError(path: path, problem: "\(label) (\(type)): \(error)", cause: error)
             }
         }
-        do { return try Sequential(named: built) } catch { throw fail("\(error)") }
+        do { return try Sequential(named: built) } catch { throw SpecError(path: path, problem: "\(error)", cause: error) }
     }
 }

@@ -201,10 +201,28 @@ struct MalformedInputTests {
         expectError("different ranks") { _ = try decode(rank.stopped(), storages: ["0": storage]) }
     }
 
-    @Test func zeroStrideViewsAreBounded() {
+    /// Views are bounded by their storage: at most `maxViewExpansion` (16) times its elements, with
+    /// a floor of 4096, so a 1.5 KB file cannot make the reader allocate gigabytes
+    /// (`torch.ones(1).expand(32768, 32768)`); and by `maxTensorScalars` over a load.
+    @Test func zeroStrideViewsAreBounded() throws {
         var pickle = PickleBuilder()
         pickle.tensor(numel: 1, offset: 0, size: [1 << 20, 1 << 20], stride: [0, 0])
-        expectError("maxTensorScalars") { _ = try decode(pickle.stopped(), storages: ["0": rawBytes([Float(1)])]) }
+        expectError("storage only 1", "maxViewExpansion") { _ = try decode(pickle.stopped(), storages: ["0": rawBytes([Float(1)])]) }
+        var over = PickleBuilder()
+        over.tensor(numel: 300, offset: 0, size: [16 * 300 + 1], stride: [0])
+        expectError("maxViewExpansion") { _ = try decode(over.stopped(), storages: ["0": rawBytes([Float](repeating: 2, count: 300))]) }
+        var small = PickleBuilder()  // within the floor: materialized, every element the storage's one value
+        small.tensor(numel: 1, offset: 0, size: [64, 64], stride: [0, 0])
+        guard case .tensor(let tensor) = try decode(small.stopped(), storages: ["0": rawBytes([Float(3)])]) else {
+            Issue.record("expected a tensor")
+            return
+        }
+        #expect(tensor.tensor.shape == [64, 64] && tensor.tensor.scalars.allSatisfy { $0 == 3 })
+        var total = PickleBuilder()
+        total.tensor(numel: 1 << 12, offset: 0, size: [1 << 12, 16], stride: [1, 0])
+        expectError("maxTensorScalars") {
+            _ = try decode(total.stopped(), storages: ["0": rawBytes([Float](repeating: 1, count: 1 << 12))], limits: PickleLimits(maxTensorScalars: 1 << 15))
+        }
     }
 
     @Test func storageDescribedTwiceDifferently() {

@@ -43,9 +43,36 @@ struct AblateTests {
         let squisherPruned = pruning.first { $0[0].hasPrefix("Squisher") }.flatMap { Self.number($0[4]) }
         let random = pruning.first { $0[0].contains("baseline") }.flatMap { Self.number($0[4]) }
         #expect(squisherPruned != nil && random != nil && squisherPruned! > random! + 10, "pruning at 90%: Squisher \(String(describing: squisherPruned)) vs random \(String(describing: random))")
+        // Costs: the Squisher needs no pass at all; times are on stdout, not in the files.
         let cost = try rows("cost.csv")
-        let squisherSeconds = cost.first { $0[0] == "squisher" }.flatMap { Double($0[1]) }
-        #expect(squisherSeconds != nil && squisherSeconds! < 0.01, "the Squisher's cost should be ~0 s, got \(String(describing: squisherSeconds))")
+        #expect(cost.first == ["estimator", "forward passes", "backward passes", "samples", "peak extra KiB"], "\(cost.first ?? [])")
+        let squisherPasses = cost.first { $0[0] == "squisher" }.map { [$0[1], $0[2]] }
+        #expect(squisherPasses == ["0", "0"], "the Squisher's cost should be no pass, got \(String(describing: squisherPasses))")
+        #expect(result.stdout.contains("| seconds"), "the cost table with times is printed")
+    }
+
+    /// The README's main command, twice into one folder: the second run replaces the first report
+    /// atomically (on Linux, Foundation's replaceItemAt deleted report.md and failed) and writes
+    /// byte-identical files (no wall-clock time in them).
+    @Test("the same ablate twice into one folder: replaced, byte-identical")
+    func twiceIntoOneFolder() throws {
+        let root = temporaryPath("twice")
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let folder = root + "/report"
+        let arguments = ["ablate", "--quick", "--applications", "pruning", "--estimators", "squisher", "--output", folder]
+        let first = runTool(arguments)
+        #expect(first.status == 0, "stderr: \(first.stderr)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder).sorted()
+        let bytes = try files.map { try Data(contentsOf: URL(fileURLWithPath: folder + "/" + $0)) }
+        let second = runTool(arguments)
+        #expect(second.status == 0, "the second run must replace the report: \(second.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder).sorted() == files)
+        for (name, data) in zip(files, bytes) {
+            #expect(try Data(contentsOf: URL(fileURLWithPath: folder + "/" + name)) == data, "\(name) differs between two runs")
+        }
+        #expect(files.contains("report.md"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: root) == ["report"], "staging left beside the report")
     }
 }
 

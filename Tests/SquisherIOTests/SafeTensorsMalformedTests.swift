@@ -170,6 +170,7 @@ struct SafeTensorsMalformedTests {
         let url = folder.file("absent.safetensors")
         let error = #expect(throws: SafeTensorsError.self) { _ = try SafeTensorsFile(contentsOf: url) }
         #expect(error?.path == url.path)
-        #expect(error?.problem.contains("cannot read file") == true)
+        #expect(error?.problem.contains("no such file") == true)
+        #expect(error?.firstCause(ofType: FileAccessError.self)?.reason == .missing)
     }
 }
