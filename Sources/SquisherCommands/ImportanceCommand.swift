@@ -28,6 +28,8 @@ enum ImportanceCommand: Subcommand {
         let outputURL = URL(fileURLWithPath: try CheckpointInputs.require(arguments, "output"))
         let options = OptimizerImportanceOptions(scaling: try CheckpointInputs.scaling(arguments), biasCorrection: arguments.flag("bias-correction"))
         let mapping = try arguments.value("mapping").map { try OptimizerParameterMapping.readMappingFile(URL(fileURLWithPath: $0)) }
+        // Inputs are never modified: the output may not be, contain or lie inside the checkpoint or the mapping.
+        try OutputPaths.refuseOverlap(output: outputURL, inputs: [URL(fileURLWithPath: path)] + (arguments.value("mapping").map { [URL(fileURLWithPath: $0)] } ?? []))
         let checkpoint = try OptimizerCheckpoint.open(URL(fileURLWithPath: path), mapping: mapping)
         guard !checkpoint.moments.names.isEmpty else {
             throw CommandError("\(command): \(path): no parameter has optimizer state (nothing was trained)", exitCode: 1)

@@ -89,3 +89,20 @@ struct RealCheckpointMergeTests {
         #expect(merged.names.contains("classifier.weight") && !merged.names.contains { $0.hasPrefix("cls.") })
     }
 }
+
+/// `squisher importance` follows the output protocol: an output inside the checkpoint it reads is
+/// refused and the checkpoint stays byte-identical.
+@Suite("squisher importance never writes into its input")
+struct ImportanceOutputTests {
+    @Test func outputInsideTheCheckpointIsRefused() throws {
+        let root = try FormatFixtures.scratch()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let folder = root.appendingPathComponent("ckpt")
+        try FileManager.default.copyItem(at: try FormatFixtures.input("hf_trainer_bert"), to: folder)
+        let before = try Data(contentsOf: folder.appendingPathComponent("optimizer.pt"))
+        let result = runTool(["importance", "--output", folder.appendingPathComponent("optimizer.pt").path, folder.path])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("--output"), "stderr: \(result.stderr)")
+        #expect(try Data(contentsOf: folder.appendingPathComponent("optimizer.pt")) == before)
+    }
+}
