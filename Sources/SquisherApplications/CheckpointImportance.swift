@@ -142,7 +142,10 @@ public final class CheckpointImportance: @unchecked Sendable {
                 mapped = nil
                 memory = values
             }
-        } catch let error as ApplicationError { throw error } catch { throw wrap(error) }
+        } catch let error as ApplicationError { throw error } catch {
+            // Name the file: an invalid value (NaN in exp_avg_sq) is only found when it is read.
+            throw ApplicationError(application: "importance", problem: "\(optimizerURL.path): \(error)", cause: error)
+        }
     }
 
     /// The Squisher [1] of every parameter with state in `checkpoint`, in memory: see
