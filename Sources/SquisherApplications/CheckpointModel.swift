@@ -10,58 +10,25 @@ import Musl
 import Darwin
 #endif
 
-/// A safetensors file mapped read-only with `mmap(2)` by this module, so that the pages of a tensor
-/// can be handed back to the kernel (`madvise(MADV_DONTNEED)`) once it has been used: the resident
-/// memory of a streaming pass then stays bounded by the tensors in flight, not by the file size.
-/// (Foundation's `.alwaysMapped` reading gives no way to do that, and may fall back to a heap copy,
-/// on which `MADV_DONTNEED` would destroy data; here the mapping is always a file mapping.)
+/// A safetensors file mapped read-only (``MappedFile``), so that the pages of a tensor can be handed
+/// back to the kernel once it has been used: the resident memory of a streaming pass then stays
+/// bounded by the tensors in flight, not by the file size.
 final class MappedSafeTensors: @unchecked Sendable {
     let file: SafeTensorsFile
-    private let base: UnsafeMutableRawPointer?
-    private let length: Int
+    private let mapping: MappedFile
 
     init(_ url: URL) throws(SafeTensorsError) {
-        let path = url.path
-        do { try InputFile.requireRegularFile(url) } catch { throw SafeTensorsError(error) }  // before open: a FIFO would block it
-        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else { throw SafeTensorsError(FileAccessError(path: path, reason: FileAccessError.reason(errno: errno))) }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw SafeTensorsError(path: path, problem: "cannot stat (\(String(cString: strerror(errno))))") }
-        guard (info.st_mode & S_IFMT) == S_IFREG else { throw SafeTensorsError(FileAccessError(path: path, reason: .notRegularFile(kind: "not a regular file"))) }
-        let size = Int(info.st_size)
-        if size == 0 {
-            base = nil
-            length = 0
-            file = try SafeTensorsFile(data: Data(), path: path)
-            return
+        do { mapping = try MappedFile(url) } catch {
+            throw SafeTensorsError(path: url.path, problem: error.problem, cause: error.cause ?? error)
         }
-        guard let pointer = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), pointer != MAP_FAILED else {
-            throw SafeTensorsError(path: path, problem: "cannot memory-map \(size) bytes (\(String(cString: strerror(errno))))")
-        }
-        base = pointer
-        length = size
-        // The Data does not own the mapping (this object unmaps it in deinit and outlives `file`'s use).
-        let data = Data(bytesNoCopy: pointer, count: size, deallocator: .none)
-        do { file = try SafeTensorsFile(data: data, path: path) } catch {
-            munmap(pointer, size)
-            throw error
-        }
-    }
-
-    deinit {
-        if let base { munmap(base, length) }
+        file = try SafeTensorsFile(data: mapping.data, path: url.path)
     }
 
     /// Drops the resident pages of tensor `name` (they are re-read from the page cache if touched
-    /// again). Only ever applied to this object's own read-only file mapping.
+    /// again).
     func release(_ name: String) {
-        guard let base, let raw = try? file.withRawBytes(of: name, { $0 }), let start = raw.baseAddress, raw.count > 0 else { return }
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let lower = max(Int(bitPattern: base), (Int(bitPattern: start) / page) * page)
-        let upper = min(Int(bitPattern: base) + length, ((Int(bitPattern: start) + raw.count + page - 1) / page) * page)
-        guard upper > lower, let pointer = UnsafeMutableRawPointer(bitPattern: lower) else { return }
-        _ = madvise(pointer, upper - lower, Int32(MADV_DONTNEED))
+        guard let raw = try? file.withRawBytes(of: name, { $0 }) else { return }
+        mapping.release(raw)
     }
 }
 

@@ -13,15 +13,15 @@ import Darwin
 /// optimizer state tensor by tensor then keeps resident memory near one tensor, not the file size.
 /// (Foundation's `.alwaysMapped` reading gives no such control and may fall back to a heap copy, on
 /// which `MADV_DONTNEED` would destroy data; this mapping is always a file mapping.)
-final class MappedFile: @unchecked Sendable {
+public final class MappedFile: @unchecked Sendable {
     /// The whole file; valid as long as this object (or a `Data` derived from it) is alive.
-    let data: Data
+    public let data: Data
     private let base: UnsafeMutableRawPointer?
     private let length: Int
 
     /// Maps `url` read-only.
     /// - Throws: ``CheckpointError`` naming the file when it cannot be opened or mapped.
-    init(_ url: URL) throws(CheckpointError) {
+    public init(_ url: URL) throws(CheckpointError) {
         let path = url.path
         // A FIFO or device is refused before any open (which would block on a FIFO).
         do { try InputFile.requireRegularFile(url) } catch { throw CheckpointError(error) }
@@ -49,7 +49,7 @@ final class MappedFile: @unchecked Sendable {
 
     /// Drops the resident pages lying entirely inside `bytes` (they are re-read from the page cache if
     /// touched again). Does nothing for memory outside this mapping.
-    func release(_ bytes: UnsafeRawBufferPointer) {
+    public func release(_ bytes: UnsafeRawBufferPointer) {
         guard let base, let start = bytes.baseAddress, bytes.count > 0 else { return }
         let lowest = Int(bitPattern: base), highest = lowest + length
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
