@@ -195,10 +195,10 @@ public struct EWCResult: Sendable, Codable, Hashable {
         let mainTable = ResultTable(
             identifier: "ewc",
             title: "EWC on split digits, task-incremental: average test accuracy after task \(configuration.taskCount)",
-            columns: ["method", "λ (chosen on validation)", "avg test acc", "avg val acc", "importance time (s/seq)", "Σ importance, task 1"] + taskColumns,
+            columns: ["method", "λ (chosen on validation)", "avg test acc", "avg val acc", "Σ importance, task 1"] + taskColumns,
             rows: main.map { v in
                 [v.importance.description, lambdaText(v), v.finalTestAccuracy.percent, v.finalValidationAccuracy.percent,
-                 String(format: "%.3f", v.importanceSeconds.mean), v.firstImportanceTotal.map { String(format: "%.3g", $0.mean) } ?? "–"] + perTask(v)
+                 v.firstImportanceTotal.map { String(format: "%.3g", $0.mean) } ?? "–"] + perTask(v)
             },
             notes: [seedNote, configuration.summary(.taskIncremental),
                     "λ is chosen per method by the final average validation accuracy (validation split carved from each task's training data), then reported on test.",

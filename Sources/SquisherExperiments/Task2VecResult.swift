@@ -119,18 +119,15 @@ public struct Task2VecResult: Sendable, Codable, Hashable {
     public func tables() -> [ResultTable] {
         let seedList = runs.map { String($0.seed) }.joined(separator: ", ")
         var mrrRows: [[String]] = []
+        // No wall-clock column: result files are byte-for-byte repeatable (timings go to the progress output).
         for estimator in estimators {
-            let seconds = Spread(runs.compactMap { $0.score(estimator)?.seconds })
-            mrrRows.append([
-                estimator.displayName, Self.format(meanReciprocalRank(estimator)), Self.format(topOneAccuracy(estimator)),
-                estimator.isBaseline ? "-" : String(format: "%.3f", seconds.mean),
-            ])
+            mrrRows.append([estimator.displayName, Self.format(meanReciprocalRank(estimator)), Self.format(topOneAccuracy(estimator))])
         }
-        mrrRows.append(["random ranking (expected)", String(format: "%.3f", randomRankingMRR), String(format: "%.3f", 1 / Double(max(tasks.count - 1, 1))), "-"])
+        mrrRows.append(["random ranking (expected)", String(format: "%.3f", randomRankingMRR), String(format: "%.3f", 1 / Double(max(tasks.count - 1, 1)))])
         var tables = [
             ResultTable(
                 identifier: "task2vec", title: "Task2Vec on digits: mean reciprocal rank of the best source",
-                columns: ["estimator", "MRR", "top-1", "importance seconds (all tasks)"], rows: mrrRows,
+                columns: ["estimator", "MRR", "top-1"], rows: mrrRows,
                 notes: [
                     "\(tasks.count) tasks, seeds \(seedList); mean ± sample std over seeds. MRR = mean over targets of 1/rank of the measured best source among the other \(tasks.count - 1) tasks.",
                     "Best source = highest target test accuracy after \(configuration.transferSteps) full-batch Adam steps on \(configuration.transferShotsPerClass) target samples per class, starting from the source expert's body and a fresh head.",
