@@ -8,10 +8,10 @@ import SquisherTensor
 ///
 /// Within a task's 12 symbols `s_t` (the id minus the task's offset), the first two symbols are
 /// uniform, then `s_{t+1} = rule(s_{t−1}, s_t)` with probability `1 − noise` and uniform otherwise:
-/// - task 0 (Fibonacci mod 12): `s_{t+1} = (s_t + s_{t−1}) mod 12`;
-/// - task 1 (difference mod 12): `s_{t+1} = (s_{t−1} − s_t + 1) mod 12`.
-/// Both need the previous two tokens (attention), and the best achievable next-token accuracy on
-/// the ruled positions is `1 − noise + noise/12`.
+/// - task 0 (count by 5): `s_{t+1} = (s_t + 5) mod 12`, a bigram rule;
+/// - task 1 (interleaved count): `s_{t+1} = (s_{t−1} + 1) mod 12`, which needs the token two back
+///   (attention to the previous position).
+/// The best achievable next-token accuracy on the ruled positions is `1 − noise + noise/12`.
 public struct TokenTask: Sendable, Hashable {
     /// The task index (0 or 1).
     public var index: Int
@@ -33,12 +33,12 @@ public struct TokenTask: Sendable, Hashable {
     }
 
     /// The task's display name.
-    public var name: String { index == 0 ? "Fibonacci mod 12 (ids 0-11)" : "difference mod 12 (ids 12-23)" }
+    public var name: String { index == 0 ? "count by 5 mod 12 (ids 0-11)" : "interleaved count mod 12 (ids 12-23)" }
 
     /// The rule's next symbol.
     func next(_ previous: Int, _ current: Int) -> Int {
         let n = Self.symbols
-        return index == 0 ? (previous + current) % n : ((previous - current + 1) % n + n) % n
+        return index == 0 ? (current + 5) % n : (previous + 1) % n
     }
 
     /// `count` sequences drawn with `seed`: inputs `[count, length]` token ids and targets equal to
