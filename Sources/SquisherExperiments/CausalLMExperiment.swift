@@ -38,7 +38,7 @@ public enum CausalLMExperiment {
         /// Probability that a token ignores the task's rule.
         public var noise = 0.1
         /// Fine-tuning epochs per task (merging) and sparse-training epochs (FISH mask).
-        public var fineTuneEpochs = 30, sparseEpochs = 6
+        public var fineTuneEpochs = 30, sparseEpochs = 10
         /// Adam's learning rate and the mini-batch size (sequences).
         public var learningRate: Float = 1e-2
         public var batchSize = 32
@@ -48,7 +48,7 @@ public enum CausalLMExperiment {
         /// The default setting of each size (`quick`: a smaller model and data for tests).
         public init(size: ExperimentSize) {
             if size == .quick {
-                width = 16; trainSequences = 64; testSequences = 32; fineTuneEpochs = 4; sparseEpochs = 2; keepFractions = [0.1]
+                width = 16; trainSequences = 128; testSequences = 64; fineTuneEpochs = 20; sparseEpochs = 2; keepFractions = [0.1]
             }
         }
     }
@@ -98,7 +98,7 @@ public enum CausalLMExperiment {
     static let loss = CrossEntropyLikelihood(layout: .perToken(shifted: true))
 
     /// The row label of an estimator.
-    static func label(_ choice: AblationEstimator) -> String {
+    public static func label(_ choice: AblationEstimator) -> String {
         choice.isBaseline ? "baseline (averaging / random mask)" : choice.displayName
     }
 

@@ -30,14 +30,24 @@ struct CausalLMExperimentTests {
         #expect(throws: TensorError.self) { try TokenTask(index: index, length: 2).sequences(count: 1, seed: 0) }
     }
 
-    /// Quick settings, one seed: both tables are produced with every estimator's row, and every
-    /// number is finite and in range (accuracies in [0, 1], NLL > 0). At the quick size the models
-    /// are barely trained, so no ordering of the estimators is asserted here; the measured
-    /// full-size numbers are in Guides/CausalLM.md.
-    @Test("quick run: both tables, every number finite", .tags(.endToEnd))
+    /// Quick settings, seeds 0 and 1: both tables are produced with every estimator's row, every
+    /// number is finite and in range (accuracies in [0, 1], NLL > 0), and at every seed Fisher
+    /// merging with the empirical Fisher and with the Squisher beats parameter averaging by at
+    /// least 10 points of next-token accuracy. Measured at the quick size over seeds 0-2: Fisher
+    /// 45.6 ± 3.3%, Squisher 52.3 ± 3.6%, averaging 23.3 ± 4.6% (gaps of 22 and 29 points; at the
+    /// default size 16-17 points, Guides/CausalLM.md). The FISH-mask ordering is not robust at
+    /// either size and is not asserted.
+    @Test("quick run: both tables, every number finite, Fisher and Squisher merging beat averaging", .tags(.endToEnd))
     func quickRun() throws {
         let estimators: [AblationEstimator] = [.empiricalFisher, .jointFisher, .squisher, .baseline]
-        let result = try CausalLMExperiment.run(size: .quick, seeds: [0], estimators: estimators)
+        let result = try CausalLMExperiment.run(size: .quick, seeds: [0, 1], estimators: estimators)
+        let averaging = try #require(result.mergingAccuracy[CausalLMExperiment.label(.baseline)]).values
+        for choice in [AblationEstimator.empiricalFisher, .squisher] {
+            let merged = try #require(result.mergingAccuracy[choice.displayName]).values
+            for (seed, (ours, baseline)) in zip(merged, averaging).enumerated() {
+                #expect(ours >= baseline + 0.10, "seed \(seed): Fisher merging with \(choice.displayName) \(ours) vs averaging \(baseline)")
+            }
+        }
         #expect(result.rowOrder.count == estimators.count)
         for row in result.rowOrder {
             let accuracy = try #require(result.mergingAccuracy[row]).mean, nll = try #require(result.mergingLoss[row]).mean
