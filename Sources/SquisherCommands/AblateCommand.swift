@@ -10,7 +10,8 @@ enum AblateCommand: Subcommand {
     static let discussion = """
         Reproduces the comparisons of 'Fishers for Free?' (Li, Dangel, Tam, Raffel, ICML 2025) on the bundled \
         digits: per application the empirical, true and joint empirical Fisher, the Squisher (Adam's exp_avg_sq) \
-        and the Fisher-free baseline (Figure 2), each estimator's cost (Table 1) and the EWC ablations (Table 2). \
+        and the Fisher-free baseline (Figure 2), each estimator's cost (Table 1) and the EWC ablations (Table 2); \
+        'lm' repeats merging and FISH mask with a tiny GPT on generated next-token tasks. \
         Tables go to stdout; report.md, one CSV per table and SVG plots go to the output folder.
         """
     static let options: [ParsedArguments.Option] = [

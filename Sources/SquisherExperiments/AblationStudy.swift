@@ -18,6 +18,8 @@ public struct AblationStudy {
     /// The applications the study can run.
     public enum Application: String, Sendable, CaseIterable {
         case merging, pruning, fishMask = "fish-mask", task2vec, ewc
+        /// The causal-LM setting (``CausalLMExperiment``): merging and FISH mask with a tiny GPT.
+        case lm
     }
 
     /// The applications to run, in order.
@@ -55,7 +57,7 @@ public struct AblationStudy {
             func find(_ fragment: String) -> String { titles.first { $0.contains(fragment) }.map { "\"\($0)\"" } ?? "(not run)" }
             return """
                 - Figure 2 (each application: Fisher vs Squisher vs Fisher-free baseline, mean ± std over seeds): \
-                the merging, UBGM, pruning, FISH mask, Task2Vec and EWC tables.
+                the merging, UBGM, pruning, FISH mask, Task2Vec and EWC tables; the causal-LM tables repeat merging and FISH mask with a tiny GPT on generated token tasks.
                 - Table 1 (cost of each estimator vs the Squisher's ~0): \(find("Cost of each estimator")).
                 - Table 2 (EWC ablations: raw v vs N·v vs N·B·v, β₂ sweep, joint): \(find("EWC ablations")).
                 - The scale of the recycled accumulator against the sum-reduced Fisher (Σ N·v / Σ F ≈ 1/B): \(find("Scale of the recycled accumulator")).
@@ -126,6 +128,9 @@ public struct AblationStudy {
                 let (t, p) = try timed("ewc") { try Self.ewc(size: size, seeds: seeds, estimators: estimators, progress: progress) }
                 tables += t
                 plots += p
+            case .lm:
+                let result = try timed("lm") { try CausalLMExperiment.run(size: size, seeds: seeds, estimators: estimators, progress: progress) }
+                tables += result.tables()
             }
         }
         let settings = "Size: \(size.rawValue); seeds: \(seeds.map(String.init).joined(separator: ", ")); estimators: \(estimators.map(\.name).joined(separator: ", ")); applications: \(applications.map(\.rawValue).joined(separator: ", ")). The Squisher is read without bias correction, scaled by N where scale matters."
