@@ -11,6 +11,14 @@ import Testing
 struct CorpusReplayTests {
     static let limits = PickleLimits(maxStackSize: 100_000, maxMemoSize: 100_000, maxTotalElements: 200_000, maxTensorScalars: 1 << 20)
 
+    /// Words of the error each former crash input must now end in (the check it once slipped past).
+    static let crashCauses = [
+        "crash-param-shapes-overflow": "more than 281474976710656 elements",
+        "crash-padding-overflow": "pads group 0 by a negative amount or by more than",
+        "crash-size-overflow": "not a list of at most 281474976710656 elements",
+        "crash-chunk-offset-overflow": "outside its size",
+    ]
+
     /// The corpus files of one target, by name.
     static func corpusFiles(_ target: String = "torch") throws -> [URL] {
         guard let folder = Bundle.module.url(forResource: "corpus", withExtension: nil, subdirectory: "Resources") else { return [] }
@@ -45,6 +53,9 @@ struct CorpusReplayTests {
                 }
             } else if case .failure(let error) = outcome {
                 #expect(!error.path.isEmpty && !error.problem.isEmpty, "\(target.rawValue)/\(name)")
+                if let cause = Self.crashCauses[name] { #expect(error.problem.contains(cause), "\(target.rawValue)/\(name): \(error)") }
+            } else if name.hasPrefix("crash-") {
+                Issue.record("\(target.rawValue)/\(name) once crashed a reader and must be refused, but read as \(outcome)")
             }
         }
     }

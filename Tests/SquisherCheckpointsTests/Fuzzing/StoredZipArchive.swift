@@ -7,6 +7,7 @@ import SquisherCheckpoints
 /// Written like `torch.save`: stored (uncompressed) entries whose data start 64-byte aligned (local
 /// extra field `0x4642` as padding), CRC-32 filled in, then the central directory and the end record.
 /// The other entries are laid out once; each ``replacingPickle(with:)`` appends only the pickle.
+/// (Bytes are kept in arrays, not `Data`, so that LeakSanitizer sees the cached layout as reachable.)
 struct StoredZipArchive {
     /// One entry's central-directory fields.
     private struct Record {
@@ -17,7 +18,7 @@ struct StoredZipArchive {
     }
 
     private let pickleName: String
-    private var head = Data()
+    private var head: [UInt8] = []
     private var records: [Record] = []
 
     /// Reads the archive at `url` (validated by ``ZipArchive``) and lays out all but its `data.pkl`.
@@ -28,7 +29,7 @@ struct StoredZipArchive {
         }
         pickleName = pickle.name
         for entry in archive.entries where entry.name != pickle.name {
-            let bytes = try archive.contents(of: entry.name)
+            let bytes = [UInt8](try archive.contents(of: entry.name))
             Self.appendLocal(name: entry.name, bytes: bytes, to: &head, records: &records)
         }
     }
@@ -37,7 +38,7 @@ struct StoredZipArchive {
     func replacingPickle(with pickle: Data) -> Data {
         var data = head
         var all = records
-        Self.appendLocal(name: pickleName, bytes: pickle, to: &data, records: &all)
+        Self.appendLocal(name: pickleName, bytes: [UInt8](pickle), to: &data, records: &all)
         let directoryStart = data.count
         for record in all {
             let name = Array(record.name.utf8)
@@ -49,11 +50,11 @@ struct StoredZipArchive {
         let directorySize = data.count - directoryStart
         data.appendLittleEndian(UInt32(0x0605_4b50), UInt16(0), UInt16(0), UInt16(all.count), UInt16(all.count))
         data.appendLittleEndian(UInt32(directorySize), UInt32(directoryStart), UInt16(0))
-        return data
+        return Data(data)
     }
 
     /// Appends a local header (padded so the data start 64-byte aligned) and the data.
-    private static func appendLocal(name: String, bytes: Data, to data: inout Data, records: inout [Record]) {
+    private static func appendLocal(name: String, bytes: [UInt8], to data: inout [UInt8], records: inout [Record]) {
         let nameBytes = Array(name.utf8)
         let offset = data.count
         let unpadded = offset + 30 + nameBytes.count + 4
@@ -63,13 +64,13 @@ struct StoredZipArchive {
         data.appendLittleEndian(crc, UInt32(bytes.count), UInt32(bytes.count), UInt16(nameBytes.count), UInt16(4 + padding))
         data.append(contentsOf: nameBytes)
         data.appendLittleEndian(UInt16(0x4642), UInt16(padding))
-        data.append(Data(count: padding))
-        data.append(bytes)
+        data.append(contentsOf: repeatElement(0, count: padding))
+        data.append(contentsOf: bytes)
         records.append(Record(name: name, crc: crc, size: bytes.count, localOffset: offset))
     }
 
     /// The ZIP CRC-32 (reflected polynomial 0xEDB88320).
-    private static func crc32(_ bytes: Data) -> UInt32 {
+    private static func crc32(_ bytes: [UInt8]) -> UInt32 {
         var crc: UInt32 = 0xFFFF_FFFF
         for byte in bytes {
             crc ^= UInt32(byte)
@@ -79,7 +80,7 @@ struct StoredZipArchive {
     }
 }
 
-extension Data {
+extension [UInt8] {
     /// Appends each integer's little-endian bytes.
     mutating func appendLittleEndian<each T: FixedWidthInteger>(_ values: repeat each T) {
         repeat appendLittleEndian(one: each values)
