@@ -16,17 +16,26 @@ import SquisherTensor
 /// [1]: Shazeer & Stern 2018, Adafactor: Adaptive Learning Rates with Sublinear Memory Cost.
 public enum AdafactorState {
     /// The parameter shape `[..., R, C]` of factors of shapes `[..., R]` and `[..., C]`.
-    /// - Throws: ``CheckpointError`` naming `parameter` when they are not the factors of one tensor.
+    /// - Throws: ``CheckpointError`` naming `parameter` when they are not the factors of one tensor, or
+    ///   the tensor would have more than ``maxElements`` elements.
     public static func shape(row: [Int], column: [Int], parameter: String, path: String) throws(CheckpointError) -> [Int] {
         guard let columns = column.last, !row.isEmpty, row.count == column.count, row.dropLast() == column.dropLast() else {
             throw CheckpointError(path: path, problem: "Adafactor state of '\(parameter)': exp_avg_sq_row \(row) and exp_avg_sq_col \(column) are not the row and column factors of one [..., R, C] tensor")
         }
-        return row + [columns]
+        let shape = row + [columns]
+        guard let count = ShapeElementCount.of(shape), count <= maxElements else {
+            throw CheckpointError(path: path, problem: "Adafactor state of '\(parameter)': factors \(row) and \(column) describe a \(shape) second moment, more than the \(maxElements) elements a checkpoint tensor may have (PickleLimits.maxTensorScalars)")
+        }
+        return shape
     }
 
+    /// The most elements a reconstruction may have: a checkpoint tensor's limit, ``PickleLimits/maxTensorScalars``
+    /// (the factors are small, so a hostile pair could otherwise ask for an unbounded product).
+    public static let maxElements = PickleLimits().maxTensorScalars
+
     /// `row ⊗ col / mean(row)` over the trailing axes (see the type's documentation).
-    /// - Throws: ``CheckpointError`` naming `parameter` when the shapes do not fit together, or a
-    ///   value is negative or not finite.
+    /// - Throws: ``CheckpointError`` naming `parameter` when the shapes do not fit together or give
+    ///   more than ``maxElements`` elements, or a value is negative or not finite.
     public static func reconstruct(row: Tensor, column: Tensor, parameter: String, path: String) throws(CheckpointError) -> Tensor {
         func fail(_ problem: String) -> CheckpointError {
             CheckpointError(path: path, problem: "Adafactor state of '\(parameter)': \(problem)")
@@ -35,6 +44,7 @@ public enum AdafactorState {
               row.shape.dropLast() == column.shape.dropLast() else {
             throw fail("exp_avg_sq_row \(row.shape) and exp_avg_sq_col \(column.shape) are not the row and column factors of one [..., R, C] tensor")
         }
+        _ = try shape(row: row.shape, column: column.shape, parameter: parameter, path: path)  // bounds the product
         let outer = row.shape.dropLast().reduce(1, *)
         if let bad = (row.scalars + column.scalars).firstIndex(where: { !($0 >= 0) || !$0.isFinite }) {
             throw fail("factor entry \(bad) is \((row.scalars + column.scalars)[bad]); expected finite and >= 0")

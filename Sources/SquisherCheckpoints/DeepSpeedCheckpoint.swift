@@ -100,6 +100,9 @@ public enum DeepSpeedCheckpoint {
                       shape.allSatisfy({ $0 >= 0 }) else {
                     throw fail("param_shapes[\(number)] has an entry that is not name -> torch.Size")
                 }
+                guard ShapeElementCount.of(shape) != nil else {
+                    throw fail("param_shapes[\(number)] gives '\(name)' the shape \(shape), more than \(ShapeElementCount.maximum) elements")
+                }
                 group.append(ModelTensorShape(name: name, shape: shape))
             }
             groups.append(group)
@@ -229,8 +232,8 @@ public enum DeepSpeedCheckpoint {
         for (number, group) in groups.enumerated() {
             var vector = FlatConcatenation()
             for (state, path) in partitions { vector.append(try flat(state, group: number, path: path)) }
-            if let paddings, paddings.count != groups.count || paddings[number].count != group.count || paddings[number].contains(where: { $0 < 0 }) {
-                throw CheckpointError(path: partitions[0].1, problem: "param_alignment_paddings (\(paddings.map(\.count)) entries per group) does not match param_shapes (\(groups.map(\.count)) parameters per group)")
+            if let paddings, paddings.count != groups.count || paddings[number].count != group.count || paddings[number].contains(where: { $0 < 0 || $0 > vector.count }) {
+                throw CheckpointError(path: partitions[0].1, problem: "param_alignment_paddings (\(paddings.map(\.count)) entries per group) does not match param_shapes (\(groups.map(\.count)) parameters per group), or pads group \(number) by a negative amount or by more than its \(vector.count) elements")
             }
             var offset = 0
             for (item, parameter) in group.enumerated() {

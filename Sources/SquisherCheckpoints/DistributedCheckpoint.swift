@@ -99,13 +99,15 @@ public enum DistributedCheckpoint {
                 return try load(index: storageIndex(fqn: key, offsets: nil))  // BytesStorageMetadata: a pickled object
             }
             let size = sizeItems.compactMap(\.intValue)
-            let total = size.reduce(1, *)
+            guard size.count == sizeItems.count, let total = ShapeElementCount.of(size) else {
+                throw CheckpointError(path: metadataPath, problem: "'\(key)' has size \(sizeItems.map { $0.intValue.map(String.init) ?? $0.kindName }), not a list of at most \(ShapeElementCount.maximum) elements")
+            }
             var covered = 0
             var tiles: [(source: TorchTensor, offsets: [Int])] = []
             for chunk in chunks {
                 let offsets = chunk["offsets"]?.elements?.compactMap(\.intValue) ?? []
                 let sizes = chunk["sizes"]?.elements?.compactMap(\.intValue) ?? []
-                guard offsets.count == size.count, sizes.count == size.count, zip(zip(offsets, sizes), size).allSatisfy({ $0.0 >= 0 && $0.1 >= 0 && $0.0 + $0.1 <= $1 }) else {
+                guard offsets.count == size.count, sizes.count == size.count, zip(zip(offsets, sizes), size).allSatisfy({ $0.0 >= 0 && $0.1 >= 0 && $0.1 <= $1 && $0.0 <= $1 - $0.1 }) else {
                     throw CheckpointError(path: metadataPath, problem: "'\(key)' has a chunk (offsets \(offsets), sizes \(sizes)) outside its size \(size)")
                 }
                 guard let tensor = try load(index: storageIndex(fqn: key, offsets: offsets)).tensorValue, tensor.shape == sizes else {
