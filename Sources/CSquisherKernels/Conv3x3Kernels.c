@@ -13,6 +13,8 @@
 #include "CSquisherKernels.h"
 #include <string.h>
 
+#define CSQ_UNROLL _Pragma("clang loop unroll(full)")
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define CSQ_X86 1
@@ -105,59 +107,72 @@ CSQ_CONV_PORTABLE(portable, )
 CSQ_CONV_PORTABLE(avx2, __attribute__((target("avx2,fma"))))
 
 // ---------------------------------------------------------------------------------------------
-// AVX-512: forward in blocks of 4 output channels (each input load feeds 4 FMAs), masked tail chunk.
+// AVX-512 forward: register blocks of OB output channels x RB output rows x one 16-column chunk
+// (OB·RB accumulators). Per input channel the block's 9·OB weights are broadcast once and each of the
+// (RB + 2)·3 input vectors feeds up to 3·OB fused multiply-adds: about one load per two FMAs.
+__attribute__((target("avx512f"), always_inline))
+static inline void csq_conv3x3_block_avx512(const int OB, const int RB, long C, long PH, long PW, long OH, long OW,
+                                            const float *xp, const float *w, const float *bias, float *y,
+                                            long o, long oh, long q) {
+    long n = OW - q < 16 ? OW - q : 16;
+    __mmask16 mask = (__mmask16)((1u << n) - 1u);
+    __m512 acc[2][4];
+    CSQ_UNROLL for (int b = 0; b < OB; b++) {
+        __m512 start = _mm512_set1_ps(bias ? bias[o + b] : 0.0f);
+        CSQ_UNROLL for (int r = 0; r < RB; r++) acc[b][r] = start;
+    }
+    for (long c = 0; c < C; c++) {
+        __m512 wv[2][9];
+        CSQ_UNROLL for (int b = 0; b < OB; b++)
+            CSQ_UNROLL for (int t = 0; t < 9; t++) wv[b][t] = _mm512_set1_ps(w[((o + b) * C + c) * 9 + t]);
+        const float *base = xp + (c * PH + oh) * PW + q;
+        CSQ_UNROLL for (int r = 0; r < RB + 2; r++) {
+            CSQ_UNROLL for (int j = 0; j < 3; j++) {
+                __m512 v = _mm512_loadu_ps(base + r * PW + j);
+                CSQ_UNROLL for (int b = 0; b < OB; b++)
+                    CSQ_UNROLL for (int rb = 0; rb < RB; rb++) {
+                        int i = r - rb;
+                        if (i >= 0 && i < 3) acc[b][rb] = _mm512_fmadd_ps(wv[b][i * 3 + j], v, acc[b][rb]);
+                    }
+            }
+        }
+    }
+    CSQ_UNROLL for (int b = 0; b < OB; b++)
+        CSQ_UNROLL for (int rb = 0; rb < RB; rb++)
+            _mm512_mask_storeu_ps(y + ((o + b) * OH + oh + rb) * OW + q, mask, acc[b][rb]);
+}
+
+__attribute__((target("avx512f")))
+static void csq_conv3x3_rows_avx512(const int OB, long C, long PH, long PW, long OH, long OW, const float *xp,
+                                    const float *w, const float *bias, float *y, long o) {
+    for (long oh = 0; oh < OH; oh += 4) {
+        long rows = OH - oh < 4 ? OH - oh : 4;
+        for (long q = 0; q < OW; q += 16) {
+            if (OB == 2) {
+                switch (rows) {
+                case 4: csq_conv3x3_block_avx512(2, 4, C, PH, PW, OH, OW, xp, w, bias, y, o, oh, q); break;
+                case 3: csq_conv3x3_block_avx512(2, 3, C, PH, PW, OH, OW, xp, w, bias, y, o, oh, q); break;
+                case 2: csq_conv3x3_block_avx512(2, 2, C, PH, PW, OH, OW, xp, w, bias, y, o, oh, q); break;
+                default: csq_conv3x3_block_avx512(2, 1, C, PH, PW, OH, OW, xp, w, bias, y, o, oh, q); break;
+                }
+            } else {
+                switch (rows) {
+                case 4: csq_conv3x3_block_avx512(1, 4, C, PH, PW, OH, OW, xp, w, bias, y, o, oh, q); break;
+                case 3: csq_conv3x3_block_avx512(1, 3, C, PH, PW, OH, OW, xp, w, bias, y, o, oh, q); break;
+                case 2: csq_conv3x3_block_avx512(1, 2, C, PH, PW, OH, OW, xp, w, bias, y, o, oh, q); break;
+                default: csq_conv3x3_block_avx512(1, 1, C, PH, PW, OH, OW, xp, w, bias, y, o, oh, q); break;
+                }
+            }
+        }
+    }
+}
+
 __attribute__((target("avx512f")))
 static void csq_conv3x3_forward_avx512(long C, long PH, long PW, long O, long OH, long OW, const float *xp,
                                        const float *w, const float *bias, float *y) {
     long o = 0;
-    for (; o + 4 <= O; o += 4) {
-        for (long oh = 0; oh < OH; oh++) {
-            for (long q = 0; q < OW; q += 16) {
-                long n = OW - q < 16 ? OW - q : 16;
-                __mmask16 mask = (__mmask16)((1u << n) - 1u);
-                __m512 a0 = _mm512_set1_ps(bias ? bias[o] : 0.0f);
-                __m512 a1 = _mm512_set1_ps(bias ? bias[o + 1] : 0.0f);
-                __m512 a2 = _mm512_set1_ps(bias ? bias[o + 2] : 0.0f);
-                __m512 a3 = _mm512_set1_ps(bias ? bias[o + 3] : 0.0f);
-                for (long c = 0; c < C; c++) {
-                    const float *w0 = w + (o * C + c) * 9, *w1 = w0 + C * 9, *w2 = w1 + C * 9, *w3 = w2 + C * 9;
-                    for (int i = 0; i < 3; i++) {
-                        const float *row = xp + (c * PH + oh + i) * PW + q;
-                        for (int j = 0; j < 3; j++) {
-                            __m512 v = _mm512_loadu_ps(row + j);
-                            a0 = _mm512_fmadd_ps(_mm512_set1_ps(w0[i * 3 + j]), v, a0);
-                            a1 = _mm512_fmadd_ps(_mm512_set1_ps(w1[i * 3 + j]), v, a1);
-                            a2 = _mm512_fmadd_ps(_mm512_set1_ps(w2[i * 3 + j]), v, a2);
-                            a3 = _mm512_fmadd_ps(_mm512_set1_ps(w3[i * 3 + j]), v, a3);
-                        }
-                    }
-                }
-                float *yr = y + (o * OH + oh) * OW + q;
-                _mm512_mask_storeu_ps(yr, mask, a0);
-                _mm512_mask_storeu_ps(yr + OH * OW, mask, a1);
-                _mm512_mask_storeu_ps(yr + 2 * OH * OW, mask, a2);
-                _mm512_mask_storeu_ps(yr + 3 * OH * OW, mask, a3);
-            }
-        }
-    }
-    for (; o < O; o++) {
-        for (long oh = 0; oh < OH; oh++) {
-            for (long q = 0; q < OW; q += 16) {
-                long n = OW - q < 16 ? OW - q : 16;
-                __mmask16 mask = (__mmask16)((1u << n) - 1u);
-                __m512 a0 = _mm512_set1_ps(bias ? bias[o] : 0.0f);
-                for (long c = 0; c < C; c++) {
-                    const float *w0 = w + (o * C + c) * 9;
-                    for (int i = 0; i < 3; i++) {
-                        const float *row = xp + (c * PH + oh + i) * PW + q;
-                        for (int j = 0; j < 3; j++)
-                            a0 = _mm512_fmadd_ps(_mm512_set1_ps(w0[i * 3 + j]), _mm512_loadu_ps(row + j), a0);
-                    }
-                }
-                _mm512_mask_storeu_ps(y + (o * OH + oh) * OW + q, mask, a0);
-            }
-        }
-    }
+    for (; o + 2 <= O; o += 2) csq_conv3x3_rows_avx512(2, C, PH, PW, OH, OW, xp, w, bias, y, o);
+    if (o < O) csq_conv3x3_rows_avx512(1, C, PH, PW, OH, OW, xp, w, bias, y, o);
 }
 
 /// Weight and bias gradient: 9 accumulators per (o, c), masked loads in the tail chunk (so that padding
