@@ -28,13 +28,18 @@ long csq_conv3x3_scratch_count(long channels, long height, long width, long padH
 }
 
 /// Fills the padded planes of one sample.
+__attribute__((no_builtin("memcpy")))
 static void csq_conv3x3_pad(long channels, long height, long width, long padH, long padW, const float *x,
                             float *xp) {
     long ph = height + 2 * padH, pw = csq_round16(width + 2 * padW - 2) + 2;
     memset(xp, 0, (size_t)(channels * ph * pw + 16) * sizeof(float));
+    // Rows of small images: a plain loop the compiler vectorizes, not a memcpy call per row.
     for (long c = 0; c < channels; c++)
-        for (long r = 0; r < height; r++)
-            memcpy(xp + (c * ph + r + padH) * pw + padW, x + (c * height + r) * width, (size_t)width * sizeof(float));
+        for (long r = 0; r < height; r++) {
+            float *restrict to = xp + (c * ph + r + padH) * pw + padW;
+            const float *restrict from = x + (c * height + r) * width;
+            for (long q = 0; q < width; q++) to[q] = from[q];
+        }
 }
 
 // ---------------------------------------------------------------------------------------------
