@@ -13,6 +13,7 @@ Each case: one warm-up, then the median of REPEATS wall-clock runs over all N sa
 Prints one machine-readable line per case:
   RESULT <model> <case> <median seconds>
 Usage: python pytorch_bench.py [--threads 2] [--samples 2048] [--batch 128] [--repeats 5] [--models mlp,cnn]
+       [--cases fwd_bwd,adam_epoch,...] [--no-backpack]
 """
 import argparse
 import warnings
@@ -53,10 +54,13 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--models", default="mlp,cnn")
     parser.add_argument("--no-backpack", action="store_true")
+    parser.add_argument("--cases", default="fwd_bwd,adam_epoch,sum_grad_squared,diag_ggn_exact,diag_ggn_mc,vmap_grad_sq",
+                        help="comma-separated cases to run (default: all)")
     args = parser.parse_args()
     # BackPACK registers full backward hooks; PyTorch warns that inputs need no gradient (harmless here).
     warnings.filterwarnings("ignore", message="Full backward hook is firing")
     torch.set_num_threads(args.threads)
+    wanted = set(args.cases.split(","))
     print(f"INFO torch {torch.__version__} threads {torch.get_num_threads()}", flush=True)
     try:
         import backpack
@@ -79,7 +83,8 @@ def main():
         def fwd_bwd():
             for xb, yb in batches:
                 sum_loss(model(xb), yb).backward()
-        print(f"RESULT {name} fwd_bwd {median_time(args.repeats, fwd_bwd):.6f}", flush=True)
+        if "fwd_bwd" in wanted:
+            print(f"RESULT {name} fwd_bwd {median_time(args.repeats, fwd_bwd):.6f}", flush=True)
 
         def adam_epoch():
             fresh, _ = make_model(name)
@@ -89,7 +94,8 @@ def main():
                 opt.zero_grad()
                 mean_loss(fresh(xb), yb).backward()
                 opt.step()
-        print(f"RESULT {name} adam_epoch {median_time(args.repeats, adam_epoch):.6f}", flush=True)
+        if "adam_epoch" in wanted:
+            print(f"RESULT {name} adam_epoch {median_time(args.repeats, adam_epoch):.6f}", flush=True)
 
         if have_backpack:
             bp_model, _ = make_model(name)
@@ -98,6 +104,8 @@ def main():
             for case, extension, attribute in [("sum_grad_squared", SumGradSquared, "sum_grad_squared"),
                                                ("diag_ggn_exact", DiagGGNExact, "diag_ggn_exact"),
                                                ("diag_ggn_mc", DiagGGNMC, "diag_ggn_mc")]:
+                if case not in wanted:
+                    continue
                 def run():
                     totals = [torch.zeros_like(p) for p in bp_model.parameters()]
                     for xb, yb in batches:
@@ -124,7 +132,8 @@ def main():
                 for k in totals:
                     totals[k].add_(grads[k].square().sum(0))
             return totals
-        print(f"RESULT {name} vmap_grad_sq {median_time(args.repeats, vmap_run):.6f}", flush=True)
+        if "vmap_grad_sq" in wanted:
+            print(f"RESULT {name} vmap_grad_sq {median_time(args.repeats, vmap_run):.6f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import Squisher
 /// samples, batch B, timed on our side and then by `Benchmarks/pytorch_bench.py` in the same run,
 /// both with the same thread count; median of `repeats` after one warm-up.
 enum PeerBenchmark {
-    static let optionsHelp = "[--python PATH] [--no-python] [--threads 2] [--samples 2048] [--batch 128] [--repeats 5] [--models mlp,cnn] [--profile model:case --loops K]"
+    static let optionsHelp = "[--python PATH] [--no-python] [--threads 2] [--samples 2048] [--batch 128] [--repeats 5] [--models mlp,cnn] [--cases fwd_bwd,adam_epoch] [--profile model:case --loops K]"
 
     /// One measured case: our key, the Python script's key, and a label.
     struct Case {
@@ -73,7 +73,9 @@ enum PeerBenchmark {
     }
 
     /// Runs the Python side; returns `[model: [case: seconds]]` or nil with a reason printed.
-    static func runPython(_ python: String, threads: Int, samples: Int, batch: Int, repeats: Int, models: [String]) -> [String: [String: Double]]? {
+    static func runPython(
+        _ python: String, threads: Int, samples: Int, batch: Int, repeats: Int, models: [String], cases: Set<String>
+    ) -> [String: [String: Double]]? {
         guard FileManager.default.isExecutableFile(atPath: python) else {
             print("PyTorch side skipped: no Python at \(python) (make the venv as in Benchmarks/README.md, or pass --python PATH)")
             return nil
@@ -83,7 +85,8 @@ enum PeerBenchmark {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: python)
         process.arguments = [script, "--threads", "\(threads)", "--samples", "\(samples)", "--batch", "\(batch)",
-                             "--repeats", "\(repeats)", "--models", models.joined(separator: ",")]
+                             "--repeats", "\(repeats)", "--models", models.joined(separator: ","),
+                             "--cases", cases.sorted().joined(separator: ",")]
         var environment = ProcessInfo.processInfo.environment
         environment["OMP_NUM_THREADS"] = "\(threads)"
         environment["MKL_NUM_THREADS"] = "\(threads)"
@@ -115,6 +118,7 @@ enum PeerBenchmark {
         var python = "/tmp/peers/bin/python", usePython = true
         var threads = 2, samples = 2048, batch = 128, repeats = 5
         var models = ["mlp", "cnn"]
+        var caseKeys: Set<String>?
         var profile: String?, loops = 20
         var i = 0
         func value() -> String? { i += 1; return i < arguments.count ? arguments[i] : nil }
@@ -127,6 +131,7 @@ enum PeerBenchmark {
             case "--batch": batch = Int(value() ?? "") ?? batch
             case "--repeats": repeats = Int(value() ?? "") ?? repeats
             case "--models": models = (value() ?? "mlp,cnn").split(separator: ",").map(String.init)
+            case "--cases": caseKeys = Set((value() ?? "").split(separator: ",").map(String.init))
             case "--profile": profile = value()
             case "--loops": loops = Int(value() ?? "") ?? loops
             default:
@@ -152,22 +157,25 @@ enum PeerBenchmark {
 
         print("## Squisher vs PyTorch / BackPACK / torch.func (N = \(samples), batch \(batch), float32, \(threads) threads, median of \(repeats) after a warm-up)\n")
         print("load average at start: \(loadAverage())")
+        let selected = cases.filter { caseKeys?.contains($0.key) ?? true }
+        guard !selected.isEmpty else { print("--cases names none of: \(cases.map(\.key).joined(separator: ", "))"); return 2 }
         var ours: [String: [String: Double]] = [:]
         for key in models {
             guard let spec = modelSpec(key) else { print("unknown model \(key) (mlp, cnn)"); return 2 }
             let data = try randomData(spec, samples: samples)
-            for c in cases {
+            for c in selected {
                 let body = try runner(c.key, spec: spec, data: data, batchSize: batch)
                 ours[key, default: [:]][c.key] = try EstimatorBenchmark.median(repeats, body)
             }
         }
-        let peers = usePython ? runPython(python, threads: threads, samples: samples, batch: batch, repeats: repeats, models: models) : nil
+        let peerCases = Set(selected.compactMap(\.peer))
+        let peers = usePython ? runPython(python, threads: threads, samples: samples, batch: batch, repeats: repeats, models: models, cases: peerCases) : nil
         print("load average at end: \(loadAverage())\n")
         print("| model | case | Squisher (s) | PyTorch peer (s) | Squisher / peer |")
         print("|---|---|---:|---:|---:|")
         for key in models {
             guard let spec = modelSpec(key) else { continue }
-            for c in cases {
+            for c in selected {
                 let mine = ours[key]?[c.key] ?? .nan
                 var peerText = "–", ratioText = "–"
                 if c.key == "adam_epoch_squisher", let plain = ours[key]?["adam_epoch"] {

@@ -13,8 +13,9 @@ import SquisherTensor
 /// - Initialization as PyTorch (`kaiming_uniform_(a: sqrt(5))`): weight and bias uniform in
 ///   `±1/sqrt(fanIn)` with `fanIn = inputChannels * kernelH * kernelW`, weight drawn first.
 ///
-/// Computed as one matrix product per batch: the im2col matrices of all samples are placed side by
-/// side (``Im2Col``), `Y[out, N*L] = W[out, fanIn] · X_col[fanIn, N*L]` with `L = outH * outW`.
+/// Computed per sample, the samples split over the threads: `Y_n[out, L] = W[out, fanIn] · X_col[fanIn, L]`
+/// with the sample's im2col matrix (``Im2Col``) and `L = outH * outW`, or, for 3x3 stride-1 layers with few
+/// input channels, by direct kernels (``DirectConvolution3x3``).
 /// For per-sample estimators, ``unfold(_:)`` returns the per-sample column matrices, with which the
 /// per-sample weight gradient is `g_n[out, L] · unfold(x)_nᵀ`.
 public final class Conv2d: Layer, CustomStringConvertible {
@@ -140,6 +141,20 @@ public final class Conv2d: Layer, CustomStringConvertible {
         return result
     }
 
+    /// Channels up to which a 3x3, stride-1 convolution runs the direct kernels (``DirectConvolution3x3``)
+    /// instead of im2col and a GEMM: the forward when `inputChannels` is at most this, the input
+    /// gradient (a transposed convolution over the output channels) when `outputChannels` is.
+    public static let directKernelMaximumChannels = 32
+
+    /// Input channels up to which a 3x3, stride-1 convolution computes its parameter gradients with the
+    /// direct kernel: with `9·C` rows the column matrix is too thin for the packed GEMM to run near peak.
+    public static let directWeightGradientMaximumInputChannels = 4
+
+    /// The direct 3x3 forward kernel for this layer and geometry, or nil when the layer takes the im2col path.
+    private func directKernel(_ g: Im2Col) -> DirectConvolution3x3? {
+        inputChannels <= Conv2d.directKernelMaximumChannels ? DirectConvolution3x3(geometry: g) : nil
+    }
+
     /// The threads one call splits its samples over, and the single-threaded GEMM settings each of
     /// them uses (the per-sample products are small; the parallelism is over samples).
     private func sampleParallelism(batch: Int) -> (parts: Int, configuration: GEMMConfiguration) {
@@ -151,7 +166,8 @@ public final class Conv2d: Layer, CustomStringConvertible {
 
     /// Computed one sample at a time, the samples split over the threads: per sample the im2col
     /// matrix `X_col[fanIn, L]` (thread-local, cache-sized) and `Y_n[out, L] = W · X_col + bias`
-    /// written straight into the NCHW output (no transposes).
+    /// written straight into the NCHW output (no transposes); 3x3 stride-1 layers with at most
+    /// ``directKernelMaximumChannels`` input channels use the direct kernel instead.
     public func forward(_ input: Tensor, mode: LayerMode) throws(TensorError) -> Tensor {
         let g = try geometry(for: input, "forward")
         let batch = input.shape[0]
@@ -161,6 +177,7 @@ public final class Conv2d: Layer, CustomStringConvertible {
         guard batch > 0 else { return Tensor(zeros: shape) }
         let k = g.rows, l = g.columns, out = outputChannels
         let (parts, configuration) = sampleParallelism(batch: batch)
+        let direct = directKernel(g)
         let biasValues = bias?.value.scalars ?? [Float](repeating: 0, count: out)
         // Every output scalar is written below (bias, then the product with beta = 1): no zero fill.
         return Tensor(uninitializedShape: shape) { y in
@@ -169,9 +186,20 @@ public final class Conv2d: Layer, CustomStringConvertible {
                     biasValues.withUnsafeBufferPointer { b in
                         let p = ConvPointers(x: x.baseAddress!, w: w.baseAddress!, dy: b.baseAddress!, out: y.baseAddress!)
                         DispatchQueue.concurrentPerform(iterations: parts) { part in
+                            let samples = (batch * part / parts)..<(batch * (part + 1) / parts)
+                            if let direct {
+                                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: direct.scratchCount)
+                                defer { scratch.deallocate() }
+                                for n in samples {
+                                    direct.forward(
+                                        x: p.x + n * g.imageCount, weight: p.w, bias: p.dy, outputChannels: out,
+                                        y: p.out + n * out * l, scratch: scratch)
+                                }
+                                return
+                            }
                             let columns = UnsafeMutablePointer<Float>.allocate(capacity: k * l)
                             defer { columns.deallocate() }
-                            for n in (batch * part / parts)..<(batch * (part + 1) / parts) {
+                            for n in samples {
                                 g.im2col(image: p.x + n * g.imageCount, columnsOut: columns, leadingDimension: l)
                                 let yn = p.out + n * out * l
                                 for o in 0..<out { (yn + o * l).update(repeating: p.dy[o], count: l) }
@@ -187,14 +215,16 @@ public final class Conv2d: Layer, CustomStringConvertible {
         }
     }
 
-    /// One sample at a time, the samples split over the threads: `dX_col = Wᵀ · dY_n` then col2im
-    /// into `dX_n`; `dW += dY_n · X_colᵀ` and `db += Σ_l dY_n` into per-thread sums (Double for
-    /// the bias) added at the end.
+    /// One sample at a time, the samples split over the threads: `dX_n` (the direct kernel's
+    /// transposed convolution for 3x3 stride-1 layers with at most ``directKernelMaximumChannels``
+    /// output channels, else `dX_col = Wᵀ · dY_n` and col2im); `dW += dY_n · X_colᵀ` (the direct kernel
+    /// when at most ``directWeightGradientMaximumInputChannels`` input channels) and `db += Σ_l dY_n`
+    /// into per-thread sums (Double for the bias) added at the end.
     public func backward(_ outputGradient: Tensor, accumulateParameterGradients: Bool) throws(TensorError) -> Tensor {
         try backward(outputGradient, accumulateParameterGradients: accumulateParameterGradients, computeInputGradient: true)!
     }
 
-    /// Skips the input gradient (the `Wᵀ · dY_n` products and col2im).
+    /// Skips the input gradient.
     public func accumulateParameterGradients(_ outputGradient: Tensor) throws(TensorError) {
         _ = try backward(outputGradient, accumulateParameterGradients: true, computeInputGradient: false)
     }
@@ -209,48 +239,32 @@ public final class Conv2d: Layer, CustomStringConvertible {
         let batch = input.shape[0]
         try outputGradient.checkShape([batch, outputChannels, g.outputHeight, g.outputWidth], "\(description) backward (output gradient)")
         // Without an input gradient, a one-element placeholder keeps the pointer plumbing simple; it is
-        // never written. With one, each thread zeroes its own samples' slices before col2im adds into them.
+        // never written. With one, every sample's slice is overwritten (direct kernel, or zeroed then col2im).
         var inputGradient = computeInputGradient ? Tensor(uninitializedShape: input.shape) { _ in } : Tensor(zeros: [1])
         guard batch > 0 else { return computeInputGradient ? inputGradient : nil }
-        let k = g.rows, l = g.columns, out = outputChannels
-        let (parts, configuration) = sampleParallelism(batch: batch)
-        let weightGradient = accumulateParameterGradients && weight.requiresGradient
-        let biasGradient = accumulateParameterGradients && (bias?.requiresGradient ?? false)
-        // Per thread: dW [out, k] in Float, then db [out] in Double.
-        let weightStride = weightGradient ? out * k : 0, biasStride = biasGradient ? out : 0
-        var weightSums = [Float](repeating: 0, count: parts * weightStride)
-        var biasSums = [Double](repeating: 0, count: parts * biasStride)
+        let plan = BackwardPlan(
+            layer: self, geometry: g, batch: batch, computeInputGradient: computeInputGradient,
+            weightGradient: accumulateParameterGradients && weight.requiresGradient,
+            biasGradient: accumulateParameterGradients && (bias?.requiresGradient ?? false))
+        let parts = plan.parts
+        var weightSums = [Float](repeating: 0, count: parts * plan.weightStride)
+        var biasSums = [Double](repeating: 0, count: parts * plan.biasStride)
+        let flipped = plan.inputKernel == nil ? [] : weight.value.withUnsafeBufferPointer {
+            DirectConvolution3x3.transposedFlippedWeights($0.baseAddress!, outputChannels: outputChannels, inputChannels: inputChannels)
+        }
         input.withUnsafeBufferPointer { x in
             outputGradient.withUnsafeBufferPointer { dy in
                 weight.value.withUnsafeBufferPointer { w in
-                    inputGradient.withUnsafeMutableBufferPointer { dx in
-                        weightSums.withUnsafeMutableBufferPointer { dw in
-                            biasSums.withUnsafeMutableBufferPointer { db in
-                                let p = ConvPointers(x: x.baseAddress!, w: w.baseAddress!, dy: dy.baseAddress!, out: dx.baseAddress!)
-                                let sums = ConvSums(weight: weightGradient ? dw.baseAddress : nil, bias: biasGradient ? db.baseAddress : nil)
-                                DispatchQueue.concurrentPerform(iterations: parts) { part in
-                                    let columns = UnsafeMutablePointer<Float>.allocate(capacity: k * l)
-                                    defer { columns.deallocate() }
-                                    for n in (batch * part / parts)..<(batch * (part + 1) / parts) {
-                                        let dyn = p.dy + n * out * l
-                                        if computeInputGradient {
-                                            // dX_col[fanIn, L] = Wᵀ · dY_n, scattered back into dX_n.
-                                            gemm(
-                                                transposeA: true, transposeB: false, m: k, n: l, k: out,
-                                                a: p.w, lda: k, b: dyn, ldb: l, c: columns, ldc: l, configuration: configuration)
-                                            (p.out + n * g.imageCount).update(repeating: 0, count: g.imageCount)
-                                            g.col2im(columnsIn: columns, leadingDimension: l, addingInto: p.out + n * g.imageCount)
-                                        }
-                                        if let weightSum = sums.weight.map({ $0 + part * weightStride }) {
-                                            g.im2col(image: p.x + n * g.imageCount, columnsOut: columns, leadingDimension: l)
-                                            gemm(
-                                                transposeA: false, transposeB: true, m: out, n: k, k: l,
-                                                a: dyn, lda: l, b: columns, ldb: l, beta: 1, c: weightSum, ldc: k,
-                                                configuration: configuration)
-                                        }
-                                        if let biasSum = sums.bias.map({ $0 + part * biasStride }) {
-                                            for o in 0..<out { biasSum[o] += Double(vectorSum(dyn + o * l, count: l)) }
-                                        }
+                    flipped.withUnsafeBufferPointer { wf in
+                        inputGradient.withUnsafeMutableBufferPointer { dx in
+                            weightSums.withUnsafeMutableBufferPointer { dw in
+                                biasSums.withUnsafeMutableBufferPointer { db in
+                                    let p = ConvPointers(x: x.baseAddress!, w: w.baseAddress!, dy: dy.baseAddress!, out: dx.baseAddress!)
+                                    let sums = ConvSums(
+                                        weight: plan.weightStride > 0 ? dw.baseAddress : nil, bias: plan.biasStride > 0 ? db.baseAddress : nil,
+                                        flippedWeight: wf.baseAddress)
+                                    DispatchQueue.concurrentPerform(iterations: parts) { part in
+                                        plan.run(samples: (batch * part / parts)..<(batch * (part + 1) / parts), part: part, p, sums)
                                     }
                                 }
                             }
@@ -259,17 +273,95 @@ public final class Conv2d: Layer, CustomStringConvertible {
                 }
             }
         }
+        try addThreadSums(weightSums, biasSums, parts: parts)
+        return computeInputGradient ? inputGradient : nil
+    }
+
+    /// Adds the per-thread parameter-gradient sums (`parts` consecutive blocks each) to the gradients.
+    private func addThreadSums(_ weightSums: [Float], _ biasSums: [Double], parts: Int) throws(TensorError) {
+        let weightStride = weightSums.count / parts, biasStride = biasSums.count / parts
         var weightIncrement = Array(weightSums.prefix(weightStride))
         var biasIncrement = Array(biasSums.prefix(biasStride))
         for part in 1..<parts {
             for i in 0..<weightStride { weightIncrement[i] += weightSums[part * weightStride + i] }
             for i in 0..<biasStride { biasIncrement[i] += biasSums[part * biasStride + i] }
         }
-        if weightGradient { try weight.gradient.addScaled(Tensor(uncheckedShape: weight.value.shape, scalars: weightIncrement)) }
-        if biasGradient, let bias {
-            try bias.gradient.addScaled(Tensor(uncheckedShape: [out], scalars: biasIncrement.map { Float($0) }))
+        if weightStride > 0 { try weight.gradient.addScaled(Tensor(uncheckedShape: weight.value.shape, scalars: weightIncrement)) }
+        if biasStride > 0, let bias {
+            try bias.gradient.addScaled(Tensor(uncheckedShape: [outputChannels], scalars: biasIncrement.map { Float($0) }))
         }
-        return computeInputGradient ? inputGradient : nil
+    }
+}
+
+/// What one backward call computes and with which kernels; ``run(samples:part:_:_:)`` does one thread's samples.
+private struct BackwardPlan: Sendable {
+    let geometry: Im2Col
+    let outputChannels: Int
+    let parts: Int
+    let configuration: GEMMConfiguration
+    let computeInputGradient: Bool
+    /// The direct transposed convolution for the input gradient, or nil (GEMM and col2im).
+    let inputKernel: DirectConvolution3x3?
+    /// The direct kernel for the parameter gradients, or nil (im2col and GEMM, vector bias sums).
+    let weightKernel: DirectConvolution3x3?
+    /// Per-thread scalars of the weight (`out·fanIn`) and bias (`out`) sums; 0 when not accumulated.
+    let weightStride: Int
+    let biasStride: Int
+
+    init(layer: Conv2d, geometry g: Im2Col, batch: Int, computeInputGradient: Bool, weightGradient: Bool, biasGradient: Bool) {
+        geometry = g
+        outputChannels = layer.outputChannels
+        var configuration = GEMMConfiguration.current
+        parts = configuration.threadParts(for: batch)
+        configuration.maximumThreads = 1
+        self.configuration = configuration
+        self.computeInputGradient = computeInputGradient
+        let direct = DirectConvolution3x3(geometry: g)
+        inputKernel = computeInputGradient && layer.outputChannels <= Conv2d.directKernelMaximumChannels
+            ? direct?.inputGradientKernel(outputChannels: layer.outputChannels) : nil
+        weightKernel = weightGradient && layer.inputChannels <= Conv2d.directWeightGradientMaximumInputChannels ? direct : nil
+        weightStride = weightGradient ? layer.outputChannels * g.rows : 0
+        biasStride = biasGradient ? layer.outputChannels : 0
+    }
+
+    /// The input gradient, weight and bias sums of samples `samples`, into thread `part`'s sums.
+    func run(samples: Range<Int>, part: Int, _ p: ConvPointers, _ sums: ConvSums) {
+        let g = geometry, k = g.rows, l = g.columns, out = outputChannels
+        let needsColumns = computeInputGradient && inputKernel == nil || weightStride > 0 && weightKernel == nil
+        let scratchCount = max(inputKernel?.scratchCount ?? 0, weightKernel?.scratchCount ?? 0, needsColumns ? k * l : 0)
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(1, scratchCount))
+        defer { scratch.deallocate() }
+        let weightSum = sums.weight.map { $0 + part * weightStride }
+        let biasSum = sums.bias.map { $0 + part * biasStride }
+        for n in samples {
+            let dyn = p.dy + n * out * l, dxn = p.out + n * g.imageCount, xn = p.x + n * g.imageCount
+            if computeInputGradient {
+                if let inputKernel, let wf = sums.flippedWeight {
+                    inputKernel.forward(x: dyn, weight: wf, bias: nil, outputChannels: g.channels, y: dxn, scratch: scratch)
+                } else {
+                    // dX_col[fanIn, L] = Wᵀ · dY_n, scattered back into dX_n.
+                    gemm(
+                        transposeA: true, transposeB: false, m: k, n: l, k: out,
+                        a: p.w, lda: k, b: dyn, ldb: l, c: scratch, ldc: l, configuration: configuration)
+                    dxn.update(repeating: 0, count: g.imageCount)
+                    g.col2im(columnsIn: scratch, leadingDimension: l, addingInto: dxn)
+                }
+            }
+            if let weightSum, let weightKernel {
+                weightKernel.accumulateParameterGradients(
+                    x: xn, outputGradient: dyn, outputChannels: out, weightGradient: weightSum, biasGradient: biasSum, scratch: scratch)
+                continue
+            }
+            if let weightSum {
+                g.im2col(image: xn, columnsOut: scratch, leadingDimension: l)
+                gemm(
+                    transposeA: false, transposeB: true, m: out, n: k, k: l,
+                    a: dyn, lda: l, b: scratch, ldb: l, beta: 1, c: weightSum, ldc: k, configuration: configuration)
+            }
+            if let biasSum {
+                for o in 0..<out { biasSum[o] += Double(vectorSum(dyn + o * l, count: l)) }
+            }
+        }
     }
 }
 
@@ -282,8 +374,10 @@ private struct ConvPointers: @unchecked Sendable {
     let out: UnsafeMutablePointer<Float>
 }
 
-/// Per-thread parameter-gradient sums (nil when that gradient is not accumulated).
+/// Per-thread parameter-gradient sums (nil when that gradient is not accumulated), and the transposed,
+/// flipped weights of the direct input-gradient kernel (nil when not used).
 private struct ConvSums: @unchecked Sendable {
     let weight: UnsafeMutablePointer<Float>?
     let bias: UnsafeMutablePointer<Double>?
+    let flippedWeight: UnsafePointer<Float>?
 }

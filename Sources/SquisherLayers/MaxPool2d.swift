@@ -55,22 +55,29 @@ public final class MaxPool2d: Layer, CustomStringConvertible {
         let g = try poolingGeometry(input, kernelSize: kernelSize, stride: stride, layer: description)
         let planes = input.shape[0] * input.shape[1]
         let (h, w, oh, ow) = (g.height, g.width, g.outputHeight, g.outputWidth)
-        var output = Tensor(zeros: [input.shape[0], input.shape[1], oh, ow])
         if isTwoByTwo {
-            var positions = [UInt8](repeating: 0, count: planes * oh * ow)
-            input.withUnsafeBufferPointer { x in
-                output.withUnsafeMutableBufferPointer { y in
-                    positions.withUnsafeMutableBufferPointer { p in
-                        maxPool2x2(x.baseAddress!, planes: planes, height: h, width: w, into: y.baseAddress!, positions: p.baseAddress!)
+            // The positions buffer is reused across passes of the same shape (the layer holds its only reference).
+            if cachedPositions.count != planes * oh * ow { cachedPositions = [UInt8](repeating: 0, count: planes * oh * ow) }
+            // Every output is written by the kernel: no zero fill. Planes are split over the threads.
+            let output = Tensor(uninitializedShape: [input.shape[0], input.shape[1], oh, ow]) { y in
+                input.withUnsafeBufferPointer { x in
+                    cachedPositions.withUnsafeMutableBufferPointer { p in
+                        guard let xBase = x.baseAddress, let yBase = y.baseAddress, let pBase = p.baseAddress else { return }
+                        let (source, target, place) = (SendablePointer(xBase), SendablePointer(yBase), SendablePointer(pBase))
+                        parallelChunks(count: planes, alignment: 1, minimumPerThread: max(1, (1 << 15) / (h * w))) { first, last in
+                            maxPool2x2(
+                                source.pointer + first * h * w, planes: last - first, height: h, width: w,
+                                into: target.pointer + first * oh * ow, positions: place.pointer + first * oh * ow)
+                        }
                     }
                 }
             }
             cachedInputShape = input.shape
             cachedGeometry = g
-            cachedPositions = positions
             cachedArgmax = []
             return output
         }
+        var output = Tensor(zeros: [input.shape[0], input.shape[1], oh, ow])
         cachedPositions = []
         var argmax = [Int](repeating: 0, count: planes * oh * ow)
         input.withUnsafeBufferPointer { x in
@@ -111,28 +118,31 @@ public final class MaxPool2d: Layer, CustomStringConvertible {
             throw .invalidArgument(argument: "\(description) backward", reason: "called before forward")
         }
         try outputGradient.checkShape([shape[0], shape[1], g.outputHeight, g.outputWidth], "\(description) backward (output gradient)")
-        var inputGradient = Tensor(zeros: shape)
         if isTwoByTwo && !cachedPositions.isEmpty || outputGradient.count == 0 {
             let (h, w, oh, ow) = (g.height, g.width, g.outputHeight, g.outputWidth)
             let planes = shape[0] * shape[1]
-            outputGradient.withUnsafeBufferPointer { dy in
-                inputGradient.withUnsafeMutableBufferPointer { dx in
+            // Each thread writes whole 2x2 windows of its planes (the gradient at the maximum's place, zeros
+            // elsewhere; a last odd row or column, outside every window, is zeroed): one pass, no zero fill.
+            return Tensor(uninitializedShape: shape) { dx in
+                outputGradient.withUnsafeBufferPointer { dy in
                     cachedPositions.withUnsafeBufferPointer { p in
-                        for plane in 0..<planes {
-                            for r in 0..<oh {
-                                let row = dx.baseAddress! + plane * h * w + 2 * r * w
-                                let o = (plane * oh + r) * ow
-                                for c in 0..<ow {
-                                    let position = Int(p[o + c])
-                                    row[(position >> 1) * w + 2 * c + (position & 1)] = dy[o + c]
-                                }
+                        guard let dxBase = dx.baseAddress, let dyBase = dy.baseAddress, let pBase = p.baseAddress else {
+                            dx.update(repeating: 0)
+                            return
+                        }
+                        let (target, gradient, place) = (SendablePointer(dxBase), SendablePointer(dyBase), SendablePointer(pBase))
+                        parallelChunks(count: planes, alignment: 1, minimumPerThread: max(1, (1 << 15) / (h * w))) { first, last in
+                            for plane in first..<last {
+                                unpool2x2(
+                                    gradient.pointer + plane * oh * ow, positions: place.pointer + plane * oh * ow,
+                                    height: h, width: w, into: target.pointer + plane * h * w)
                             }
                         }
                     }
                 }
             }
-            return inputGradient
         }
+        var inputGradient = Tensor(zeros: shape)
         outputGradient.withUnsafeBufferPointer { dy in
             inputGradient.withUnsafeMutableBufferPointer { dx in
                 cachedArgmax.withUnsafeBufferPointer { indices in
@@ -196,6 +206,32 @@ func maxPool2x2(
             }
         }
     }
+}
+
+/// The input gradient of 2x2, stride-2 max pooling for one plane `[height, width]`: each output's
+/// gradient `dy[r, c]` goes to its window's place `positions[r, c]` (0...3, row-major), every other
+/// element of the plane is set to zero.
+func unpool2x2(
+    _ dy: UnsafeMutablePointer<Float>, positions: UnsafeMutablePointer<UInt8>, height h: Int, width w: Int,
+    into dx: UnsafeMutablePointer<Float>
+) {
+    let oh = h / 2, ow = w / 2
+    for r in 0..<oh {
+        let top = dx + 2 * r * w, bottom = top + w
+        let g = dy + r * ow, place = positions + r * ow
+        for c in 0..<ow {
+            let value = g[c], position = place[c]
+            top[2 * c] = position == 0 ? value : 0
+            top[2 * c + 1] = position == 1 ? value : 0
+            bottom[2 * c] = position == 2 ? value : 0
+            bottom[2 * c + 1] = position == 3 ? value : 0
+        }
+        if w % 2 == 1 {
+            top[w - 1] = 0
+            bottom[w - 1] = 0
+        }
+    }
+    if h % 2 == 1 { (dx + (h - 1) * w).update(repeating: 0, count: w) }
 }
 
 /// Checks a pooling input `[N, C, H, W]` and returns the window geometry (one channel per plane, no padding).

@@ -71,12 +71,15 @@ struct ConvolutionTests {
         for (index, (name, parameter)) in layer.namedParameters.enumerated() {
             expectClose(batchGradients[index], doubles(parameter.gradient), relative: 1e-5, absolute: 1e-4, "blocked gradient of \(name)")
         }
-        // The parameter-only backward (first layer of a model) runs the same parameter arithmetic: identical bits.
+        // The parameter-only backward (first layer of a model) of this 3x3, stride-1, 3-channel layer runs the
+        // direct kernel (``DirectConvolution3x3``), not im2col + GEMM: the same 20 * 1024 products per
+        // entry summed in another order, so the same tolerance as above.
+        #expect(layer.inputChannels <= Conv2d.directWeightGradientMaximumInputChannels)
         _ = try layer.forward(input, mode: .training)
         layer.zeroGradients()
         try layer.accumulateParameterGradients(r)
         for (index, (name, parameter)) in layer.namedParameters.enumerated() {
-            #expect(doubles(parameter.gradient) == batchGradients[index], "parameter-only backward of \(name)")
+            expectClose(doubles(parameter.gradient), batchGradients[index], relative: 1e-5, absolute: 1e-4, "parameter-only backward of \(name)")
         }
     }
 
@@ -158,6 +161,7 @@ struct ConvolutionTests {
 
     static let poolCases: [PoolCase] = [
         PoolCase(kernel: (2, 2), stride: nil, height: 4, width: 6),
+        PoolCase(kernel: (2, 2), stride: nil, height: 5, width: 7),  // odd: a last row and column outside every window
         PoolCase(kernel: (3, 3), stride: (2, 2), height: 7, width: 5),  // overlapping windows
         PoolCase(kernel: (2, 3), stride: (1, 2), height: 5, width: 8),
     ]

@@ -48,4 +48,24 @@ void csq_ema_square_update(long n, const float *g, float *v, float beta2, float 
 /// The running sum of squared gradients, in place: v = fma(g, g, v) per element (Adagrad's sum).
 void csq_sum_square_update(long n, const float *g, float *v);
 
+/// Scalars of scratch space that `csq_conv3x3_forward` and `csq_conv3x3_weight_gradient` need for one
+/// sample `[channels, height, width]` with zero padding `padH`, `padW` (the zero-padded planes).
+long csq_conv3x3_scratch_count(long channels, long height, long width, long padH, long padW);
+
+/// Direct 3x3, stride-1 convolution of one sample (no im2col): `x [C, H, W]`, `w [O, C, 3, 3]`,
+/// `bias [O]` or NULL, `y [O, OH, OW]` with `OH = H + 2 padH - 2`, `OW = W + 2 padW - 2` (written, not
+/// accumulated): `y[o][oh][ow] = bias[o] + sum_{c,i,j} w[o][c][i][j] x[c][oh - padH + i][ow - padW + j]`
+/// (zero outside the image). `scratch` holds `csq_conv3x3_scratch_count` floats. `level` is the ISA level
+/// to use (capped at `csq_isa_level()`).
+void csq_conv3x3_forward(int level, long channels, long height, long width, long padH, long padW,
+                         long outChannels, const float *x, const float *w, const float *bias, float *y,
+                         float *scratch);
+
+/// The parameter gradients of that convolution for one sample, accumulated:
+/// `dw[o][c][i][j] += sum_{oh,ow} dy[o][oh][ow] x[c][oh - padH + i][ow - padW + j]` (float), and when `db`
+/// is not NULL `db[o] += sum_{oh,ow} dy[o][oh][ow]` (summed in float over the sample, added in double).
+void csq_conv3x3_weight_gradient(int level, long channels, long height, long width, long padH, long padW,
+                                 long outChannels, const float *x, const float *dy, float *dw, double *db,
+                                 float *scratch);
+
 #endif
