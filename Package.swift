@@ -3,7 +3,7 @@
 import PackageDescription
 
 /// Library modules by role; each entry is (name, dependencies). The import graph points one way:
-/// tensor core <- layers <- optimizers <- estimators <- applications <- command-line tool.
+/// tensor core <- layers <- optimizers <- estimators <- checkpoint files <- applications <- command-line tool.
 let libraries: [(name: String, dependencies: [String])] = [
     ("SquisherTensor", ["CSquisherKernels"]),
     ("SquisherIO", ["SquisherTensor"]),
@@ -14,7 +14,8 @@ let libraries: [(name: String, dependencies: [String])] = [
     ("SquisherEstimators", ["SquisherTraining", "SquisherIO"]),
     ("SquisherCheckpoints", ["SquisherIO"]),
     ("SquisherModels", ["SquisherLayers", "SquisherData"]),
-    ("SquisherApplications", ["SquisherEstimators", "SquisherCheckpoints"]),
+    ("SquisherCheckpointIO", ["SquisherEstimators", "SquisherCheckpoints"]),
+    ("SquisherApplications", ["SquisherCheckpointIO"]),
     ("SquisherExperiments", ["SquisherApplications"]),
 ]
 let umbrella = "Squisher"

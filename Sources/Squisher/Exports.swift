@@ -8,5 +8,6 @@
 @_exported import SquisherEstimators
 @_exported import SquisherModels
 @_exported import SquisherCheckpoints
+@_exported import SquisherCheckpointIO
 @_exported import SquisherApplications
 @_exported import SquisherExperiments

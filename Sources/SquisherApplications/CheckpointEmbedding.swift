@@ -1,3 +1,5 @@
+import SquisherCheckpointIO
+import SquisherCheckpoints
 import SquisherEstimators
 import SquisherTensor
 
@@ -53,7 +55,7 @@ public struct CheckpointEmbedding: Sendable {
                     throw ApplicationError(application: "task2vec", problem: "importance of '\(name)' has shape \(importance.shape(name)!) in \(importance.path) but \(shape) in \(importances[0].path)")
                 }
                 var values = NamedTensors()
-                values[name] = Tensor(uncheckedShape: shape, scalars: try importance.floats(name, range: 0..<shape.reduce(1, *)))
+                values[name] = Tensor(uncheckedShape: shape, scalars: try checkpoint("importance") { () throws(CheckpointError) in try importance.floats(name, range: 0..<shape.reduce(1, *)) })
                 importance.release(name)
                 embeddings[i] += try perTensor.embedding(Importance(unchecked: values, estimator: importance.path))
             }

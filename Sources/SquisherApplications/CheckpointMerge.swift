@@ -1,4 +1,7 @@
+import Dispatch
 import Foundation
+import SquisherCheckpointIO
+import SquisherCheckpoints
 import SquisherEstimators
 import SquisherIO
 import SquisherTensor
@@ -110,9 +113,8 @@ public struct CheckpointMerge: Sendable {
         var fisherRule: FisherMerging? = nil
         var coefficients = lambdas
         if case .fisher(let rule) = method {
-            let statistics = try Self.importanceStatistics(sources, reference: reference, importanceName: importanceName)
-            report.floors = statistics.map { rule.floor.resolved(sum: $0.sum, count: $0.count) }
-            if rule.normalizePerModel { coefficients = zip(lambdas, statistics).map { $1.squares > 0 ? $0 / $1.squares.squareRoot() : $0 } }
+            let totals = try Self.importanceTotals(sources, reference: reference, importanceName: importanceName)
+            (report.floors, coefficients) = rule.resolve(totals, weights: lambdas)
             fisherRule = rule
         }
         if let base {
@@ -122,8 +124,8 @@ public struct CheckpointMerge: Sendable {
         }
         var floored = [Int](repeating: 0, count: models.count)
         var flooredTotal = 0
-        try CheckpointLayoutWriter.write(like: reference, into: output.staging) { (name: String, writer: SafeTensorsStreamWriter) throws(ApplicationError) in
-            let (dtype, shape) = try reference.entry(name)
+        try CheckpointLayoutWriter.write(like: reference, into: output.staging, failure: outputFailure) { (name: String, writer: SafeTensorsStreamWriter) throws(ApplicationError) in
+            let (dtype, shape) = try checkpoint { () throws(CheckpointError) in try reference.entry(name) }
             let count = shape.reduce(1, *)
             report.tensorCount += 1
             report.elementCount += count
@@ -142,37 +144,38 @@ public struct CheckpointMerge: Sendable {
             }
             let covered = sources.allSatisfy { $0?.covers(sourceName) == true }
             if case .fisher = method, !covered { report.averagedTensors.append(name) }
-            var merged = [Float]()
-            merged.reserveCapacity(count)
-            for range in CheckpointLayoutWriter.chunks(count) {
-                let chunk = ChunkReader(name: name, importanceName: sourceName, range: range)
-                let values: [Float]
-                do throws(ApplicationError) {
-                    switch method {
-                    case .average:
-                        values = try ParameterAveraging.merge(models: models.map(chunk.tensors), weights: lambdas)[name]!.scalars
-                    case .fisher:
-                        let fishers = covered ? try sources.map(chunk.importance) : Array(repeating: nil, count: models.count)
-                        let result = try fisherRule!.merge(models: try models.map(chunk.tensors), importances: fishers, coefficients: coefficients, floors: report.floors)
-                        if covered { for i in models.indices { floored[i] += result.flooredEntries[i] }; flooredTotal += range.count }
-                        values = result.parameters[name]!.scalars
-                    case .ubgm(let rule):
-                        values = try Self.mergeUBGMChunk(rule, chunk: chunk, models: models, sources: sources, base: base!, baseImportance: baseImportance, scales: lambdas)
+            var merged = [Float](repeating: 0, count: count)
+            switch method {
+            case .average, .fisher:
+                let counts = try merged.withUnsafeMutableBufferPointer { (out: inout UnsafeMutableBufferPointer<Float>) throws(ApplicationError) in
+                    try Self.mergeTensor(
+                        name, importanceName: sourceName, models: models, importances: covered && fisherRule != nil ? sources.map { $0! } : nil,
+                        coefficients: coefficients, floors: fisherRule != nil ? report.floors : Array(repeating: 1, count: models.count), into: out)
+                }
+                if covered, fisherRule != nil {
+                    for i in models.indices { floored[i] += counts[i] }
+                    flooredTotal += count
+                }
+            case .ubgm(let rule):
+                for range in CheckpointLayoutWriter.chunks(count) {
+                    let chunk = ChunkReader(name: name, importanceName: sourceName, range: range)
+                    do throws(ApplicationError) {
+                        let values = try Self.mergeUBGMChunk(rule, chunk: chunk, models: models, sources: sources, base: base!, baseImportance: baseImportance, scales: lambdas)
+                        merged.replaceSubrange(range, with: values)
+                    } catch {
+                        throw ApplicationError(application: error.application, problem: "tensor '\(name)' elements \(range): \(error.problem)")
                     }
-                } catch {
-                    throw ApplicationError(application: error.application, problem: "tensor '\(name)' elements \(range): \(error.problem)")
                 }
-                if let bad = values.firstIndex(where: { !$0.isFinite }) {
-                    throw Self.fail("tensor '\(name)' element \(range.lowerBound + bad) merged to \(values[bad]); check the inputs and importances")
-                }
-                merged.append(contentsOf: values)
+            }
+            if let bad = merged.withUnsafeBufferPointer(Self.firstNonFinite) {
+                throw Self.fail("tensor '\(name)' element \(bad) merged to \(merged[bad]); check the inputs and importances")
             }
             do {
                 try merged.withUnsafeBufferPointer { (buffer: UnsafeBufferPointer<Float>) throws(SafeTensorsError) in try writer.write(name, scalars: buffer) }
             } catch { throw ApplicationError(application: "output", cause: error) }
         }
         if fisherRule != nil { report.flooredFractions = floored.map { flooredTotal > 0 ? Double($0) / Double(flooredTotal) : 0 } }
-        try output.commit()
+        try checkpoint("output") { () throws(CheckpointError) in try output.commit() }
         return report
     }
 }
@@ -180,8 +183,63 @@ public struct CheckpointMerge: Sendable {
 extension CheckpointMerge {
     static func fail(_ problem: String) -> ApplicationError { ApplicationError(application: "merge", problem: problem) }
 
+    /// Elements merged per work item: each thread decodes this many elements of every model (and
+    /// importance) into its own buffers, merges them and moves on to its next item.
+    static let elementsPerItem = 1 << 16
+
+    /// The first non-finite element, or nil (one vectorized pass when all are finite).
+    static func firstNonFinite(_ values: UnsafeBufferPointer<Float>) -> Int? {
+        var bad = false
+        for x in values { bad = bad || !x.isFinite }
+        return bad ? values.firstIndex { !$0.isFinite } : nil
+    }
+
+    /// Merges tensor `name` of `models` into `out` with ``FisherMerging/mergeElements(parameters:importances:coefficients:floors:into:flooredEntries:)``
+    /// (the in-memory arithmetic), ``elementsPerItem`` elements at a time, items spread over
+    /// ``GEMMConfiguration/maximumThreads`` threads; `importances` nil for the plain average.
+    /// - Returns: per model, the entries below its floor.
+    static func mergeTensor(
+        _ name: String, importanceName: String, models: [CheckpointModel], importances: [CheckpointImportance]?,
+        coefficients: [Double], floors: [Float], into out: UnsafeMutableBufferPointer<Float>
+    ) throws(ApplicationError) -> [Int] {
+        let items = (out.count + elementsPerItem - 1) / elementsPerItem
+        let threads = max(1, min(GEMMConfiguration.current.maximumThreads, items))
+        let target = SendablePointer(out.baseAddress!)
+        let count = out.count
+        let outcomes = ThreadOutcomes<[Int]>(threads)
+        DispatchQueue.concurrentPerform(iterations: threads) { thread in
+            let m = models.count, width = elementsPerItem
+            let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: 2 * m * width)
+            defer { buffer.deallocate() }
+            var floored = [Int](repeating: 0, count: m)
+            do throws(CheckpointError) {
+                for item in stride(from: thread, to: items, by: threads) {
+                    let range = item * width..<min(count, (item + 1) * width)
+                    let views = (0..<2 * m).map { UnsafeMutableBufferPointer(rebasing: buffer[$0 * width..<$0 * width + range.count]) }
+                    for i in 0..<m { try models[i].decode(name, range: range, into: views[i]) }
+                    if let importances { for i in 0..<m { try importances[i].decode(importanceName, range: range, into: views[m + i]) } }
+                    FisherMerging.mergeElements(
+                        parameters: views[..<m].map(UnsafeBufferPointer.init), importances: importances == nil ? nil : views[m...].map(UnsafeBufferPointer.init),
+                        coefficients: coefficients, floors: floors,
+                        into: UnsafeMutableBufferPointer(start: target.pointer + range.lowerBound, count: range.count), flooredEntries: &floored)
+                }
+                outcomes.set(thread, .success(floored))
+            } catch {
+                outcomes.set(thread, .failure(error))
+            }
+        }
+        var total = [Int](repeating: 0, count: models.count)
+        for thread in 0..<threads {
+            switch outcomes.get(thread) {
+            case .success(let floored): for i in total.indices { total[i] += floored[i] }
+            case .failure(let error): throw ApplicationError(application: "merge", problem: "tensor '\(name)': \(error)", cause: error)
+            }
+        }
+        return total
+    }
+
     /// Reads one chunk of one tensor (and of its importance, under the tied partner's name) as
-    /// one-tensor models, so that the in-memory formulas run on it unchanged.
+    /// one-tensor models, so that the in-memory formulas run on it unchanged (UBGM).
     struct ChunkReader {
         var name: String
         var importanceName: String
@@ -189,14 +247,14 @@ extension CheckpointMerge {
 
         func tensors(_ model: CheckpointModel) throws(ApplicationError) -> NamedTensors {
             var tensors = NamedTensors()
-            tensors[name] = Tensor(uncheckedShape: [range.count], scalars: try model.floats(name, range: range))
+            tensors[name] = Tensor(uncheckedShape: [range.count], scalars: try checkpoint { () throws(CheckpointError) in try model.floats(name, range: range) })
             return tensors
         }
 
         func importance(_ source: CheckpointImportance?) throws(ApplicationError) -> Importance? {
             guard let source, source.covers(importanceName) else { return nil }
             var tensors = NamedTensors()
-            tensors[name] = Tensor(uncheckedShape: [range.count], scalars: try source.floats(importanceName, range: range))
+            tensors[name] = Tensor(uncheckedShape: [range.count], scalars: try checkpoint("importance") { () throws(CheckpointError) in try source.floats(importanceName, range: range) })
             return Importance(unchecked: tensors, estimator: source.path)
         }
     }
@@ -214,7 +272,7 @@ extension CheckpointMerge {
                 throw fail("\(label(i)) has tensor '\(extra)', which \(label(0)) lacks")
             }
             for name in reference.names {
-                let (a, b) = (try reference.entry(name), try model.entry(name))
+                let (a, b) = (try checkpoint { () throws(CheckpointError) in try reference.entry(name) }, try checkpoint { () throws(CheckpointError) in try model.entry(name) })
                 guard a.shape == b.shape else { throw fail("tensor '\(name)' has shape \(b.shape) in \(label(i)) but \(a.shape) in \(label(0))") }
                 guard a.dtype.isFloatingPoint == b.dtype.isFloatingPoint else {
                     throw fail("tensor '\(name)' is \(b.dtype.rawValue) in \(label(i)) but \(a.dtype.rawValue) in \(label(0))")
@@ -228,7 +286,7 @@ extension CheckpointMerge {
         for (i, source) in sources.enumerated() {
             guard let source else { continue }
             for name in reference.names where source.covers(name) {
-                let shape = try reference.entry(name).shape
+                let shape = try checkpoint { () throws(CheckpointError) in try reference.entry(name) }.shape
                 guard source.shape(name) == shape else {
                     throw fail("importance of '\(name)' in \(source.path) has shape \(source.shape(name)!), the parameter has \(shape) (model \(i))")
                 }
@@ -245,12 +303,12 @@ extension CheckpointMerge {
         let coveredByAll = { (name: String) in present.allSatisfy { $0.covers(name) } }
         var tied: [String: String] = [:]
         for name in reference.names where !coveredByAll(name) {
-            let (dtype, shape) = try reference.entry(name)
+            let (dtype, shape) = try checkpoint { () throws(CheckpointError) in try reference.entry(name) }
             guard dtype.isFloatingPoint else { continue }
             for partner in reference.names where partner != name && coveredByAll(partner) {
-                guard try reference.entry(partner) == (dtype, shape) else { continue }
+                guard try checkpoint { () throws(CheckpointError) in try reference.entry(partner) } == (dtype, shape) else { continue }
                 var equalEverywhere = true
-                for model in models where equalEverywhere { equalEverywhere = try model.bitwiseEqual(name, partner) }
+                for model in models where equalEverywhere { equalEverywhere = try checkpoint { () throws(CheckpointError) in try model.bitwiseEqual(name, partner) } }
                 if equalEverywhere {
                     tied[name] = partner
                     break
@@ -260,28 +318,55 @@ extension CheckpointMerge {
         return tied
     }
 
-    /// Per model: the sum, sum of squares and count of its importance entries over the tensors
-    /// every model has an importance for (for the floor and the per-model normalization).
-    static func importanceStatistics(
+    /// Per model: the totals (``FisherMerging/ImportanceTotals``) of its importance entries over the
+    /// tensors every model has an importance for (for the floor and the per-model normalization),
+    /// folded in element order chunk by chunk, whatever the thread count.
+    static func importanceTotals(
         _ sources: [CheckpointImportance?], reference: CheckpointModel, importanceName: (String) -> String
-    ) throws(ApplicationError) -> [(sum: Double, squares: Double, count: Int)] {
-        var statistics = Array(repeating: (sum: 0.0, squares: 0.0, count: 0), count: sources.count)
-        for name in reference.names where try reference.entry(name).dtype.isFloatingPoint {
+    ) throws(ApplicationError) -> [FisherMerging.ImportanceTotals] {
+        var totals = Array(repeating: FisherMerging.ImportanceTotals(), count: sources.count)
+        for name in reference.names where try checkpoint { () throws(CheckpointError) in try reference.entry(name) }.dtype.isFloatingPoint {
             let sourceName = importanceName(name)
             guard sources.allSatisfy({ $0?.covers(sourceName) == true }) else { continue }
-            let count = try reference.entry(name).shape.reduce(1, *)
+            let count = try checkpoint { () throws(CheckpointError) in try reference.entry(name) }.shape.reduce(1, *)
             for (i, source) in sources.enumerated() {
-                for range in CheckpointLayoutWriter.chunks(count) {
-                    for x in try source!.floats(sourceName, range: range) {
-                        statistics[i].sum += Double(x)
-                        statistics[i].squares += Double(x) * Double(x)
-                    }
-                }
-                statistics[i].count += count
+                totals[i].add(try tensorTotals(source!, name: sourceName, count: count))
                 source!.release(sourceName)
             }
         }
-        return statistics
+        return totals
+    }
+
+    /// The totals of one importance tensor, ``elementsPerItem`` elements per work item over the
+    /// threads, folded in item order.
+    static func tensorTotals(_ source: CheckpointImportance, name: String, count: Int) throws(ApplicationError) -> FisherMerging.ImportanceTotals {
+        let items = (count + elementsPerItem - 1) / elementsPerItem
+        let threads = max(1, min(GEMMConfiguration.current.maximumThreads, items))
+        let perItem = ThreadOutcomes<FisherMerging.ImportanceTotals>(items)
+        DispatchQueue.concurrentPerform(iterations: threads) { thread in
+            let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: elementsPerItem)
+            defer { buffer.deallocate() }
+            for item in stride(from: thread, to: items, by: threads) {
+                let range = item * elementsPerItem..<min(count, (item + 1) * elementsPerItem)
+                let view = UnsafeMutableBufferPointer(rebasing: buffer[0..<range.count])
+                do throws(CheckpointError) {
+                    try source.decode(name, range: range, into: view)
+                    var totals = FisherMerging.ImportanceTotals()
+                    totals.add(UnsafeBufferPointer(view))
+                    perItem.set(item, .success(totals))
+                } catch {
+                    perItem.set(item, .failure(error))
+                }
+            }
+        }
+        var totals = FisherMerging.ImportanceTotals()
+        for item in 0..<items {
+            switch perItem.get(item) {
+            case .success(let part): totals.add(part)
+            case .failure(let error): throw ApplicationError(application: "importance", cause: error)
+            }
+        }
+        return totals
     }
 
     /// One chunk of a UBGM merge: the tasks' layout, the base's tensor when it has one.
@@ -296,8 +381,12 @@ extension CheckpointMerge {
             }
             fishers.append(fisher)
         }
-        if base.has(chunk.name), try base.entry(chunk.name).shape != models[0].entry(chunk.name).shape {
-            throw fail("tensor '\(chunk.name)' has shape \(try base.entry(chunk.name).shape) in the base \(base.path) but \(try models[0].entry(chunk.name).shape) in the task models")
+        let taskShape = try checkpoint { () throws(CheckpointError) in try models[0].entry(chunk.name) }.shape
+        if base.has(chunk.name) {
+            let baseShape = try checkpoint { () throws(CheckpointError) in try base.entry(chunk.name) }.shape
+            guard baseShape == taskShape else {
+                throw fail("tensor '\(chunk.name)' has shape \(baseShape) in the base \(base.path) but \(taskShape) in the task models")
+            }
         }
         let baseChunk = base.has(chunk.name) ? try chunk.tensors(base) : NamedTensors()
         let baseFisher = base.has(chunk.name) ? try chunk.importance(baseImportance) : nil

@@ -1,3 +1,5 @@
+import SquisherCheckpointIO
+import SquisherCheckpoints
 import Foundation
 import SquisherEstimators
 import SquisherIO
@@ -56,7 +58,7 @@ public struct CheckpointPruning: Sendable {
         var pruned: [String] = []
         var without: [String] = []
         for name in model.names {
-            let (dtype, shape) = try model.entry(name)
+            let (dtype, shape) = try checkpoint { () throws(CheckpointError) in try model.entry(name) }
             guard dtype.isFloatingPoint, !pruning.weightsOnly || shape.count >= 2 else { continue }
             guard importance.covers(name) else { without.append(name); continue }
             guard importance.shape(name) == shape else {
@@ -70,14 +72,14 @@ public struct CheckpointPruning: Sendable {
         // Scores of tensor `name`, chunk by chunk, divided by `norms[name]` when normalizing.
         var norms: [String: Float] = [:]
         func scores(_ name: String, _ body: (UnsafeBufferPointer<Float>, [Float], Range<Int>) throws(ApplicationError) -> Void) throws(ApplicationError) {
-            let count = try model.entry(name).shape.reduce(1, *)
+            let count = try checkpoint { () throws(CheckpointError) in try model.entry(name) }.shape.reduce(1, *)
             defer { model.release(name); importance.release(name) }
             for range in CheckpointLayoutWriter.chunks(count) {
-                let theta = try model.floats(name, range: range)
+                let theta = try checkpoint { () throws(CheckpointError) in try model.floats(name, range: range) }
                 var parameters = NamedTensors()
                 parameters[name] = Tensor(uncheckedShape: [range.count], scalars: theta)
                 var values = NamedTensors()
-                values[name] = Tensor(uncheckedShape: [range.count], scalars: try importance.floats(name, range: range))
+                values[name] = Tensor(uncheckedShape: [range.count], scalars: try checkpoint("importance") { () throws(CheckpointError) in try importance.floats(name, range: range) })
                 var chunk = try saliencyRule.saliency(parameters: parameters, importance: Importance(unchecked: values, estimator: importance.path))[name]!.scalars
                 if let norm = norms[name], norm > 0 { for i in chunk.indices { chunk[i] = chunk[i] / norm } }
                 if let bad = chunk.firstIndex(where: { !$0.isFinite }) {
@@ -103,7 +105,7 @@ public struct CheckpointPruning: Sendable {
         }
 
         let maskSpecs = try pruned.map { (name: String) throws(ApplicationError) in
-            SafeTensorsStreamWriter.TensorSpec(name: name, dtype: maskDType, shape: try model.entry(name).shape)
+            SafeTensorsStreamWriter.TensorSpec(name: name, dtype: maskDType, shape: try checkpoint { () throws(CheckpointError) in try model.entry(name) }.shape)
         }
         let maskWriter: SafeTensorsStreamWriter
         do {
@@ -113,13 +115,13 @@ public struct CheckpointPruning: Sendable {
                            "sparsity": "\(sparsity)", "importance": importance.path, "weights_only": "\(pruning.weightsOnly)"])
         } catch { throw ApplicationError(application: "output", cause: error) }
         var kept = 0
-        try CheckpointLayoutWriter.write(like: model, into: output.staging) { (name: String, writer: SafeTensorsStreamWriter) throws(ApplicationError) in
+        try CheckpointLayoutWriter.write(like: model, into: output.staging, failure: outputFailure) { (name: String, writer: SafeTensorsStreamWriter) throws(ApplicationError) in
             guard prunedSet.contains(name) else {
                 do { try model.copy(name, to: writer) } catch { throw ApplicationError(application: "output", cause: error) }
                 model.release(name)
                 return
             }
-            let count = try model.entry(name).shape.reduce(1, *)
+            let count = try checkpoint { () throws(CheckpointError) in try model.entry(name) }.shape.reduce(1, *)
             var selector: StreamingTopK
             if let globalSelector { selector = globalSelector } else {
                 selector = try StreamingTopK(keep: keepCount(count), total: count) { (feed: (UnsafeBufferPointer<Float>) -> Void) throws(ApplicationError) in
@@ -145,7 +147,7 @@ public struct CheckpointPruning: Sendable {
             } catch { throw ApplicationError(application: "output", cause: error) }
         }
         do { try maskWriter.finish() } catch { throw ApplicationError(application: "output", cause: error) }
-        try output.commit()
+        try checkpoint("output") { () throws(CheckpointError) in try output.commit() }
         return Report(prunedTensors: pruned, withoutImportance: without, keptCount: kept, totalCount: total)
     }
 }
@@ -190,7 +192,7 @@ public struct CheckpointFishMask: Sendable {
             throw ApplicationError(application: "fish-mask", problem: "keep fraction must be in (0, 1], got \(keepFraction)")
         }
         var names: [String] = []
-        for name in model.names where try model.entry(name).dtype.isFloatingPoint { names.append(name) }
+        for name in model.names where try checkpoint("checkpoint", { () throws(CheckpointError) in try model.entry(name) }).dtype.isFloatingPoint { names.append(name) }
         if let unknown = fishMask.classifierParameters.sorted().first(where: { !names.contains($0) }) {
             throw ApplicationError(application: "fish-mask", problem: "classifier tensor '\(unknown)' is not a floating-point tensor of \(model.path)")
         }
@@ -198,7 +200,7 @@ public struct CheckpointFishMask: Sendable {
         var ranked: [String] = []
         var without: [String] = []
         for name in names {
-            let shape = try model.entry(name).shape
+            let shape = try checkpoint { () throws(CheckpointError) in try model.entry(name) }.shape
             total += shape.reduce(1, *)
             if fishMask.classifierParameters.contains(name) { classifierSize += shape.reduce(1, *); continue }
             guard importance.covers(name) else { without.append(name); continue }
@@ -209,8 +211,8 @@ public struct CheckpointFishMask: Sendable {
         }
         let rankedTotal = model.elementCount(of: ranked)
         func scan(_ name: String, _ body: (UnsafeBufferPointer<Float>) -> Void) throws(ApplicationError) {
-            for range in CheckpointLayoutWriter.chunks(try model.entry(name).shape.reduce(1, *)) {
-                try importance.floats(name, range: range).withUnsafeBufferPointer(body)
+            for range in CheckpointLayoutWriter.chunks(try checkpoint { () throws(CheckpointError) in try model.entry(name) }.shape.reduce(1, *)) {
+                try checkpoint("importance") { () throws(CheckpointError) in try importance.floats(name, range: range) }.withUnsafeBufferPointer(body)
             }
             importance.release(name)
         }
@@ -220,7 +222,7 @@ public struct CheckpointFishMask: Sendable {
         }
         let rankedSet = Set(ranked)
         let specs = try names.map { (name: String) throws(ApplicationError) in
-            SafeTensorsStreamWriter.TensorSpec(name: name, dtype: maskDType, shape: try model.entry(name).shape)
+            SafeTensorsStreamWriter.TensorSpec(name: name, dtype: maskDType, shape: try checkpoint { () throws(CheckpointError) in try model.entry(name) }.shape)
         }
         var kept = 0
         do {
@@ -229,7 +231,7 @@ public struct CheckpointFishMask: Sendable {
                 "classifier": fishMask.classifierParameters.sorted().joined(separator: ","),
             ])
             for name in names {
-                let count = try model.entry(name).shape.reduce(1, *)
+                let count = try checkpoint { () throws(CheckpointError) in try model.entry(name) }.shape.reduce(1, *)
                 var mask = [Float]()
                 mask.reserveCapacity(count)
                 if rankedSet.contains(name) {

@@ -88,19 +88,68 @@ public struct FisherMerging: Sendable {
             try importance.checkNames(matching: models[0].names, required: [], application: Self.application)
         }
         // Floors and norms from the entries that are merged with importances.
-        var sums = [Double](repeating: 0, count: models.count)
-        var squares = [Double](repeating: 0, count: models.count)
-        var count = 0
+        var totals = [ImportanceTotals](repeating: ImportanceTotals(), count: models.count)
         for (name, reference) in models[0] {
             guard let fishers = try fisherTensors(name, shape: reference.shape, importances: importances) else { continue }
-            count += reference.count
-            for (i, fisher) in fishers.enumerated() {
-                for x in fisher.scalars { sums[i] += Double(x); squares[i] += Double(x) * Double(x) }
-            }
+            for (i, fisher) in fishers.enumerated() { fisher.scalars.withUnsafeBufferPointer { totals[i].add($0) } }
         }
-        let floors = sums.map { floor.resolved(sum: $0, count: count) }
-        let coefficients = normalizePerModel ? zip(lambdas, squares).map { $1 > 0 ? $0 / $1.squareRoot() : $0 } : lambdas
+        let (floors, coefficients) = resolve(totals, weights: lambdas)
         return try merge(models: models, importances: importances, coefficients: coefficients, floors: floors)
+    }
+
+    /// The sum, sum of squares and count of one model's importance entries that enter the merge:
+    /// what the relative floor (the mean) and the per-model normalization (the L2 norm) need.
+    public struct ImportanceTotals: Sendable, Hashable {
+        /// `Σ F`, in Double.
+        public var sum: Double = 0
+        /// `Σ F²`, in Double.
+        public var squares: Double = 0
+        /// The number of entries.
+        public var count: Int = 0
+
+        /// Empty totals.
+        public init() {}
+
+        /// Adds `values` (accumulated in Double in eight interleaved partial sums, then folded: the
+        /// same order for the same chunking, in memory or streamed).
+        public mutating func add(_ values: UnsafeBufferPointer<Float>) {
+            var sums = SIMD8<Double>(), squares = SIMD8<Double>()
+            let whole = values.count / 8 * 8
+            var j = 0
+            while j < whole {
+                for lane in 0..<8 {
+                    let x = Double(values[j + lane])
+                    sums[lane] += x
+                    squares[lane] += x * x
+                }
+                j += 8
+            }
+            var sum = sums.sum(), square = squares.sum()
+            while j < values.count {
+                let x = Double(values[j])
+                sum += x
+                square += x * x
+                j += 1
+            }
+            self.sum += sum
+            self.squares += square
+            count += values.count
+        }
+
+        /// Adds another model part's totals.
+        public mutating func add(_ other: ImportanceTotals) {
+            sum += other.sum
+            squares += other.squares
+            count += other.count
+        }
+    }
+
+    /// Each model's absolute floor and coefficient (`λ_i`, divided by `‖F_i‖₂` when normalizing) from
+    /// its importance totals.
+    public func resolve(_ totals: [ImportanceTotals], weights: [Double]) -> (floors: [Float], coefficients: [Double]) {
+        let floors = totals.map { floor.resolved(sum: $0.sum, count: $0.count) }
+        let coefficients = normalizePerModel ? zip(weights, totals).map { $1.squares > 0 ? $0 / $1.squares.squareRoot() : $0 } : weights
+        return (floors, coefficients)
     }
 
     /// The merge with resolved per-model coefficients (`λ_i`, already divided by the norms when
@@ -119,30 +168,65 @@ public struct FisherMerging: Sendable {
         for (name, reference) in models[0] {
             let fishers = try fisherTensors(name, shape: reference.shape, importances: importances)
             if fishers == nil { averaged.append(name) } else { entries += reference.count }
-            var numerator = [Double](repeating: 0, count: reference.count)
-            var denominator = [Double](repeating: 0, count: reference.count)
-            for i in models.indices where coefficients[i] > 0 {
-                let theta = models[i][name]!.scalars
-                guard let fisher = fishers?[i].scalars else {
-                    for j in 0..<reference.count {
-                        numerator[j] += coefficients[i] * Double(theta[j])
-                        denominator[j] += coefficients[i]
+            var scalars = [Float](repeating: 0, count: reference.count)
+            withBuffers(models.map { $0[name]!.scalars }) { parameters in
+                withBuffers(fishers?.map(\.scalars) ?? []) { fisherBuffers in
+                    scalars.withUnsafeMutableBufferPointer { out in
+                        Self.mergeElements(parameters: parameters, importances: fishers == nil ? nil : fisherBuffers,
+                                           coefficients: coefficients, floors: floors, into: out, flooredEntries: &floored)
                     }
-                    continue
-                }
-                for j in 0..<reference.count {
-                    let f = fisher[j] < floors[i] ? floors[i] : fisher[j]
-                    let w = coefficients[i] * Double(f)
-                    numerator[j] += w * Double(theta[j])
-                    denominator[j] += w
                 }
             }
-            if let fishers {
-                for i in models.indices { floored[i] += fishers[i].scalars.reduce(0) { $0 + ($1 < floors[i] ? 1 : 0) } }
-            }
-            merged[name] = Tensor(uncheckedShape: reference.shape, scalars: zip(numerator, denominator).map { Float($0 / $1) })
+            merged[name] = Tensor(uncheckedShape: reference.shape, scalars: scalars)
         }
         return Result(parameters: merged, averagedParameters: averaged, floors: floors, flooredEntries: floored, importanceEntries: entries)
+    }
+
+    /// The Fisher-merge rule on one run of elements, the arithmetic of every Fisher (and plain)
+    /// merge, in memory or streamed: `out[j] = Σ_i c_i F̃_ij θ_ij / Σ_i c_i F̃_ij` with
+    /// `F̃_ij = max(F_ij, ε_i)`, accumulated in Double in model order; without importances
+    /// (`importances == nil`) the `c`-weighted plain average. Models with `c_i = 0` are skipped.
+    /// - Parameters:
+    ///   - parameters: each model's `θ_i` (all `out.count` long).
+    ///   - importances: each model's `F_i` (finite, `≥ 0`; same lengths), or nil.
+    ///   - coefficients: `c_i ≥ 0`, not all zero. floors: `ε_i > 0`.
+    ///   - flooredEntries: incremented, per model, by the number of its entries below its floor.
+    public static func mergeElements(
+        parameters: [UnsafeBufferPointer<Float>], importances: [UnsafeBufferPointer<Float>]?, coefficients: [Double], floors: [Float],
+        into out: UnsafeMutableBufferPointer<Float>, flooredEntries: inout [Int]
+    ) {
+        let block = 1024
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * block) { scratch in
+            let numerator = scratch.baseAddress!, denominator = numerator + block
+            var start = 0
+            while start < out.count {
+                let n = Swift.min(block, out.count - start)
+                numerator.update(repeating: 0, count: n)
+                denominator.update(repeating: 0, count: n)
+                for i in parameters.indices where coefficients[i] > 0 {
+                    let theta = parameters[i].baseAddress! + start, c = coefficients[i]
+                    if let importances {
+                        let fisher = importances[i].baseAddress! + start, floor = floors[i]
+                        var below = 0
+                        for j in 0..<n {
+                            let f = fisher[j] < floor ? floor : fisher[j]
+                            below &+= fisher[j] < floor ? 1 : 0
+                            let w = c * Double(f)
+                            numerator[j] += w * Double(theta[j])
+                            denominator[j] += w
+                        }
+                        flooredEntries[i] += below
+                    } else {
+                        for j in 0..<n {
+                            numerator[j] += c * Double(theta[j])
+                            denominator[j] += c
+                        }
+                    }
+                }
+                for j in 0..<n { out[start + j] = Float(numerator[j] / denominator[j]) }
+                start += n
+            }
+        }
     }
 
     static let application = "fisher-merging"
@@ -178,6 +262,15 @@ public struct FisherMerging: Sendable {
         }
         return fishers
     }
+}
+
+/// Calls `body` with unsafe views of `arrays` (valid only inside `body`).
+func withBuffers<R>(_ arrays: [[Float]], _ body: ([UnsafeBufferPointer<Float>]) -> R) -> R {
+    func nest(_ index: Int, _ views: [UnsafeBufferPointer<Float>]) -> R {
+        guard index < arrays.count else { return body(views) }
+        return arrays[index].withUnsafeBufferPointer { nest(index + 1, views + [$0]) }
+    }
+    return nest(0, [])
 }
 
 /// Plain (weighted) parameter averaging, the Fisher-free merging baseline: `θ = Σ λ_i θ_i / Σ λ_i`.

@@ -15,6 +15,11 @@ import Glibc
 /// (`ru_maxrss`, which counts mapped file pages the process touched, so it is an honest bound).
 /// Removes everything afterwards unless `--keep`. Needs a release build of the `squisher`
 /// executable beside this one (`swift build -c release`).
+///
+/// With `--checkpoints A,B,C` it merges existing checkpoint folders instead (as written by the real
+/// libraries, e.g. by `Benchmarks/make_large_checkpoints.py`: Hugging Face Trainer, DeepSpeed ZeRO,
+/// FSDP/DCP), importances from their optimizer states (`--importance-source optimizer`, the
+/// command's default), and the copy baseline copies every regular file under those folders.
 public enum CheckpointMergeBenchmark {
     /// A failure of the benchmark, with a one-line message.
     struct BenchmarkFailure: Error, CustomStringConvertible {
@@ -25,6 +30,7 @@ public enum CheckpointMergeBenchmark {
     /// Runs the benchmark; `arguments` are the options after `merge`.
     public static func run(arguments: [String]) throws {
         var gigabytes = 1.4, models = 3, shards = 4, keep = false
+        var existing: [URL] = []
         var folder = FileManager.default.temporaryDirectory.appendingPathComponent("squisher-merge-bench-\(getpid())")
         var index = 0
         func value() throws -> String {
@@ -39,7 +45,8 @@ public enum CheckpointMergeBenchmark {
             case "--shards": shards = Int(try value()) ?? shards
             case "--dir": folder = URL(fileURLWithPath: try value()).appendingPathComponent("squisher-merge-bench-\(getpid())")
             case "--keep": keep = true
-            case let other: throw BenchmarkFailure("squisher-bench merge: unknown option \(other) (expected --gb, --models, --shards, --dir, --keep)")
+            case "--checkpoints": existing = try value().split(separator: ",").map { URL(fileURLWithPath: String($0)) }
+            case let other: throw BenchmarkFailure("squisher-bench merge: unknown option \(other) (expected --gb, --models, --shards, --dir, --keep, --checkpoints)")
             }
             index += 1
         }
@@ -49,6 +56,10 @@ public enum CheckpointMergeBenchmark {
         }
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { if !keep { try? FileManager.default.removeItem(at: folder) } }
+        if !existing.isEmpty {
+            try runOnCheckpoints(existing, folder: folder, executable: executable)
+            return
+        }
 
         // 1. Synthetic checkpoints.
         let side = 4096
@@ -94,27 +105,13 @@ public enum CheckpointMergeBenchmark {
         let modelBytes = models * tensorsPerModel * tensorBytes
 
         // 2. Baseline: copy every input byte (read + write + fsync).
-        let copyFolder = folder.appendingPathComponent("copy")
-        try FileManager.default.createDirectory(at: copyFolder, withIntermediateDirectories: true)
-        let copyStart = Date()
-        for (i, file) in inputFiles.enumerated() { try copy(file, to: copyFolder.appendingPathComponent("\(i)-\(file.lastPathComponent)")) }
-        let copySeconds = Date().timeIntervalSince(copyStart)
-        try FileManager.default.removeItem(at: copyFolder)
+        let copySeconds = try timeCopy(inputFiles, into: folder.appendingPathComponent("copy"))
 
         // 3. The streaming Fisher merge, as a child process.
         let output = folder.appendingPathComponent("merged")
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = ["merge", "--method", "fisher"] + inputs.map(\.path)
-            + ["--importance-source", importanceFiles.map(\.path).joined(separator: ","), "--output", output.path]
-        let mergeStart = Date()
-        try process.run()
-        process.waitUntilExit()
-        let mergeSeconds = Date().timeIntervalSince(mergeStart)
-        guard process.terminationStatus == 0 else { throw BenchmarkFailure("squisher-bench merge: squisher merge exited with \(process.terminationStatus)") }
-        var usage = rusage()
-        getrusage(RUSAGE_CHILDREN.rawValue, &usage)
-        let peakMB = Double(usage.ru_maxrss) / 1024  // KB on Linux
+        let (mergeSeconds, peakMB) = try timeMerge(
+            executable: executable,
+            arguments: ["merge", "--method", "fisher"] + inputs.map(\.path) + ["--importance-source", importanceFiles.map(\.path).joined(separator: ","), "--output", output.path])
         let outputBytes = try FileManager.default.contentsOfDirectory(at: output, includingPropertiesForKeys: nil)
             .reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1.path)[.size] as? Int) ?? 0) }
 
@@ -129,6 +126,60 @@ public enum CheckpointMergeBenchmark {
             | squisher merge --method fisher | \(String(format: "%.2f", mergeSeconds)) s | \(String(format: "%.2f", Double(inputBytes) / mergeSeconds / 1e9)) GB/s | \(String(format: "%.0f", peakMB)) MB |
             merge throughput as a fraction of the copy: \(String(format: "%.2f", copySeconds / mergeSeconds)) (merge takes \(String(format: "%.2f", mergeSeconds / copySeconds))x the copy's time)
             """)
+    }
+
+    /// Merges existing checkpoint folders (importances from their optimizer states) and compares
+    /// with a copy of every regular file under them.
+    static func runOnCheckpoints(_ checkpoints: [URL], folder: URL, executable: URL) throws {
+        var inputFiles: [URL] = []
+        for checkpoint in checkpoints {
+            guard let walker = FileManager.default.enumerator(at: checkpoint, includingPropertiesForKeys: [.isRegularFileKey]) else {
+                throw BenchmarkFailure("squisher-bench merge: cannot list \(checkpoint.path)")
+            }
+            for case let file as URL in walker where (try? file.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true { inputFiles.append(file) }
+        }
+        let inputBytes = inputFiles.reduce(0) { $0 + fileSize($1) }
+        let copySeconds = try timeCopy(inputFiles, into: folder.appendingPathComponent("copy"))
+        let output = folder.appendingPathComponent("merged")
+        let (mergeSeconds, peakMB) = try timeMerge(executable: executable, arguments: ["merge", "--method", "fisher"] + checkpoints.map(\.path) + ["--output", output.path])
+        let outputBytes = try FileManager.default.contentsOfDirectory(at: output, includingPropertiesForKeys: nil).reduce(0) { $0 + fileSize($1) }
+        let gb = { (bytes: Int) in String(format: "%.2f GB", Double(bytes) / 1e9) }
+        print("""
+            Streaming Fisher merge of \(checkpoints.count) checkpoints (\(checkpoints.map(\.lastPathComponent).joined(separator: ", "))), importances from their optimizer states
+            inputs: \(inputFiles.count) files, \(gb(inputBytes)) in total; output \(gb(outputBytes))
+            | step | wall time | throughput (input bytes) | peak RSS |
+            |---|---|---|---|
+            | copy of all input files (read+write+fsync) | \(String(format: "%.2f", copySeconds)) s | \(String(format: "%.2f", Double(inputBytes) / copySeconds / 1e9)) GB/s | - |
+            | squisher merge --method fisher | \(String(format: "%.2f", mergeSeconds)) s | \(String(format: "%.2f", Double(inputBytes) / mergeSeconds / 1e9)) GB/s | \(String(format: "%.0f", peakMB)) MB |
+            merge throughput as a fraction of the copy: \(String(format: "%.2f", copySeconds / mergeSeconds))
+            """)
+    }
+
+    static func fileSize(_ url: URL) -> Int { (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0 }
+
+    /// Copies `files` into `folder` (then removes it); the wall time.
+    static func timeCopy(_ files: [URL], into folder: URL) throws -> Double {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let start = Date()
+        for (i, file) in files.enumerated() { try copy(file, to: folder.appendingPathComponent("\(i)-\(file.lastPathComponent)")) }
+        let seconds = Date().timeIntervalSince(start)
+        try FileManager.default.removeItem(at: folder)
+        return seconds
+    }
+
+    /// Runs `squisher arguments` as a child process: wall time and the child's peak RSS in MB.
+    static func timeMerge(executable: URL, arguments: [String]) throws -> (seconds: Double, peakMB: Double) {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        let start = Date()
+        try process.run()
+        process.waitUntilExit()
+        let seconds = Date().timeIntervalSince(start)
+        guard process.terminationStatus == 0 else { throw BenchmarkFailure("squisher-bench merge: squisher \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)") }
+        var usage = rusage()
+        getrusage(RUSAGE_CHILDREN.rawValue, &usage)
+        return (seconds, Double(usage.ru_maxrss) / 1024)  // KB on Linux
     }
 
     /// Copies `source` to `target` through an 8 MB buffer and flushes it to disk.

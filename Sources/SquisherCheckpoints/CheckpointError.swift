@@ -27,9 +27,15 @@ public struct CheckpointError: SquisherError, Equatable, Sendable {
         self.init(path: cause.path, problem: cause.reason.description, cause: cause)
     }
 
+    /// Wraps an error that already names its file (a `SafeTensorsError`, an `OutputError`, ...):
+    /// its description becomes the problem, ``path`` stays empty.
+    public init(wrapping cause: any Error) {
+        self.init(path: "", problem: "\(cause)", cause: cause)
+    }
+
     /// Equal when the path and the problem are (the cause is not compared).
     public static func == (a: Self, b: Self) -> Bool { a.path == b.path && a.problem == b.problem }
 
-    /// `"<path>: <problem>"`.
-    public var description: String { "\(path): \(problem)" }
+    /// `"<path>: <problem>"` (the problem alone for a wrapped error without a path).
+    public var description: String { path.isEmpty ? problem : "\(path): \(problem)" }
 }

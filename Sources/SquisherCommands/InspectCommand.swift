@@ -138,8 +138,8 @@ enum InspectCommand: Subcommand {
             if !importance.parametersWithoutImportance.isEmpty {
                 output.print("  model tensors without importance: \(importance.parametersWithoutImportance.joined(separator: ", "))")
             }
-        } catch where error.firstCause(ofType: CheckpointError.self) == nil {
-            // The indices map; the values are what is wrong (NaN, negative, ...).
+        } catch where !(error.rootCause is CheckpointError) {
+            // The indices map (the reader succeeded); the values are what is wrong (NaN, negative, ...).
             output.print("mapping: maps to \(modelHere.path); but the importance is invalid: \(error)")
         } catch {
             output.print("mapping: does NOT map to \(modelHere.path) without help: \(error)")

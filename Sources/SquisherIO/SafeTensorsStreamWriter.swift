@@ -15,7 +15,7 @@ import Darwin
 /// (`.<name>.tmp-<pid>-<random>`, see ``OutputStaging``); ``finish()`` checks that every tensor was written, flushes it
 /// to disk (`fsync`) and renames it over the destination in one atomic step. On any error, on
 /// ``cancel()``, or when the writer is released unfinished, the temporary file is removed, so the
-/// destination never holds a half-written file. Memory stays bounded by a 64 KB conversion buffer
+/// destination never holds a half-written file. Memory stays bounded by a 1 MB conversion buffer
 /// plus the tensor the caller passes.
 ///
 /// ```swift
@@ -59,8 +59,8 @@ public final class SafeTensorsStreamWriter {
     private var descriptor: Int32
     private var nextIndex = 0
     private var closed = false
-    /// Elements converted per chunk (64 KB of F64).
-    private static let chunkElements = 8192
+    /// Elements converted per chunk (1 MB of F64: few, large writes).
+    private static let chunkElements = 1 << 17
 
     /// Creates the temporary file and writes the header.
     /// - Parameters:

@@ -6,6 +6,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import SquisherCheckpoints
 import SquisherIO
 import SquisherTensor
 
@@ -25,27 +26,29 @@ public final class CheckpointOutputFolder: @unchecked Sendable {
     /// - Parameters:
     ///   - inputs: every file and folder the command reads (see ``CheckpointModel/inputs``); the
     ///     destination may not be, contain or lie inside one of them.
-    /// - Throws: ``ApplicationError`` (an ``OutputError`` as its cause) naming the destination when
+    /// - Throws: ``CheckpointError`` (an ``OutputError`` as its cause) naming the destination when
     ///   it overlaps an input, exists and is not an empty folder, or its parent is not writable.
-    public init(destination: URL, inputs: [URL] = []) throws(ApplicationError) {
+    public init(destination: URL, inputs: [URL] = []) throws(CheckpointError) {
         do { folder = try StagedOutputFolder(destination: destination, inputs: inputs) } catch {
-            throw ApplicationError(application: "output", cause: error)
+            throw CheckpointError(wrapping: error)
         }
     }
 
     /// Renames the staging folder to the destination (replacing only an empty destination folder
     /// that was there at the start).
-    /// - Throws: ``ApplicationError`` when something appeared at the destination meanwhile (left
+    /// - Throws: ``CheckpointError`` when something appeared at the destination meanwhile (left
     ///   untouched) or the rename fails; the staging folder is then removed.
-    public func commit() throws(ApplicationError) {
-        do { try folder.commit() } catch { throw ApplicationError(application: "output", cause: error) }
+    public func commit() throws(CheckpointError) {
+        do { try folder.commit() } catch { throw CheckpointError(wrapping: error) }
     }
 }
 
-/// Writing a model in the layout of an input checkpoint, tensor by tensor.
-enum CheckpointLayoutWriter {
-    /// The output files of `layout`: (file name, tensors in order).
-    static func files(of model: CheckpointModel) -> [(fileName: String, tensors: [String])] {
+/// Writing a model in the layout of an input checkpoint, tensor by tensor: what every streamed
+/// application (merge, pruning, masks) writes its output with.
+public enum CheckpointLayoutWriter {
+    /// The output files of `model`'s layout: (file name, tensors in order). A PyTorch state dict
+    /// is written as one `model.safetensors`.
+    public static func files(of model: CheckpointModel) -> [(fileName: String, tensors: [String])] {
         switch model.layout {
         case .single(let fileName): [(fileName, model.names)]
         case .torchStateDict: [("model.safetensors", model.names)]
@@ -58,16 +61,22 @@ enum CheckpointLayoutWriter {
     /// index if the model is sharded, then copies the companion files of the model's folder
     /// (``companionFiles``: config.json, tokenizer files, ...). Each file's header keeps the input
     /// file's `__metadata__`, with `metadata`'s keys added (ours win on a clash).
-    static func write(
+    ///
+    /// - Parameters:
+    ///   - failure: turns an error of the writing itself (a ``CheckpointError``: an unwritable file,
+    ///     a tensor of the wrong size) into the caller's error type, the type `produce` throws.
+    public static func write<Failure: Error>(
         like model: CheckpointModel, into folder: URL, metadata: [String: String] = [:],
-        produce: (String, SafeTensorsStreamWriter) throws(ApplicationError) -> Void
-    ) throws(ApplicationError) {
-        func wrap(_ error: SafeTensorsError) -> ApplicationError { ApplicationError(application: "output", cause: error) }
+        failure: (CheckpointError) -> Failure,
+        produce: (String, SafeTensorsStreamWriter) throws(Failure) -> Void
+    ) throws(Failure) {
+        func wrap(_ error: any Error) -> Failure { failure(CheckpointError(wrapping: error)) }
         var totalSize = 0
         for (fileName, tensors) in files(of: model) {
             var specs: [SafeTensorsStreamWriter.TensorSpec] = []
             for name in tensors {
-                let (dtype, shape) = try model.entry(name)
+                let dtype: SafeTensorsDType, shape: [Int]
+                do { (dtype, shape) = try model.entry(name) } catch { throw failure(error) }
                 specs.append(.init(name: name, dtype: dtype, shape: shape))
                 totalSize += shape.reduce(1, *) * dtype.byteCount
             }
@@ -91,10 +100,10 @@ enum CheckpointLayoutWriter {
                 let data = try JSONSerialization.data(withJSONObject: index, options: [.prettyPrinted, .sortedKeys])
                 try AtomicFile.write(data, to: folder.appendingPathComponent(indexFileName))
             } catch {
-                throw ApplicationError(application: "output", problem: "\(folder.path): cannot write the shard index (\(error))", cause: error)
+                throw failure(CheckpointError(path: folder.path, problem: "cannot write the shard index (\(error))", cause: error))
             }
         }
-        try copyCompanionFiles(from: model.folder, to: folder, skipping: Set(files(of: model).map(\.fileName)))
+        do { try copyCompanionFiles(from: model.folder, to: folder, skipping: Set(files(of: model).map(\.fileName))) } catch { throw failure(error) }
     }
 
     /// The files copied beside an output model: what describes the model (configuration,
@@ -108,23 +117,23 @@ enum CheckpointLayoutWriter {
 
     /// Copies the companion files of `source` present as regular files (symlinks, as in a Hugging
     /// Face cache snapshot, are followed and their content copied) into `destination`.
-    static func copyCompanionFiles(from source: URL, to destination: URL, skipping: Set<String>) throws(ApplicationError) {
+    public static func copyCompanionFiles(from source: URL, to destination: URL, skipping: Set<String>) throws(CheckpointError) {
         for name in companionFiles where !skipping.contains(name) {
             let from = source.appendingPathComponent(name)
             var info = stat()
             guard lstat(from.path, &info) == 0 else { continue }  // absent
             let data: Data
             do { data = try InputFile.read(from) } catch {
-                throw ApplicationError(application: "output", problem: "\(error); cannot copy it into the output", cause: error)
+                throw CheckpointError(path: "", problem: "\(error); cannot copy it into the output", cause: error)
             }
             do { try AtomicFile.write(data, to: destination.appendingPathComponent(name)) } catch {
-                throw ApplicationError(application: "output", cause: error)
+                throw CheckpointError(wrapping: error)
             }
         }
     }
 
     /// The element ranges of a tensor of `count` elements, `chunk` at a time.
-    static func chunks(_ count: Int, chunk: Int = 1 << 18) -> [Range<Int>] {
+    public static func chunks(_ count: Int, chunk: Int = 1 << 18) -> [Range<Int>] {
         stride(from: 0, to: max(count, 1), by: chunk).map { $0..<min($0 + chunk, count) }
     }
 }

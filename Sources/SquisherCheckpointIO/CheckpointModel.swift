@@ -13,11 +13,11 @@ import Darwin
 /// A safetensors file mapped read-only (``MappedFile``), so that the pages of a tensor can be handed
 /// back to the kernel once it has been used: the resident memory of a streaming pass then stays
 /// bounded by the tensors in flight, not by the file size.
-final class MappedSafeTensors: @unchecked Sendable {
-    let file: SafeTensorsFile
+package final class MappedSafeTensors: @unchecked Sendable {
+    package let file: SafeTensorsFile
     private let mapping: MappedFile
 
-    init(_ url: URL) throws(SafeTensorsError) {
+    package init(_ url: URL) throws(SafeTensorsError) {
         do { mapping = try MappedFile(url) } catch {
             throw SafeTensorsError(path: url.path, problem: error.problem, cause: error.cause ?? error)
         }
@@ -26,33 +26,45 @@ final class MappedSafeTensors: @unchecked Sendable {
 
     /// Drops the resident pages of tensor `name` (they are re-read from the page cache if touched
     /// again).
-    func release(_ name: String) {
+    package func release(_ name: String) {
         guard let raw = try? file.withRawBytes(of: name, { $0 }) else { return }
         mapping.release(raw)
     }
 }
 
 /// Decodes elements `range` of a little-endian floating-point tensor to float32 (exact for F32,
-/// F16, BF16; F64 rounds to nearest even), without decoding the rest of the tensor.
-enum CheckpointDecoding {
+/// F16, BF16; F64 rounds to nearest even), without decoding the rest of the tensor. The loops are
+/// plain strided loads the compiler vectorizes: decoding runs far above disk speed.
+public enum CheckpointDecoding {
     /// float32 value of every float16 bit pattern (256 KB, built once).
     static let halfTable: [Float] = (0...UInt16.max).map { Float(Float16(bitPattern: $0)) }
 
-    static func decode(_ raw: UnsafeRawBufferPointer, dtype: SafeTensorsDType, range: Range<Int>, into out: UnsafeMutableBufferPointer<Float>) {
+    /// Decodes elements `range` of `raw` (a whole tensor of `dtype`) into `out` (`range.count`
+    /// elements). Integer dtypes decode as NaN: callers never decode integer tensors as floats.
+    public static func decode(_ raw: UnsafeRawBufferPointer, dtype: SafeTensorsDType, range: Range<Int>, into out: UnsafeMutableBufferPointer<Float>) {
         let n = range.count
+        guard n > 0, let base = raw.baseAddress, let target = out.baseAddress else { return }
         switch dtype {
         case .float32:
-            for i in 0..<n { out[i] = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: (range.lowerBound + i) * 4, as: UInt32.self))) }
+            let source = base + range.lowerBound * 4
+            #if _endian(little)
+            target.withMemoryRebound(to: UInt8.self, capacity: n * 4) { $0.update(from: source.assumingMemoryBound(to: UInt8.self), count: n * 4) }
+            #else
+            for i in 0..<n { target[i] = Float(bitPattern: UInt32(littleEndian: source.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))) }
+            #endif
         case .float16:
+            let source = base + range.lowerBound * 2
             halfTable.withUnsafeBufferPointer { table in
-                for i in 0..<n { out[i] = table[Int(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: (range.lowerBound + i) * 2, as: UInt16.self)))] }
+                for i in 0..<n { target[i] = table[Int(UInt16(littleEndian: source.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)))] }
             }
         case .bfloat16:
-            for i in 0..<n { out[i] = Float(bitPattern: UInt32(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: (range.lowerBound + i) * 2, as: UInt16.self))) << 16) }
+            let source = base + range.lowerBound * 2
+            for i in 0..<n { target[i] = Float(bitPattern: UInt32(UInt16(littleEndian: source.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) << 16) }
         case .float64:
-            for i in 0..<n { out[i] = Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: (range.lowerBound + i) * 8, as: UInt64.self)))) }
+            let source = base + range.lowerBound * 8
+            for i in 0..<n { target[i] = Float(Double(bitPattern: UInt64(littleEndian: source.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)))) }
         case .int64, .int32, .int16, .int8, .uint8, .bool:
-            for i in 0..<n { out[i] = .nan }  // callers never decode integer tensors as floats
+            for i in 0..<n { target[i] = .nan }
         }
     }
 }
@@ -117,14 +129,14 @@ public final class CheckpointModel: @unchecked Sendable {
     private let memoryDTypes: [String: SafeTensorsDType]
 
     /// Opens a checkpoint folder or model file (see the type's documentation).
-    /// - Throws: ``ApplicationError`` naming the path: nothing recognizable, a malformed or missing
+    /// - Throws: ``CheckpointError`` naming the path: nothing recognizable, a malformed or missing
     ///   file (the safetensors or checkpoint reader's message), shards that disagree with the index.
-    public init(contentsOf url: URL) throws(ApplicationError) {
-        func fail(_ problem: String) -> ApplicationError { ApplicationError(application: "checkpoint", problem: "\(url.path): \(problem)") }
+    public init(contentsOf url: URL) throws(CheckpointError) {
+        func fail(_ problem: String) -> CheckpointError { CheckpointError(path: url.path, problem: problem) }
         let manager = FileManager.default
         var isDirectory: ObjCBool = false
         guard manager.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
-            throw ApplicationError(application: "checkpoint", problem: "\(url.path): no such file or folder", cause: FileAccessError(path: url.path, reason: .missing))
+            throw CheckpointError(path: url.path, problem: "no such file or folder", cause: FileAccessError(path: url.path, reason: .missing))
         }
         var modelFile: URL
         var optimizer: URL? = nil
@@ -162,23 +174,23 @@ public final class CheckpointModel: @unchecked Sendable {
         let modelFiles: [URL]
         if fileName.hasSuffix(".json") {
             let index: ShardedSafeTensors
-            do { index = try ShardedSafeTensors(indexURL: modelFile) } catch { throw ApplicationError(application: "checkpoint", cause: error) }
+            do { index = try ShardedSafeTensors(indexURL: modelFile) } catch { throw CheckpointError(wrapping: error) }
             var files: [String: MappedSafeTensors] = [:]
             var shards: [Shard] = []
             var names: [String] = []
             for shardName in index.shardNames {
                 let shardURL = index.url(ofShard: shardName)
                 guard manager.fileExists(atPath: shardURL.path) else {
-                    throw ApplicationError(application: "checkpoint", problem: "\(modelFile.path): shard '\(shardName)' listed in the index is missing")
+                    throw CheckpointError(path: modelFile.path, problem: "shard '\(shardName)' listed in the index is missing")
                 }
                 let mapped: MappedSafeTensors
-                do { mapped = try MappedSafeTensors(shardURL) } catch { throw ApplicationError(application: "checkpoint", problem: "\(error) (shard of \(modelFile.path))", cause: error) }
+                do { mapped = try MappedSafeTensors(shardURL) } catch { throw CheckpointError(path: "", problem: "\(error) (shard of \(modelFile.path))", cause: error) }
                 let expected = Set(index.names.filter { index.weightMap[$0] == shardName })
                 if let missing = index.names.first(where: { index.weightMap[$0] == shardName && mapped.file.entries[$0] == nil }) {
-                    throw ApplicationError(application: "checkpoint", problem: "\(shardURL.path): shard does not hold tensor '\(missing)', which the index maps to it")
+                    throw CheckpointError(path: shardURL.path, problem: "shard does not hold tensor '\(missing)', which the index maps to it")
                 }
                 if let extra = mapped.file.names.first(where: { !expected.contains($0) }) {
-                    throw ApplicationError(application: "checkpoint", problem: "\(shardURL.path): shard holds tensor '\(extra)', which the index does not map to it")
+                    throw CheckpointError(path: shardURL.path, problem: "shard holds tensor '\(extra)', which the index does not map to it")
                 }
                 for name in mapped.file.names { files[name] = mapped }
                 names += mapped.file.names
@@ -195,10 +207,10 @@ public final class CheckpointModel: @unchecked Sendable {
             modelFiles = [modelFile] + index.shardNames.map(index.url(ofShard:))
         } else if isTorch {
             let stateDict: TorchStateDict
-            do { stateDict = try TorchStateDict(contentsOf: modelFile) } catch { throw ApplicationError(application: "checkpoint", cause: error) }
+            do { stateDict = try TorchStateDict(contentsOf: modelFile) } catch { throw CheckpointError(wrapping: error) }
             var dtypes: [String: SafeTensorsDType] = [:]
             for (name, dtype) in stateDict.dtypes {
-                guard let converted = SafeTensorsDType(torch: dtype) else { throw ApplicationError(application: "checkpoint", problem: "\(url.path): tensor '\(name)' has dtype \(dtype.rawValue), which safetensors cannot hold") }
+                guard let converted = SafeTensorsDType(torch: dtype) else { throw CheckpointError(path: url.path, problem: "tensor '\(name)' has dtype \(dtype.rawValue), which safetensors cannot hold") }
                 dtypes[name] = converted
             }
             files = [:]
@@ -210,7 +222,7 @@ public final class CheckpointModel: @unchecked Sendable {
             modelFiles = [modelFile]
         } else {
             let mapped: MappedSafeTensors
-            do { mapped = try MappedSafeTensors(modelFile) } catch { throw ApplicationError(application: "checkpoint", cause: error) }
+            do { mapped = try MappedSafeTensors(modelFile) } catch { throw CheckpointError(wrapping: error) }
             files = Dictionary(uniqueKeysWithValues: mapped.file.names.map { ($0, mapped) })
             names = mapped.file.names
             memory = nil
@@ -223,29 +235,45 @@ public final class CheckpointModel: @unchecked Sendable {
     }
 
     /// The element type and shape of tensor `name`.
-    /// - Throws: ``ApplicationError`` when the model has no such tensor.
-    public func entry(_ name: String) throws(ApplicationError) -> (dtype: SafeTensorsDType, shape: [Int]) {
+    /// - Throws: ``CheckpointError`` when the model has no such tensor.
+    public func entry(_ name: String) throws(CheckpointError) -> (dtype: SafeTensorsDType, shape: [Int]) {
         if let file = files[name], let entry = file.file.entries[name] { return (entry.dtype, entry.shape) }
         if let tensor = memory?[name], let dtype = memoryDTypes[name] { return (dtype, tensor.shape) }
-        throw ApplicationError(application: "checkpoint", problem: "\(path): no tensor named '\(name)'")
+        throw CheckpointError(path: path, problem: "no tensor named '\(name)'")
     }
 
-    /// Elements `range` (row-major) of floating-point tensor `name`, converted to float32.
-    /// - Throws: ``ApplicationError`` when the tensor is missing or holds integers.
-    public func floats(_ name: String, range: Range<Int>) throws(ApplicationError) -> [Float] {
-        let (dtype, _) = try entry(name)
+    /// Decodes elements `range` (row-major) of floating-point tensor `name` into `out` as float32
+    /// (`out.count == range.count`; exact for F32/F16/BF16, F64 rounded to nearest even).
+    /// - Throws: ``CheckpointError`` when the tensor is missing, holds integers, or `range` lies
+    ///   outside it.
+    public func decode(_ name: String, range: Range<Int>, into out: UnsafeMutableBufferPointer<Float>) throws(CheckpointError) {
+        let (dtype, shape) = try entry(name)
         guard dtype.isFloatingPoint else {
-            throw ApplicationError(application: "checkpoint", problem: "\(path): tensor '\(name)' is \(dtype.rawValue), not floating point")
+            throw CheckpointError(path: path, problem: "tensor '\(name)' is \(dtype.rawValue), not floating point")
         }
-        if let tensor = memory?[name] { return Array(tensor.scalars[range]) }
-        let file = files[name]!.file
-        let result = try? file.withRawBytes(of: name) { raw in
-            [Float](unsafeUninitializedCapacity: range.count) { buffer, initialized in
-                CheckpointDecoding.decode(raw, dtype: dtype, range: range, into: buffer)
-                initialized = range.count
+        let count = shape.reduce(1, *)
+        guard range.lowerBound >= 0, range.upperBound <= count, out.count == range.count else {
+            throw CheckpointError(path: path, problem: "tensor '\(name)' has \(count) elements; cannot read elements \(range) into \(out.count) values")
+        }
+        if let tensor = memory?[name] {
+            tensor.scalars.withUnsafeBufferPointer { source in
+                _ = out.initialize(fromContentsOf: UnsafeBufferPointer(rebasing: source[range]))
             }
+            return
         }
-        return result ?? []
+        let file = files[name]!.file
+        _ = try? file.withRawBytes(of: name) { raw in CheckpointDecoding.decode(raw, dtype: dtype, range: range, into: out) }
+    }
+
+    /// Elements `range` (row-major) of floating-point tensor `name`, converted to float32 (see
+    /// ``decode(_:range:into:)``).
+    /// - Throws: ``CheckpointError`` when the tensor is missing or holds integers.
+    public func floats(_ name: String, range: Range<Int>) throws(CheckpointError) -> [Float] {
+        var result = [Float](repeating: 0, count: range.count)
+        try result.withUnsafeMutableBufferPointer { (buffer: inout UnsafeMutableBufferPointer<Float>) throws(CheckpointError) in
+            try decode(name, range: range, into: buffer)
+        }
+        return result
     }
 
     /// Writes tensor `name` unchanged (same dtype and bytes) as the writer's next tensor.

@@ -85,13 +85,13 @@ public final class CheckpointImportance: @unchecked Sendable {
     /// - Parameters:
     ///   - scratchFolder: where to spill an optimizer-derived importance (see the type's memory note);
     ///     the caller removes the folder afterwards.
-    /// - Throws: ``ApplicationError`` naming the file: no `optimizer.pt`, an unreadable or hostile
+    /// - Throws: ``CheckpointError`` naming the file: no `optimizer.pt`, an unreadable or hostile
     ///   file, an optimizer without a squared-gradient accumulator, an undecidable mapping.
     public init(
         _ source: CheckpointImportanceSource, model: CheckpointModel, options: OptimizerImportanceOptions = OptimizerImportanceOptions(),
         scratchFolder: URL? = nil
-    ) throws(ApplicationError) {
-        func wrap(_ error: any Error) -> ApplicationError { ApplicationError(application: "importance", cause: error) }
+    ) throws(CheckpointError) {
+        func wrap(_ error: any Error) -> CheckpointError { CheckpointError(wrapping: error) }
         let optimizerURL: URL
         switch source {
         case .importanceFile(let url):
@@ -99,7 +99,7 @@ public final class CheckpointImportance: @unchecked Sendable {
             do { file = try MappedSafeTensors(url) } catch { throw wrap(error) }
             let entries = file.file.entries
             if let bad = file.file.names.first(where: { !entries[$0]!.dtype.isFloatingPoint }) {
-                throw ApplicationError(application: "importance", problem: "\(url.path): tensor '\(bad)' is \(entries[bad]!.dtype.rawValue); an importance file holds floating-point tensors")
+                throw CheckpointError(path: url.path, problem: "tensor '\(bad)' is \(entries[bad]!.dtype.rawValue); an importance file holds floating-point tensors")
             }
             path = url.path
             var metadata = file.file.metadata
@@ -119,7 +119,7 @@ public final class CheckpointImportance: @unchecked Sendable {
         do {
             checkpoint = try OptimizerCheckpoint.open(optimizerURL, mapping: try options.mappingFile.map(OptimizerParameterMapping.readMappingFile))
             conventions = try Self.conventions(of: checkpoint, options: options)
-        } catch let error as ApplicationError { throw error } catch { throw wrap(error) }
+        } catch let error as CheckpointError { throw error } catch { throw wrap(error) }
         // Tied aliases the model holds (lm_head.weight beside transformer.wte.weight) share the importance.
         let aliases = checkpoint.tiedParameters.filter { model.names.contains($0.key) && checkpoint.moments.shapes[$0.key] == nil && checkpoint.moments.shapes[$0.value] != nil }
         let covered = Set(checkpoint.moments.names).union(aliases.keys)
@@ -142,9 +142,9 @@ public final class CheckpointImportance: @unchecked Sendable {
                 mapped = nil
                 memory = values
             }
-        } catch let error as ApplicationError { throw error } catch {
+        } catch let error as CheckpointError { throw error } catch {
             // Name the file: an invalid value (NaN in exp_avg_sq) is only found when it is read.
-            throw ApplicationError(application: "importance", problem: "\(optimizerURL.path): \(error)", cause: error)
+            throw CheckpointError(path: optimizerURL.path, problem: "\(error)", cause: error)
         }
     }
 
@@ -207,7 +207,7 @@ public final class CheckpointImportance: @unchecked Sendable {
 
     /// The conventions of the Squisher of `checkpoint`: `source`, `scaling`, `bias_correction`,
     /// `reduction`, `format`, `mapping`, `names`, `optimizer`, `tied`.
-    /// - Throws: ``ApplicationError`` when bias correction is asked for an accumulator without a
+    /// - Throws: ``CheckpointError`` when bias correction is asked for an accumulator without a
     ///   constant decay (Adafactor's β₂ changes every step; Adagrad sums).
     public static func conventions(of checkpoint: OptimizerCheckpoint, options: OptimizerImportanceOptions) throws -> [String: String] {
         let moments = checkpoint.moments
@@ -216,11 +216,11 @@ public final class CheckpointImportance: @unchecked Sendable {
             let why = checkpoint.optimizer == .adafactor
                 ? "Adafactor's beta2 changes every step (1 - t^-0.8), so its second moment needs no bias correction"
                 : "'\(missing)' has no EMA decay (betas) in its param group"
-            throw ApplicationError(application: "importance", problem: "\(checkpoint.path): --bias-correction does not apply: \(why)")
+            throw CheckpointError(path: checkpoint.path, problem: "--bias-correction does not apply: \(why)")
         }
         if options.biasCorrection, kind != "Adagrad", let bad = moments.names.first(where: { moments.decay[$0].map { !($0 >= 0 && $0 < 1) } ?? false }) {
             // 1 − β₂ᵗ would be 0 (or negative): no correction exists.
-            throw ApplicationError(application: "importance", problem: "\(checkpoint.path): --bias-correction needs beta2 in [0, 1), '\(bad)' has \(moments.decay[bad]!)")
+            throw CheckpointError(path: checkpoint.path, problem: "--bias-correction needs beta2 in [0, 1), '\(bad)' has \(moments.decay[bad]!)")
         }
         var conventions = [
             "source": "\(checkpoint.optimizer.rawValue) \(moments.source.rawValue)", "scaling": options.scaling.label,
@@ -248,28 +248,47 @@ public final class CheckpointImportance: @unchecked Sendable {
         return mapped!.file.entries[name]?.shape
     }
 
-    /// Elements `range` of the importance of `name` in float32, checked finite and non-negative.
-    /// - Throws: ``ApplicationError`` naming the file, tensor and element for a negative or
-    ///   non-finite value, or when there is no importance for `name`.
-    public func floats(_ name: String, range: Range<Int>) throws(ApplicationError) -> [Float] {
-        var values: [Float]
+    /// Decodes elements `range` of the importance of `name` into `out` as float32
+    /// (`out.count == range.count`), checked finite and non-negative.
+    /// - Throws: ``CheckpointError`` naming the file, tensor and element for a negative or
+    ///   non-finite value, or when there is no importance for `name` or `range` lies outside it.
+    public func decode(_ name: String, range: Range<Int>, into out: UnsafeMutableBufferPointer<Float>) throws(CheckpointError) {
+        guard let shape = shape(name) else { throw CheckpointError(path: path, problem: "no importance for '\(name)'") }
+        let count = shape.reduce(1, *)
+        guard range.lowerBound >= 0, range.upperBound <= count, out.count == range.count else {
+            throw CheckpointError(path: path, problem: "importance of '\(name)' has \(count) elements; cannot read elements \(range) into \(out.count) values")
+        }
         if let memory {
-            guard let tensor = memory[name] else { throw ApplicationError(application: "importance", problem: "\(path): no importance for '\(name)'") }
-            values = Array(tensor.scalars[range])
+            memory[name]!.scalars.withUnsafeBufferPointer { source in
+                _ = out.initialize(fromContentsOf: UnsafeBufferPointer(rebasing: source[range]))
+            }
         } else {
             let file = mapped!.file
-            guard let entry = file.entries[name] else { throw ApplicationError(application: "importance", problem: "\(path): no importance for '\(name)'") }
-            values = (try? file.withRawBytes(of: name) { raw in
-                [Float](unsafeUninitializedCapacity: range.count) { buffer, initialized in
-                    CheckpointDecoding.decode(raw, dtype: entry.dtype, range: range, into: buffer)
-                    initialized = range.count
-                }
-            }) ?? []
+            let dtype = file.entries[name]!.dtype
+            _ = try? file.withRawBytes(of: name) { raw in CheckpointDecoding.decode(raw, dtype: dtype, range: range, into: out) }
         }
-        if let bad = values.firstIndex(where: { !($0 >= 0) || !$0.isFinite }) {
-            throw ApplicationError(application: "importance", problem: "\(path): importance of '\(name)' has entry \(range.lowerBound + bad) = \(values[bad]); expected finite and >= 0")
+        if let bad = Self.firstInvalid(UnsafeBufferPointer(out)) {
+            throw CheckpointError(path: path, problem: "importance of '\(name)' has entry \(range.lowerBound + bad) = \(out[bad]); expected finite and >= 0")
         }
-        return values
+    }
+
+    /// The index of the first entry that is negative, infinite or NaN, or nil. The common case (all
+    /// valid) is one vectorized pass with no branch per element.
+    static func firstInvalid(_ values: UnsafeBufferPointer<Float>) -> Int? {
+        var invalid = false
+        for x in values { invalid = invalid || !(x >= 0 && x < .infinity) }
+        guard invalid else { return nil }
+        return values.firstIndex { !($0 >= 0 && $0 < .infinity) }
+    }
+
+    /// Elements `range` of the importance of `name` in float32, checked finite and non-negative
+    /// (see ``decode(_:range:into:)``).
+    public func floats(_ name: String, range: Range<Int>) throws(CheckpointError) -> [Float] {
+        var result = [Float](repeating: 0, count: range.count)
+        try result.withUnsafeMutableBufferPointer { (buffer: inout UnsafeMutableBufferPointer<Float>) throws(CheckpointError) in
+            try decode(name, range: range, into: buffer)
+        }
+        return result
     }
 
     /// Hands the resident pages of `name` back to the kernel.
