@@ -124,6 +124,13 @@ public struct CheckpointMerge: Sendable {
         }
         var floored = [Int](repeating: 0, count: models.count)
         var flooredTotal = 0
+        let order = CheckpointLayoutWriter.files(of: reference).flatMap(\.tensors)
+        let following = Dictionary(zip(order, order.dropFirst()), uniquingKeysWith: { first, _ in first })
+        let prefetch = { (name: String) in
+            for model in models { model.prefetch(name) }
+            for source in sources { source?.prefetch(importanceName(name)) }
+        }
+        if let first = order.first { prefetch(first) }
         try CheckpointLayoutWriter.write(like: reference, into: output.staging, failure: outputFailure) { (name: String, writer: SafeTensorsStreamWriter) throws(ApplicationError) in
             let (dtype, shape) = try checkpoint { () throws(CheckpointError) in try reference.entry(name) }
             let count = shape.reduce(1, *)
@@ -131,6 +138,7 @@ public struct CheckpointMerge: Sendable {
             report.elementCount += count
             report.bytesWritten += count * dtype.byteCount
             let sourceName = importanceName(name)
+            if let next = following[name] { prefetch(next) }  // read ahead while this one is merged
             defer {
                 for model in models { model.release(name) }
                 base?.release(name)
@@ -167,7 +175,7 @@ public struct CheckpointMerge: Sendable {
                     }
                 }
             }
-            if let bad = merged.withUnsafeBufferPointer(Self.firstNonFinite) {
+            if let bad = merged.withUnsafeBufferPointer(FloatScan.firstNonFinite) {
                 throw Self.fail("tensor '\(name)' element \(bad) merged to \(merged[bad]); check the inputs and importances")
             }
             do {
@@ -186,13 +194,6 @@ extension CheckpointMerge {
     /// Elements merged per work item: each thread decodes this many elements of every model (and
     /// importance) into its own buffers, merges them and moves on to its next item.
     static let elementsPerItem = 1 << 16
-
-    /// The first non-finite element, or nil (one vectorized pass when all are finite).
-    static func firstNonFinite(_ values: UnsafeBufferPointer<Float>) -> Int? {
-        var bad = false
-        for x in values { bad = bad || !x.isFinite }
-        return bad ? values.firstIndex { !$0.isFinite } : nil
-    }
 
     /// Merges tensor `name` of `models` into `out` with ``FisherMerging/mergeElements(parameters:importances:coefficients:floors:into:flooredEntries:)``
     /// (the in-memory arithmetic), ``elementsPerItem`` elements at a time, items spread over
@@ -325,13 +326,17 @@ extension CheckpointMerge {
         _ sources: [CheckpointImportance?], reference: CheckpointModel, importanceName: (String) -> String
     ) throws(ApplicationError) -> [FisherMerging.ImportanceTotals] {
         var totals = Array(repeating: FisherMerging.ImportanceTotals(), count: sources.count)
-        for name in reference.names where try checkpoint { () throws(CheckpointError) in try reference.entry(name) }.dtype.isFloatingPoint {
+        var merged: [(name: String, count: Int)] = []
+        for name in reference.names {
+            let (dtype, shape) = try checkpoint { () throws(CheckpointError) in try reference.entry(name) }
             let sourceName = importanceName(name)
-            guard sources.allSatisfy({ $0?.covers(sourceName) == true }) else { continue }
-            let count = try checkpoint { () throws(CheckpointError) in try reference.entry(name) }.shape.reduce(1, *)
+            if dtype.isFloatingPoint, sources.allSatisfy({ $0?.covers(sourceName) == true }) { merged.append((sourceName, shape.reduce(1, *))) }
+        }
+        for (k, tensor) in merged.enumerated() {
+            if k + 1 < merged.count { for source in sources { source!.prefetch(merged[k + 1].name) } }  // read ahead
             for (i, source) in sources.enumerated() {
-                totals[i].add(try tensorTotals(source!, name: sourceName, count: count))
-                source!.release(sourceName)
+                totals[i].add(try tensorTotals(source!, name: tensor.name, count: tensor.count))
+                source!.release(tensor.name)
             }
         }
         return totals

@@ -110,29 +110,12 @@ public struct FisherMerging: Sendable {
         /// Empty totals.
         public init() {}
 
-        /// Adds `values` (accumulated in Double in eight interleaved partial sums, then folded: the
-        /// same order for the same chunking, in memory or streamed).
+        /// Adds `values` (``FloatScan/sumAndSquares(_:)``: the same order for the same chunking, in
+        /// memory or streamed).
         public mutating func add(_ values: UnsafeBufferPointer<Float>) {
-            var sums = SIMD8<Double>(), squares = SIMD8<Double>()
-            let whole = values.count / 8 * 8
-            var j = 0
-            while j < whole {
-                for lane in 0..<8 {
-                    let x = Double(values[j + lane])
-                    sums[lane] += x
-                    squares[lane] += x * x
-                }
-                j += 8
-            }
-            var sum = sums.sum(), square = squares.sum()
-            while j < values.count {
-                let x = Double(values[j])
-                sum += x
-                square += x * x
-                j += 1
-            }
+            let (sum, squares) = FloatScan.sumAndSquares(values)
             self.sum += sum
-            self.squares += square
+            self.squares += squares
             count += values.count
         }
 

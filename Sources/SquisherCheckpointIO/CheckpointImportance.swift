@@ -267,18 +267,9 @@ public final class CheckpointImportance: @unchecked Sendable {
             let dtype = file.entries[name]!.dtype
             _ = try? file.withRawBytes(of: name) { raw in CheckpointDecoding.decode(raw, dtype: dtype, range: range, into: out) }
         }
-        if let bad = Self.firstInvalid(UnsafeBufferPointer(out)) {
+        if let bad = FloatScan.firstNegativeOrNonFinite(UnsafeBufferPointer(out)) {
             throw CheckpointError(path: path, problem: "importance of '\(name)' has entry \(range.lowerBound + bad) = \(out[bad]); expected finite and >= 0")
         }
-    }
-
-    /// The index of the first entry that is negative, infinite or NaN, or nil. The common case (all
-    /// valid) is one vectorized pass with no branch per element.
-    static func firstInvalid(_ values: UnsafeBufferPointer<Float>) -> Int? {
-        var invalid = false
-        for x in values { invalid = invalid || !(x >= 0 && x < .infinity) }
-        guard invalid else { return nil }
-        return values.firstIndex { !($0 >= 0 && $0 < .infinity) }
     }
 
     /// Elements `range` of the importance of `name` in float32, checked finite and non-negative
@@ -290,6 +281,9 @@ public final class CheckpointImportance: @unchecked Sendable {
         }
         return result
     }
+
+    /// Starts reading the importance of `name` ahead of use, asynchronously (a mapped file only).
+    public func prefetch(_ name: String) { mapped?.prefetch(name) }
 
     /// Hands the resident pages of `name` back to the kernel.
     public func release(_ name: String) { mapped?.release(name) }

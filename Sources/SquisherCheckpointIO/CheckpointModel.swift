@@ -24,6 +24,12 @@ package final class MappedSafeTensors: @unchecked Sendable {
         file = try SafeTensorsFile(data: mapping.data, path: url.path)
     }
 
+    /// Starts reading the pages of tensor `name` ahead (see ``MappedFile/prefetch(_:)``).
+    package func prefetch(_ name: String) {
+        guard let raw = try? file.withRawBytes(of: name, { $0 }) else { return }
+        mapping.prefetch(raw)
+    }
+
     /// Drops the resident pages of tensor `name` (they are re-read from the page cache if touched
     /// again).
     package func release(_ name: String) {
@@ -58,8 +64,12 @@ public enum CheckpointDecoding {
                 for i in 0..<n { target[i] = table[Int(UInt16(littleEndian: source.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)))] }
             }
         case .bfloat16:
+            #if _endian(little)
+            FloatScan.widenBFloat16(base + range.lowerBound * 2, count: n, into: target)
+            #else
             let source = base + range.lowerBound * 2
             for i in 0..<n { target[i] = Float(bitPattern: UInt32(UInt16(littleEndian: source.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) << 16) }
+            #endif
         case .float64:
             let source = base + range.lowerBound * 8
             for i in 0..<n { target[i] = Float(Double(bitPattern: UInt64(littleEndian: source.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)))) }
@@ -292,6 +302,11 @@ public final class CheckpointModel: @unchecked Sendable {
     /// The `__metadata__` of output file `fileName` of the layout as the input holds it (`{"format":
     /// "pt"}` for a PyTorch state dict written as safetensors), empty when it has none.
     public func metadata(ofFile fileName: String) -> [String: String] { metadataByFile[fileName] ?? [:] }
+
+    /// Starts reading tensor `name` from disk ahead of use, asynchronously (no effect for a state
+    /// dict, which is in memory): a streaming pass calls it for the next tensor while it works on
+    /// the current one.
+    public func prefetch(_ name: String) { files[name]?.prefetch(name) }
 
     /// Hands the resident pages of tensor `name` back to the kernel (no effect for a state dict).
     public func release(_ name: String) { files[name]?.release(name) }

@@ -47,6 +47,20 @@ public final class MappedFile: @unchecked Sendable {
         data = Data(bytesNoCopy: pointer, count: size, deallocator: .custom { pointer, _ in munmap(pointer, size) })
     }
 
+    /// Asks the kernel to read the pages of `bytes` ahead, asynchronously (`MADV_WILLNEED`): a
+    /// streaming pass prefetches the next tensor while it computes on the current one, so reading
+    /// runs at the disk's sequential speed instead of one page fault at a time. Does nothing for
+    /// memory outside this mapping.
+    public func prefetch(_ bytes: UnsafeRawBufferPointer) {
+        guard let base, let start = bytes.baseAddress, bytes.count > 0 else { return }
+        let lowest = Int(bitPattern: base), highest = lowest + length
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let lower = max(lowest, Int(bitPattern: start) / page * page)
+        let upper = min(highest, Int(bitPattern: start) + bytes.count)
+        guard upper > lower, let pointer = UnsafeMutableRawPointer(bitPattern: lower) else { return }
+        _ = madvise(pointer, upper - lower, Int32(MADV_WILLNEED))
+    }
+
     /// Drops the resident pages lying entirely inside `bytes` (they are re-read from the page cache if
     /// touched again). Does nothing for memory outside this mapping.
     public func release(_ bytes: UnsafeRawBufferPointer) {

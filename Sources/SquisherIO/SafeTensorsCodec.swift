@@ -208,11 +208,25 @@ enum SafeTensorsCodec {
         switch dtype {
         case .float32:
             for (i, x) in source.enumerated() { out.storeBytes(of: x.bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self) }
-        case .float16, .bfloat16:
-            let half = dtype == .float16
+        case .bfloat16:
+            // Branch-free rounding (vectorized); an overflow is looked for only when one happened.
+            var overflow: UInt16 = 0
+            for i in source.indices {
+                let f = source[i].bitPattern
+                let magnitude = f & 0x7FFF_FFFF
+                let rounded = UInt16(truncatingIfNeeded: (f &+ 0x7FFF &+ ((f >> 16) & 1)) >> 16)
+                let bits = magnitude > 0x7F80_0000 ? UInt16(truncatingIfNeeded: f >> 16) | 0x0040 : rounded
+                let finite: UInt16 = magnitude < 0x7F80_0000 ? 1 : 0
+                overflow |= finite & (rounded & 0x7F80 == 0x7F80 ? 1 : 0)
+                out.storeBytes(of: bits.littleEndian, toByteOffset: 2 * i, as: UInt16.self)
+            }
+            if overflow != 0, let i = source.firstIndex(where: { bfloat16Bits($0) == nil }) {
+                throw EncodeFailure(index: startIndex + i, reason: "\(source[i]) overflows \(dtype.rawValue) (largest finite 3.3895314e38)")
+            }
+        case .float16:
             for (i, x) in source.enumerated() {
-                guard let bits = half ? halfBits(x) : bfloat16Bits(x) else {
-                    throw EncodeFailure(index: startIndex + i, reason: "\(x) overflows \(dtype.rawValue) (largest finite \(half ? "65504" : "3.3895314e38"))")
+                guard let bits = halfBits(x) else {
+                    throw EncodeFailure(index: startIndex + i, reason: "\(x) overflows \(dtype.rawValue) (largest finite 65504)")
                 }
                 out.storeBytes(of: bits.littleEndian, toByteOffset: 2 * i, as: UInt16.self)
             }
