@@ -4,6 +4,7 @@ import SquisherEstimators
 import SquisherIO
 import SquisherOptimizers
 import SquisherTensor
+import Synchronization
 
 /// Where a checkpoint's importances (diagonal Fisher estimates, one tensor per parameter name) come from.
 public enum CheckpointImportanceSource: Sendable, Hashable {
@@ -57,10 +58,11 @@ public struct OptimizerImportanceOptions: Sendable, Hashable {
 /// without state (frozen, or never given a gradient) and model tensors the optimizer does not list
 /// have **no importance** (``parametersWithoutImportance``); each application says what it does then.
 ///
-/// Memory: an optimizer state is loaded whole (`TorchOptimizerState`, all buffers in float32). Give
-/// a `scratchFolder` and the importance is written there as safetensors and memory-mapped back, so
-/// the state is freed before the streaming pass: peak memory is then one optimizer state, whatever
-/// the number of checkpoints.
+/// Memory: an optimizer state stays memory-mapped (``SecondMoments`` reads each parameter's second
+/// moment on demand); the importance of one parameter is computed when it is first read and kept
+/// until ``release(_:)`` (or the next parameter), so a streaming pass holds one float32 tensor per
+/// checkpoint, whatever the model size. Invalid values (NaN in `exp_avg_sq`) are found when read;
+/// ``validate()`` reads everything up front.
 ///
 /// [1]: Li, Dangel, Tam, Raffel 2025, Fishers for Free?
 public final class CheckpointImportance: @unchecked Sendable {
@@ -71,25 +73,13 @@ public final class CheckpointImportance: @unchecked Sendable {
     /// Model tensors without importance (no optimizer state, or absent from the file), in model order.
     public let parametersWithoutImportance: [String]
     private let mapped: MappedSafeTensors?
-    private let memory: NamedTensors?
-
-    private init(path: String, conventions: [String: String], without: [String], mapped: MappedSafeTensors?, memory: NamedTensors?) {
-        self.path = path
-        self.conventions = conventions
-        self.parametersWithoutImportance = without
-        self.mapped = mapped
-        self.memory = memory
-    }
+    private let optimizer: OptimizerSquisher?
 
     /// Reads the importances of `model` from `source`.
-    /// - Parameters:
-    ///   - scratchFolder: where to spill an optimizer-derived importance (see the type's memory note);
-    ///     the caller removes the folder afterwards.
     /// - Throws: ``CheckpointError`` naming the file: no `optimizer.pt`, an unreadable or hostile
     ///   file, an optimizer without a squared-gradient accumulator, an undecidable mapping.
     public init(
-        _ source: CheckpointImportanceSource, model: CheckpointModel, options: OptimizerImportanceOptions = OptimizerImportanceOptions(),
-        scratchFolder: URL? = nil
+        _ source: CheckpointImportanceSource, model: CheckpointModel, options: OptimizerImportanceOptions = OptimizerImportanceOptions()
     ) throws(CheckpointError) {
         func wrap(_ error: any Error) -> CheckpointError { CheckpointError(wrapping: error) }
         let optimizerURL: URL
@@ -107,7 +97,7 @@ public final class CheckpointImportance: @unchecked Sendable {
             conventions = metadata
             parametersWithoutImportance = model.names.filter { entries[$0] == nil }
             mapped = file
-            memory = nil
+            optimizer = nil
             return
         case .optimizer:
             optimizerURL = model.optimizerURL ?? model.folder  // any optimizer state the folder holds (OptimizerCheckpoint.open)
@@ -129,22 +119,22 @@ public final class CheckpointImportance: @unchecked Sendable {
         path = optimizerURL.path
         self.conventions = conventions
         parametersWithoutImportance = model.names.filter { without.contains($0) }
-        do {
-            if let scratchFolder {
-                // One tensor at a time from the mapped checkpoint to the spill file: the peak is one tensor.
-                let url = scratchFolder.appendingPathComponent("importance-\(UUID().uuidString).safetensors")
-                try Self.writeSquisher(of: checkpoint, options: options, aliases: aliases, conventions: conventions, to: url)
-                mapped = try MappedSafeTensors(url)
-                memory = nil
-            } else {
-                var values = try Self.squisher(of: checkpoint, options: options).0
-                for (alias, target) in aliases.sorted(by: { $0.key < $1.key }) { values[alias] = values[target] }
-                mapped = nil
-                memory = values
+        mapped = nil
+        optimizer = OptimizerSquisher(checkpoint: checkpoint, options: options, aliases: aliases)
+    }
+
+    /// Reads (and checks) every importance now: a value that is NaN, infinite or negative is
+    /// reported here instead of in the middle of a streaming pass.
+    /// - Throws: ``CheckpointError`` naming the file and parameter (see ``decode(_:range:into:)``).
+    public func validate() throws(CheckpointError) {
+        let names = optimizer.map { Array($0.checkpoint.moments.names) + $0.aliases.keys.sorted() } ?? mapped!.file.names
+        for name in names {
+            let count = shape(name)!.reduce(1, *)
+            var buffer = [Float](repeating: 0, count: count)
+            try buffer.withUnsafeMutableBufferPointer { (out: inout UnsafeMutableBufferPointer<Float>) throws(CheckpointError) in
+                try decode(name, range: 0..<count, into: out)
             }
-        } catch let error as CheckpointError { throw error } catch {
-            // Name the file: an invalid value (NaN in exp_avg_sq) is only found when it is read.
-            throw CheckpointError(path: optimizerURL.path, problem: "\(error)", cause: error)
+            release(name)
         }
     }
 
@@ -237,14 +227,11 @@ public final class CheckpointImportance: @unchecked Sendable {
     }
 
     /// Whether tensor `name` has an importance.
-    public func covers(_ name: String) -> Bool {
-        if let memory { return memory[name] != nil }
-        return mapped!.file.entries[name] != nil
-    }
+    public func covers(_ name: String) -> Bool { shape(name) != nil }
 
     /// The shape of tensor `name`'s importance, or nil without one.
     public func shape(_ name: String) -> [Int]? {
-        if let memory { return memory[name]?.shape }
+        if let optimizer { return optimizer.shape(name) }
         return mapped!.file.entries[name]?.shape
     }
 
@@ -258,8 +245,9 @@ public final class CheckpointImportance: @unchecked Sendable {
         guard range.lowerBound >= 0, range.upperBound <= count, out.count == range.count else {
             throw CheckpointError(path: path, problem: "importance of '\(name)' has \(count) elements; cannot read elements \(range) into \(out.count) values")
         }
-        if let memory {
-            memory[name]!.scalars.withUnsafeBufferPointer { source in
+        if let optimizer {
+            let tensor = try optimizer.importance(of: name, path: path)
+            tensor.scalars.withUnsafeBufferPointer { source in
                 _ = out.initialize(fromContentsOf: UnsafeBufferPointer(rebasing: source[range]))
             }
         } else {
@@ -286,5 +274,48 @@ public final class CheckpointImportance: @unchecked Sendable {
     public func prefetch(_ name: String) { mapped?.prefetch(name) }
 
     /// Hands the resident pages of `name` back to the kernel.
-    public func release(_ name: String) { mapped?.release(name) }
+    public func release(_ name: String) {
+        mapped?.release(name)
+        optimizer?.forget(name)
+    }
+}
+
+/// The Squisher of an optimizer checkpoint, one parameter at a time: computed on first read and
+/// kept until forgotten (or replaced by the next parameter), so threads reading chunks of the same
+/// parameter share one computation.
+final class OptimizerSquisher: Sendable {
+    let checkpoint: OptimizerCheckpoint
+    let options: OptimizerImportanceOptions
+    /// Tied alias → the parameter whose state it shares.
+    let aliases: [String: String]
+    private let current = Mutex<(name: String, value: Tensor)?>(nil)
+
+    init(checkpoint: OptimizerCheckpoint, options: OptimizerImportanceOptions, aliases: [String: String]) {
+        self.checkpoint = checkpoint
+        self.options = options
+        self.aliases = aliases
+    }
+
+    func shape(_ name: String) -> [Int]? { checkpoint.moments.shapes[aliases[name] ?? name] }
+
+    /// The importance of `name` (of its tied partner for an alias), computed once.
+    func importance(of name: String, path: String) throws(CheckpointError) -> Tensor {
+        let parameter = aliases[name] ?? name
+        return try current.withLock { (slot: inout (name: String, value: Tensor)?) throws(CheckpointError) -> Tensor in
+            if let slot, slot.name == parameter { return slot.value }
+            let value: Tensor
+            do { value = try CheckpointImportance.squisher(of: checkpoint, parameter: parameter, options: options) } catch {
+                // Name the file: an invalid value (NaN in exp_avg_sq) is only found when it is read.
+                throw CheckpointError(path: path, problem: "\(error)", cause: error)
+            }
+            slot = (parameter, value)
+            return value
+        }
+    }
+
+    /// Drops the kept value if it is `name`'s.
+    func forget(_ name: String) {
+        let parameter = aliases[name] ?? name
+        current.withLock { if $0?.name == parameter { $0 = nil } }
+    }
 }

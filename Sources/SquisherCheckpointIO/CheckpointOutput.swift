@@ -19,7 +19,7 @@ public final class CheckpointOutputFolder: @unchecked Sendable {
     public var destination: URL { folder.destination }
     /// The staging folder being filled.
     public var staging: URL { folder.staging }
-    /// A second staging folder beside it for intermediate files (spilled importances), always removed.
+    /// A second staging folder beside it for intermediate files, always removed.
     public var scratch: URL { folder.scratch }
 
     /// Creates the staging and scratch folders.

@@ -26,7 +26,7 @@ enum CheckpointInputs {
     }
 
     /// One importance per checkpoint, from --importance-source and the Squisher options.
-    static func importances(for models: [CheckpointModel], _ arguments: ParsedArguments, scratch: URL?) throws -> [CheckpointImportance] {
+    static func importances(for models: [CheckpointModel], _ arguments: ParsedArguments) throws -> [CheckpointImportance] {
         let sources = try arguments.list("importance-source", default: ["optimizer"])
         let mappings = arguments.options["mapping"] ?? []
         guard sources == ["optimizer"] || sources.count == models.count else {
@@ -40,7 +40,7 @@ enum CheckpointInputs {
             let source = CheckpointImportanceSource(argument: sources.count == 1 ? sources[0] : sources[i])
             let mapping = mappings.isEmpty ? nil : URL(fileURLWithPath: mappings.count == 1 ? mappings[0] : mappings[i])
             let options = OptimizerImportanceOptions(scaling: scaling, biasCorrection: arguments.flag("bias-correction"), mappingFile: mapping)
-            return try CheckpointImportance(source, model: model, options: options, scratchFolder: scratch)
+            return try CheckpointImportance(source, model: model, options: options)
         }
     }
 

@@ -33,7 +33,7 @@ enum EmbedCommand: Subcommand {
         if let unknown = skipped.first(where: { !models[0].names.contains($0) }) {
             throw CommandError("\(command): --skip names '\(unknown)', which is not a tensor of \(models[0].path)")
         }
-        let importances = try CheckpointInputs.importances(for: models, arguments, scratch: nil)
+        let importances = try CheckpointInputs.importances(for: models, arguments)
         let rule = Task2Vec(grouping: grouping, skippedParameters: Set(skipped), normalize: !arguments.flag("no-normalize"))
         let result = try CheckpointEmbedding(task2vec: rule).embed(names: models[0].names, importances: importances)
         if arguments.flag("json") {

@@ -131,18 +131,23 @@ enum InspectCommand: Subcommand {
             output.print("mapping: no model beside the optimizer state to map to")
             return
         }
+        let importance: CheckpointImportance
         do {
             let options = OptimizerImportanceOptions(mappingFile: arguments.value("mapping").map { URL(fileURLWithPath: $0) })
-            let importance = try CheckpointImportance(.optimizerFile(url), model: modelHere, options: options)
+            importance = try CheckpointImportance(.optimizerFile(url), model: modelHere, options: options)
+        } catch {
+            output.print("mapping: does NOT map to \(modelHere.path) without help: \(error)")
+            return
+        }
+        do {
+            try importance.validate()
             output.print("mapping: maps to \(modelHere.path) by \(importance.conventions["mapping"] ?? "?"); importance \(importance.conventions["source"] ?? "?")")
             if !importance.parametersWithoutImportance.isEmpty {
                 output.print("  model tensors without importance: \(importance.parametersWithoutImportance.joined(separator: ", "))")
             }
-        } catch where !(error.rootCause is CheckpointError) {
-            // The indices map (the reader succeeded); the values are what is wrong (NaN, negative, ...).
-            output.print("mapping: maps to \(modelHere.path); but the importance is invalid: \(error)")
         } catch {
-            output.print("mapping: does NOT map to \(modelHere.path) without help: \(error)")
+            // The indices map; the values are what is wrong (NaN, negative, ...).
+            output.print("mapping: maps to \(modelHere.path); but the importance is invalid: \(error)")
         }
     }
 }

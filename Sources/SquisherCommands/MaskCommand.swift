@@ -30,7 +30,7 @@ enum MaskCommand: Subcommand {
         let maskDType = try CheckpointInputs.maskDType(arguments)
         let model = try CheckpointInputs.open(path)
         try OutputPaths.refuseOverlap(output: URL(fileURLWithPath: outputPath), inputs: try CheckpointInputs.inputURLs([model], arguments))
-        let importance = try CheckpointInputs.importances(for: [model], arguments, scratch: nil)[0]
+        let importance = try CheckpointInputs.importances(for: [model], arguments)[0]
         let classifier = Set(try arguments.list("classifier", default: []))
         let report = try CheckpointFishMask(fishMask: FishMask(keepFraction: keep, classifierParameters: classifier), maskDType: maskDType)
             .write(model: model, importance: importance, to: URL(fileURLWithPath: outputPath))

@@ -75,10 +75,10 @@ enum MergeCommand: Subcommand {
         var importances: [CheckpointImportance?] = Array(repeating: nil, count: models.count)
         var baseImportance: CheckpointImportance? = nil
         if methodName != "average" {
-            importances = try CheckpointInputs.importances(for: models, arguments, scratch: folder.scratch)
+            importances = try CheckpointInputs.importances(for: models, arguments)
             if let base, let source = arguments.value("base-importance"), source != "none" {
                 let options = OptimizerImportanceOptions(scaling: try CheckpointInputs.scaling(arguments), biasCorrection: arguments.flag("bias-correction"))
-                baseImportance = try CheckpointImportance(CheckpointImportanceSource(argument: source), model: base, options: options, scratchFolder: folder.scratch)
+                baseImportance = try CheckpointImportance(CheckpointImportanceSource(argument: source), model: base, options: options)
             }
         }
         let start = Date()

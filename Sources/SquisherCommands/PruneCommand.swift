@@ -41,7 +41,7 @@ enum PruneCommand: Subcommand {
         let maskDType = try CheckpointInputs.maskDType(arguments)
         let model = try CheckpointInputs.open(path)
         let folder = try CheckpointOutputFolder(destination: URL(fileURLWithPath: outputPath), inputs: try CheckpointInputs.inputURLs([model], arguments))
-        let importance = try CheckpointInputs.importances(for: [model], arguments, scratch: folder.scratch)[0]
+        let importance = try CheckpointInputs.importances(for: [model], arguments)[0]
         let report = try CheckpointPruning(pruning: FisherPruning(scope: scope, weightsOnly: !arguments.flag("all-tensors")), sparsity: sparsity, maskDType: maskDType)
             .prune(model: model, importance: importance, output: folder)
         if arguments.flag("json") {
