@@ -11,6 +11,8 @@ extension TorchModelWeights {
     ///   - key: the entry of the saved dictionary that holds the state dict (`"model"`); nil to accept
     ///     the saved object itself when it is a state dict, or else the single one of
     ///     ``nestedStateDictKeys`` that holds one.
+    ///   - limits: the unpickler's limits; a file of more than 2^30 elements (a 2 GB bfloat16 shard of a
+    ///     large model) needs a larger `maxTensorScalars`: nothing is materialized when reading lazily.
     /// - Throws: ``CheckpointError`` naming the file: not a torch.save zip archive, a pickle outside the
     ///   allow-list, no state dict (naming the keys found), an entry that is not a tensor.
     public static func torchStateDict(_ url: URL, key: String? = nil, limits: PickleLimits = PickleLimits()) throws(CheckpointError) -> TorchModelWeights {
@@ -66,9 +68,10 @@ extension TorchModelWeights {
     /// Inside a Hugging Face `Trainer` folder the same weights are also in `model.safetensors`, which
     /// callers should prefer. ZeRO-3 saves empty placeholders under `module` (the weights exist only as
     /// the ranks' fp32 partitions in the optimizer files), so it is refused.
+    /// - Parameter limits: the unpickler's limits (see ``torchStateDict(_:key:limits:)``).
     /// - Throws: ``CheckpointError`` naming the file: no model-states file, no `module`, a ZeRO-3
     ///   placeholder, an entry that is not a tensor.
-    public static func deepSpeed(_ location: DeepSpeedCheckpoint.Location) throws(CheckpointError) -> TorchModelWeights {
+    public static func deepSpeed(_ location: DeepSpeedCheckpoint.Location, limits: PickleLimits = PickleLimits()) throws(CheckpointError) -> TorchModelWeights {
         let folder = location.folder
         let stage12 = folder.appendingPathComponent("mp_rank_00_model_states.pt")
         let stage3 = folder.appendingPathComponent("zero_pp_rank_0_mp_rank_00_model_states.pt")
@@ -76,7 +79,7 @@ extension TorchModelWeights {
         guard let url = [stage12, stage3].first(where: { manager.fileExists(atPath: $0.path) }) else {
             throw CheckpointError(path: folder.path, problem: "has no mp_rank_00_model_states.pt (nor zero_pp_rank_0_mp_rank_00_model_states.pt): no DeepSpeed model states to read the weights from")
         }
-        let value = try TorchCheckpoint.load(url, allowList: .deepSpeed)
+        let value = try TorchCheckpoint.load(url, limits: limits, allowList: .deepSpeed)
         guard let module = value["module"]?.dictionaryValue else {
             throw CheckpointError(path: url.path, problem: "has no 'module' dictionary of weights (found \(value["module"]?.kindName ?? "no 'module' key"))")
         }
