@@ -88,7 +88,14 @@ public enum DeepSpeedCheckpoint {
             throw CheckpointError(path: folder.path, problem: "no mp_rank_00_model_states.pt (or zero_pp_rank_0_mp_rank_00_model_states.pt): DeepSpeed's param_shapes, which name the optimizer's flat partitions, are missing")
         }
         let value = try TorchCheckpoint.load(url, allowList: .deepSpeed)
-        func fail(_ problem: String) -> CheckpointError { CheckpointError(path: url.path, problem: problem) }
+        let (groups, tied) = try parameterShapes(value, path: url.path)
+        return (groups, tied, url.path)
+    }
+
+    /// The names and shapes per group (`param_shapes`) and the tied aliases (`shared_params`) of a
+    /// loaded model states file; `path` names it in messages.
+    static func parameterShapes(_ value: PickleValue, path: String) throws(CheckpointError) -> (groups: [[ModelTensorShape]], tied: [String: String]) {
+        func fail(_ problem: String) -> CheckpointError { CheckpointError(path: path, problem: problem) }
         guard let shapesValue = value["param_shapes"] else { throw fail("has no 'param_shapes'") }
         let groupValues = shapesValue.dictionaryValue.map { [PickleValue.dict($0)] } ?? shapesValue.elements ?? []
         var groups: [[ModelTensorShape]] = []
@@ -116,7 +123,7 @@ public enum DeepSpeedCheckpoint {
         for (key, target) in value["shared_params"]?.dictionaryValue?.entries.map({ ($0, $1) }) ?? [] {
             if let alias = key.stringValue, let target = target.stringValue { tied[alias] = target }
         }
-        return (groups, tied, url.path)
+        return (groups, tied)
     }
 
     /// Reads the checkpoint at `location`.

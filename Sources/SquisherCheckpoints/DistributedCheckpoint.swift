@@ -20,14 +20,7 @@ public enum DistributedCheckpoint {
     ///   allow-list, byte ranges outside a file, chunks that do not tile a tensor, no optimizer state.
     public static func read(folder: URL) throws(CheckpointError) -> OptimizerCheckpoint {
         let metadataURL = folder.appendingPathComponent(".metadata")
-        let bytes: Data
-        do { bytes = try Data(contentsOf: metadataURL) } catch { throw CheckpointError(path: metadataURL.path, problem: "cannot read (\(error.localizedDescription))") }
-        let metadata = try RestrictedUnpickler.decode(bytes, path: metadataURL.path, allowList: .distributedCheckpoint) { reference throws(CheckpointError) in
-            throw CheckpointError(path: metadataURL.path, problem: "metadata pickle refers to tensor storage '\(reference.key)'; DCP metadata holds no tensors")
-        }
-        guard let entries = metadata["state_dict_metadata"]?.dictionaryValue, let storage = metadata["storage_data"]?.dictionaryValue else {
-            throw CheckpointError(path: metadataURL.path, problem: "is not DCP Metadata (no state_dict_metadata / storage_data)")
-        }
+        let (entries, storage) = try metadata(folder: folder)
         var reader = ChunkReader(folder: folder, storage: storage, metadataPath: metadataURL.path)
         var state = PickleDictionary()
         var groupValues: [Int: PickleDictionary] = [:]
@@ -73,6 +66,22 @@ public enum DistributedCheckpoint {
                                    moments: moments, tiedParameters: [:], path: folder.path)
     }
 
+    /// The `state_dict_metadata` (flattened key → size and chunks) and `storage_data` ((fqn, offsets) →
+    /// file byte range) of `folder/.metadata`.
+    /// - Throws: ``CheckpointError`` naming `.metadata` when it cannot be read or is not DCP `Metadata`.
+    static func metadata(folder: URL) throws(CheckpointError) -> (entries: PickleDictionary, storage: PickleDictionary) {
+        let metadataURL = folder.appendingPathComponent(".metadata")
+        let bytes: Data
+        do { bytes = try Data(contentsOf: metadataURL) } catch { throw CheckpointError(path: metadataURL.path, problem: "cannot read (\(error.localizedDescription))") }
+        let metadata = try RestrictedUnpickler.decode(bytes, path: metadataURL.path, allowList: .distributedCheckpoint) { reference throws(CheckpointError) in
+            throw CheckpointError(path: metadataURL.path, problem: "metadata pickle refers to tensor storage '\(reference.key)'; DCP metadata holds no tensors")
+        }
+        guard let entries = metadata["state_dict_metadata"]?.dictionaryValue, let storage = metadata["storage_data"]?.dictionaryValue else {
+            throw CheckpointError(path: metadataURL.path, problem: "is not DCP Metadata (no state_dict_metadata / storage_data)")
+        }
+        return (entries, storage)
+    }
+
     /// `<fqn>.<field>` → (fqn, field), splitting at the last dot (fields have no dots).
     static func split<S: StringProtocol>(_ text: S) -> (String, String)? {
         guard let dot = text.lastIndex(of: ".") else { return nil }
@@ -85,12 +94,19 @@ public enum DistributedCheckpoint {
         let storage: PickleDictionary
         let metadataPath: String
         var files: [String: MappedFile] = [:]
+        /// The `storage_data` keys (DCP `MetadataIndex`) of each fqn, in file order.
+        let keysByFQN: [String: [PickleValue]]
         var filesRead: Set<String> { Set(files.keys) }
 
         init(folder: URL, storage: PickleDictionary, metadataPath: String) {
             self.folder = folder
             self.storage = storage
             self.metadataPath = metadataPath
+            var keys: [String: [PickleValue]] = [:]
+            for key in storage.keys {
+                if let fqn = key["fqn"]?.stringValue { keys[fqn, default: []].append(key) }
+            }
+            keysByFQN = keys
         }
 
         /// The whole value of `key`: a tensor assembled from its chunks, or a pickled object.
@@ -136,7 +152,7 @@ public enum DistributedCheckpoint {
 
         /// The `storage_data` key of (fqn, offsets): DCP's `MetadataIndex`.
         func storageIndex(fqn: String, offsets: [Int]?) throws(CheckpointError) -> PickleValue {
-            for key in storage.keys where key["fqn"]?.stringValue == fqn {
+            for key in keysByFQN[fqn] ?? [] {
                 let stored = key["offset"]?.elements?.compactMap(\.intValue)
                 if offsets == nil || stored == offsets { return key }
             }

@@ -22,7 +22,9 @@ struct ModelWeightsListing {
             let url = folder.appendingPathComponent(name)
             guard manager.fileExists(atPath: url.path) else { continue }
             if name == "model.pt" || name == "pytorch_model.bin" {
-                return ModelWeightsListing(file: url, weights: try TorchStateDict(contentsOf: url).order, isRegistrationOrder: true, isAdapter: false)
+                let weights = try TorchModelWeights.torchStateDict(url)  // names and shapes only: nothing is converted
+                let order = try weights.names.map { name throws(CheckpointError) in ModelTensorShape(name: name, shape: try weights.shape(name)) }
+                return ModelWeightsListing(file: url, weights: order, isRegistrationOrder: true, isAdapter: false)
             }
             do throws(SafeTensorsError) {
                 switch name {

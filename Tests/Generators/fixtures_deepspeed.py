@@ -20,6 +20,7 @@ import torch
 from answer_keys import copy_tree, tied_pairs, write_answer_key
 from fixture_common import (
     BERT_VOCAB,
+    save_tensors,
     classification_data,
     fresh_dir,
     lm_data,
@@ -111,9 +112,12 @@ def ds_worker(rank: int, world: int, spec: dict, out: str, port: int) -> None:
         v = safe_get_full_optimizer_state(p, "exp_avg_sq")
         assert v is not None, f"safe_get_full_optimizer_state returned None for {name}"
         key[name] = v.detach().float().cpu().reshape(p.ds_shape if hasattr(p, "ds_shape") else p.shape).clone()
+    # The model answer key: the live module's state dict (what save_checkpoint writes under "module"); under ZeRO-3
+    # the module holds only this rank's partitions, and the file holds empty placeholders, so there is none.
+    weights = None if spec["stage"] == 3 else {n: t.detach().float().cpu().clone() for n, t in engine.module.state_dict().items()}
     engine.save_checkpoint(out)
     if rank == 0:
-        torch.save({"key": key, "tied": tied, "optimizer_class": type(ds_opt).__name__,
+        torch.save({"key": key, "weights": weights, "tied": tied, "optimizer_class": type(ds_opt).__name__,
                     "base_class": type(opt).__name__, "config": config,
                     "hyper": [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]},
                    Path(out) / "_answer.pt")
@@ -270,6 +274,7 @@ def deepspeed_fixture(fixture: Path, work: Path, spec: dict) -> None:
     from_files = consolidate_from_files(work / tag, spec["stage"], spec["world"])
     for name, v in answer["key"].items():
         assert torch.equal(from_files[name], v), f"{fixture.name}: {name}: file layout rule != safe_get_full_optimizer_state"
+    model_key = write_model_answer_key(fixture, answer["weights"], work / tag)
     hyper = answer["hyper"]
     write_answer_key(
         fixture,
@@ -294,8 +299,28 @@ def deepspeed_fixture(fixture: Path, work: Path, spec: dict) -> None:
             "answer_key_source": "deepspeed.utils.safe_get_full_optimizer_state(param, 'exp_avg_sq') on the live engine",
             "deepspeed_config": answer["config"],
             "not_copied": "zero_to_fp32.py and zero_to_torch.py (scripts DeepSpeed drops beside `latest`)",
+            **model_key,
         },
     )
+
+
+def write_model_answer_key(fixture: Path, weights: dict[str, torch.Tensor] | None, step_dir: Path) -> dict:
+    """Write `model_expected.safetensors` (the live module's weights, float32) after checking that the model-states
+    file's `module` holds exactly those values; under ZeRO-3 (`weights` None) record why there is none."""
+    if weights is None:
+        return {"model_answer_key": None,
+                "model_answer_key_note": "ZeRO-3 saves empty placeholders (shape [0]) under 'module'; the weights live "
+                                         "only in the ranks' fp32 partitions of the optimizer states"}
+    (states,) = sorted(step_dir.glob("*model_states.pt"))
+    module = torch.load(states, weights_only=False, map_location="cpu")["module"]
+    assert list(module) == list(weights), f"{fixture.name}: module keys {list(module)} != live state dict {list(weights)}"
+    for name, value in weights.items():
+        assert torch.equal(module[name].float(), value), f"{fixture.name}: saved module['{name}'] != live weight"
+    save_tensors(fixture / "model_expected.safetensors", weights)
+    return {"model_answer_key": "model_expected.safetensors",
+            "model_answer_key_source": "engine.module.state_dict() of the live engine before save_checkpoint, as float32 "
+                                       "(every key of the saved 'module', tied aliases included; bf16 converts exactly)",
+            "model_dtype": str(next(iter(module.values())).dtype).removeprefix("torch.")}
 
 
 def spec_fixture(spec: dict):

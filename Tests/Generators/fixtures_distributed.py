@@ -60,7 +60,7 @@ def fsdp_worker(rank: int, world: int, out: str, port: int) -> None:
         (out / "fsdp_full").mkdir()
         torch.save(full_optim, out / "fsdp_full" / "optimizer.pt")
         save_tensors(out / "fsdp_full" / "model.safetensors", full_model)
-        torch.save({"optim": full_optim, "tied": tied}, out / "_answer.pt")
+        torch.save({"optim": full_optim, "model": full_model, "tied": tied}, out / "_answer.pt")
     sharded = {"model": get_model_state_dict(model), "optim": get_optimizer_state_dict(model, opt)}
     dcp.save(sharded, checkpoint_id=str(out / "dcp"))
     dist.barrier()
@@ -82,9 +82,12 @@ def fsdp_run(work: Path) -> dict:
         (work / "dcp_to_torch_save").mkdir()
         dcp_to_torch_save(str(work / "dcp"), str(work / "dcp_to_torch_save" / "checkpoint.pt"))
     answer = torch.load(work / "_answer.pt", weights_only=False)
-    converted = torch.load(work / "dcp_to_torch_save" / "checkpoint.pt", weights_only=False)["optim"]["state"]
+    converted = torch.load(work / "dcp_to_torch_save" / "checkpoint.pt", weights_only=False)
     for name, s in answer["optim"]["state"].items():
-        assert torch.equal(converted[name]["exp_avg_sq"], s["exp_avg_sq"]), f"{name}: DCP round trip != full state"
+        assert torch.equal(converted["optim"]["state"][name]["exp_avg_sq"], s["exp_avg_sq"]), f"{name}: DCP round trip != full state"
+    assert list(converted["model"]) == list(answer["model"]), "DCP round trip model keys != full model state"
+    for name, w in answer["model"].items():
+        assert torch.equal(converted["model"][name], w), f"{name}: DCP round trip model weight != full model state"
     return answer
 
 
@@ -100,12 +103,20 @@ def full_key(answer: dict) -> tuple[dict[str, torch.Tensor], list[list[str]], in
     return v, groups, step, hyper
 
 
-def distributed_fixture(fixture: Path, work: Path, form: str, fmt: str, names: str, extra: dict) -> None:
-    """Copy one of the forms the shared run wrote into `<fixture>/checkpoint/` and write the answer key."""
+def distributed_fixture(
+    fixture: Path, work: Path, form: str, fmt: str, names: str, extra: dict, model_key: bool = False
+) -> None:
+    """Copy one of the forms the shared run wrote into `<fixture>/checkpoint/` and write the answer key (and, with
+    `model_key`, `model_expected.safetensors`: the full model state dict, float32)."""
     answer = fsdp_run(work.parent / "fsdp_run")
     v, groups, step, hyper = full_key(answer)
     fresh_dir(fixture)
     shutil.copytree(work.parent / "fsdp_run" / form, fixture / "checkpoint")
+    if model_key:
+        save_tensors(fixture / "model_expected.safetensors", answer["model"])
+        extra = {**extra, "model_answer_key": "model_expected.safetensors",
+                 "model_answer_key_source": "get_model_state_dict(model, options=StateDictOptions(full_state_dict=True,"
+                 " cpu_offload=True)) in the same run, float32"}
     write_answer_key(
         fixture,
         fmt=fmt,
@@ -144,7 +155,7 @@ def dcp(fixture: Path, work: Path) -> None:
         fixture, work, "dcp", "dcp",
         ".metadata keys 'optim.state.<fqn>.exp_avg_sq' (FSDP2 shards dim 0 across the 2 ranks; chunks in "
         "__0_0.distcp and __1_0.distcp)",
-        {"files": ".metadata, __0_0.distcp, __1_0.distcp"},
+        {"files": ".metadata, __0_0.distcp, __1_0.distcp"}, model_key=True,
     )
 
 
@@ -153,7 +164,7 @@ def dcp_to_torch_save(fixture: Path, work: Path) -> None:
     distributed_fixture(
         fixture, work, "dcp_to_torch_save", "dcp_torch_save",
         "checkpoint.pt = {'model': {fqn: tensor}, 'optim': {'state': {fqn: {...}}, 'param_groups': [...names...]}}",
-        {"files": "checkpoint.pt"},
+        {"files": "checkpoint.pt"}, model_key=True,
     )
 
 

@@ -53,6 +53,7 @@ from fixtures_bnb import BNB_FIXTURES  # noqa: E402
 from fixtures_peft import PEFT_FIXTURES  # noqa: E402
 from fixtures_deepspeed import DEEPSPEED_FIXTURES  # noqa: E402
 from fixtures_distributed import DISTRIBUTED_FIXTURES  # noqa: E402
+from fixtures_weights import WEIGHTS_FIXTURES  # noqa: E402
 
 GROUPS: dict[str, dict] = {
     "hf": HF_FIXTURES,
@@ -61,6 +62,7 @@ GROUPS: dict[str, dict] = {
     "peft": PEFT_FIXTURES,
     "deepspeed": DEEPSPEED_FIXTURES,
     "distributed": DISTRIBUTED_FIXTURES,
+    "weights": WEIGHTS_FIXTURES,
 }
 
 def main() -> None:
