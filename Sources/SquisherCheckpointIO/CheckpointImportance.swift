@@ -270,8 +270,12 @@ public final class CheckpointImportance: @unchecked Sendable {
         return result
     }
 
-    /// Starts reading the importance of `name` ahead of use, asynchronously (a mapped file only).
-    public func prefetch(_ name: String) { mapped?.prefetch(name) }
+    /// Starts reading the importance of `name` (the file bytes it is computed from) ahead of use,
+    /// asynchronously.
+    public func prefetch(_ name: String) {
+        mapped?.prefetch(name)
+        if let optimizer { optimizer.checkpoint.moments.prefetch(optimizer.aliases[name] ?? name) }
+    }
 
     /// Hands the resident pages of `name` back to the kernel.
     public func release(_ name: String) {

@@ -79,21 +79,23 @@ public enum CheckpointDecoding {
     }
 }
 
-/// The model half of a checkpoint: its tensors by name, read one at a time, and its file layout
-/// (one safetensors file, a sharded model with `model.safetensors.index.json`, or a PyTorch
-/// `pytorch_model.bin` / `model.pt` state dict, which is loaded whole).
+/// The model half of a checkpoint: its tensors by name, read one at a time, and its file layout.
 ///
-/// A checkpoint is a folder in the Hugging Face layout or an explicit file:
+/// A checkpoint is a folder or an explicit file:
 /// - folder: `model.safetensors.index.json` (+ shards) if present, else `model.safetensors`, else
-///   the only `*.safetensors` file, else `pytorch_model.bin` / `model.pt`. Beside it, `optimizer.pt`
+///   the only `*.safetensors` file, else `pytorch_model.bin` / `model.pt`, else a DeepSpeed ZeRO 1/2
+///   checkpoint (`latest` + `global_stepN/`, or a `global_stepN/` folder: the `module` of
+///   `mp_rank_00_model_states.pt`), else a `torch.distributed.checkpoint` folder (`.metadata` +
+///   `*.distcp`: its `model.*` entries, FSDP shards reassembled). Beside it, `optimizer.pt`
 ///   (``optimizerURL``) and `model.pt` / `pytorch_model.bin` (``modelOrderURL``, the parameter
 ///   registration order that maps optimizer indices to names).
 /// - file: `*.safetensors`, `*.index.json` (a shard index), or `*.pt` / `*.bin` (a state dict).
 ///
-/// safetensors files are memory-mapped and validated on open; tensors are decoded on demand, in
-/// chunks, and their pages released after use, so resident memory stays bounded by the tensors in
-/// flight. Tensor order (``names``) is the data order of each file, shard after shard in the index's
-/// order of first appearance: the order in which outputs are written.
+/// Every file is memory-mapped and validated on open; tensors are decoded on demand, in chunks,
+/// read ahead (``prefetch(_:)``) and their pages released after use (``release(_:)``), so resident
+/// memory stays bounded by the tensors in flight. Tensor order (``names``) is the data order of each
+/// file, shard after shard in the index's order of first appearance (the registration order for
+/// PyTorch formats): the order in which outputs are written.
 public final class CheckpointModel: @unchecked Sendable {
     /// How the model's tensors are laid out in files; outputs repeat it.
     public enum Layout: Sendable, Hashable {
@@ -102,8 +104,13 @@ public final class CheckpointModel: @unchecked Sendable {
         /// Shards listed by an index file: the index file name and each shard's file name with its
         /// tensors in data order.
         case sharded(indexFileName: String, shards: [Shard])
-        /// A PyTorch state dict, loaded whole (outputs are written as `model.safetensors`).
+        /// A PyTorch state dict (outputs are written as `model.safetensors`).
         case torchStateDict(fileName: String)
+        /// The module of a DeepSpeed ZeRO 1/2 checkpoint, read from the tag folder named (outputs are
+        /// written as `model.safetensors`).
+        case deepSpeed(tag: String)
+        /// The `model.*` entries of a DCP folder (outputs are written as `model.safetensors`).
+        case distributedCheckpoint
     }
 
     /// One shard: its file name and its tensors in data order.
@@ -135,120 +142,53 @@ public final class CheckpointModel: @unchecked Sendable {
 
     private let files: [String: MappedSafeTensors]
     private let metadataByFile: [String: [String: String]]
-    private let memory: NamedTensors?
-    private let memoryDTypes: [String: SafeTensorsDType]
+    private let torch: TorchModelWeights?
+    private let torchDTypes: [String: SafeTensorsDType]
 
     /// Opens a checkpoint folder or model file (see the type's documentation).
     /// - Throws: ``CheckpointError`` naming the path: nothing recognizable, a malformed or missing
     ///   file (the safetensors or checkpoint reader's message), shards that disagree with the index.
     public init(contentsOf url: URL) throws(CheckpointError) {
-        func fail(_ problem: String) -> CheckpointError { CheckpointError(path: url.path, problem: problem) }
-        let manager = FileManager.default
-        var isDirectory: ObjCBool = false
-        guard manager.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
-            throw CheckpointError(path: url.path, problem: "no such file or folder", cause: FileAccessError(path: url.path, reason: .missing))
-        }
-        var modelFile: URL
-        var optimizer: URL? = nil
-        let checkpointFolder = isDirectory.boolValue ? url : url.deletingLastPathComponent()
-        folder = checkpointFolder
-        if isDirectory.boolValue {
-            let entries = ((try? manager.contentsOfDirectory(atPath: url.path)) ?? []).sorted()
-            if entries.contains("model.safetensors.index.json") {
-                modelFile = url.appendingPathComponent("model.safetensors.index.json")
-            } else if entries.contains("model.safetensors") {
-                modelFile = url.appendingPathComponent("model.safetensors")
-            } else if entries.filter({ $0.hasSuffix(".safetensors") && !$0.hasPrefix(".") }).count == 1,
-                      let only = entries.first(where: { $0.hasSuffix(".safetensors") && !$0.hasPrefix(".") }) {
-                modelFile = url.appendingPathComponent(only)
-            } else if let torch = ["pytorch_model.bin", "model.pt"].first(where: entries.contains) {
-                modelFile = url.appendingPathComponent(torch)
-            } else {
-                throw fail("folder holds no model.safetensors, model.safetensors.index.json, single *.safetensors file, pytorch_model.bin or model.pt")
-            }
-            if entries.contains("optimizer.pt") { optimizer = url.appendingPathComponent("optimizer.pt") }
-        } else {
-            modelFile = url
-        }
+        let located = try CheckpointModelFiles.locate(url)
         path = url.path
-        optimizerURL = optimizer
-        let fileName = modelFile.lastPathComponent
-        let isTorch = fileName.hasSuffix(".pt") || fileName.hasSuffix(".bin") || fileName.hasSuffix(".pth")
-        if isTorch {
-            modelOrderURL = modelFile
-        } else {
-            modelOrderURL = ["model.pt", "pytorch_model.bin"].map { checkpointFolder.appendingPathComponent($0) }
-                .first { manager.fileExists(atPath: $0.path) }
-        }
-
-        let modelFiles: [URL]
-        if fileName.hasSuffix(".json") {
-            let index: ShardedSafeTensors
-            do { index = try ShardedSafeTensors(indexURL: modelFile) } catch { throw CheckpointError(wrapping: error) }
-            var files: [String: MappedSafeTensors] = [:]
-            var shards: [Shard] = []
-            var names: [String] = []
-            for shardName in index.shardNames {
-                let shardURL = index.url(ofShard: shardName)
-                guard manager.fileExists(atPath: shardURL.path) else {
-                    throw CheckpointError(path: modelFile.path, problem: "shard '\(shardName)' listed in the index is missing")
-                }
-                let mapped: MappedSafeTensors
-                do { mapped = try MappedSafeTensors(shardURL) } catch { throw CheckpointError(path: "", problem: "\(error) (shard of \(modelFile.path))", cause: error) }
-                let expected = Set(index.names.filter { index.weightMap[$0] == shardName })
-                if let missing = index.names.first(where: { index.weightMap[$0] == shardName && mapped.file.entries[$0] == nil }) {
-                    throw CheckpointError(path: shardURL.path, problem: "shard does not hold tensor '\(missing)', which the index maps to it")
-                }
-                if let extra = mapped.file.names.first(where: { !expected.contains($0) }) {
-                    throw CheckpointError(path: shardURL.path, problem: "shard holds tensor '\(extra)', which the index does not map to it")
-                }
-                for name in mapped.file.names { files[name] = mapped }
-                names += mapped.file.names
-                shards.append(Shard(fileName: shardName, tensors: mapped.file.names))
-            }
-            self.files = files
-            self.names = names
-            layout = .sharded(indexFileName: fileName, shards: shards)
-            memory = nil
-            memoryDTypes = [:]
-            var metadata: [String: [String: String]] = [:]
-            for shard in shards { if let name = shard.tensors.first, let file = files[name] { metadata[shard.fileName] = file.file.metadata } }
-            metadataByFile = metadata
-            modelFiles = [modelFile] + index.shardNames.map(index.url(ofShard:))
-        } else if isTorch {
-            let stateDict: TorchStateDict
-            do { stateDict = try TorchStateDict(contentsOf: modelFile) } catch { throw CheckpointError(wrapping: error) }
-            var dtypes: [String: SafeTensorsDType] = [:]
-            for (name, dtype) in stateDict.dtypes {
-                guard let converted = SafeTensorsDType(torch: dtype) else { throw CheckpointError(path: url.path, problem: "tensor '\(name)' has dtype \(dtype.rawValue), which safetensors cannot hold") }
-                dtypes[name] = converted
-            }
-            files = [:]
-            names = stateDict.tensors.names
-            memory = stateDict.tensors
-            memoryDTypes = dtypes
-            layout = .torchStateDict(fileName: fileName)
-            metadataByFile = ["model.safetensors": ["format": "pt"]]
-            modelFiles = [modelFile]
-        } else {
-            let mapped: MappedSafeTensors
-            do { mapped = try MappedSafeTensors(modelFile) } catch { throw CheckpointError(wrapping: error) }
+        folder = located.folder
+        optimizerURL = located.optimizer
+        modelOrderURL = located.modelOrder
+        var modelFiles: [URL]
+        switch located.model {
+        case .safetensors(let file):
+            let mapped = try CheckpointModelFiles.mapped(file)
             files = Dictionary(uniqueKeysWithValues: mapped.file.names.map { ($0, mapped) })
             names = mapped.file.names
-            memory = nil
-            memoryDTypes = [:]
-            layout = .single(fileName: fileName)
-            metadataByFile = [fileName: mapped.file.metadata]
-            modelFiles = [modelFile]
+            layout = .single(fileName: file.lastPathComponent)
+            metadataByFile = [file.lastPathComponent: mapped.file.metadata]
+            (torch, torchDTypes) = (nil, [:])
+            modelFiles = [file]
+        case .shardIndex(let index):
+            let shards = try CheckpointModelFiles.shards(index)
+            files = shards.files
+            names = shards.layout.flatMap(\.tensors)
+            layout = .sharded(indexFileName: index.lastPathComponent, shards: shards.layout)
+            metadataByFile = shards.metadata
+            (torch, torchDTypes) = (nil, [:])
+            modelFiles = shards.urls
+        case .torch(let weights, let layout):
+            files = [:]
+            names = weights.names
+            self.layout = layout
+            metadataByFile = ["model.safetensors": ["format": "pt"]]
+            torch = weights
+            torchDTypes = try CheckpointModelFiles.safetensorsDTypes(of: weights)
+            modelFiles = weights.inputs
         }
-        inputs = (isDirectory.boolValue ? [url] : []) + modelFiles + [optimizer, modelOrderURL].compactMap { $0 }
+        inputs = (located.isFolder ? [url] : []) + modelFiles + [optimizerURL, modelOrderURL].compactMap { $0 }
     }
 
     /// The element type and shape of tensor `name`.
     /// - Throws: ``CheckpointError`` when the model has no such tensor.
     public func entry(_ name: String) throws(CheckpointError) -> (dtype: SafeTensorsDType, shape: [Int]) {
         if let file = files[name], let entry = file.file.entries[name] { return (entry.dtype, entry.shape) }
-        if let tensor = memory?[name], let dtype = memoryDTypes[name] { return (dtype, tensor.shape) }
+        if let torch, let dtype = torchDTypes[name] { return (dtype, try torch.shape(name)) }
         throw CheckpointError(path: path, problem: "no tensor named '\(name)'")
     }
 
@@ -265,10 +205,8 @@ public final class CheckpointModel: @unchecked Sendable {
         guard range.lowerBound >= 0, range.upperBound <= count, out.count == range.count else {
             throw CheckpointError(path: path, problem: "tensor '\(name)' has \(count) elements; cannot read elements \(range) into \(out.count) values")
         }
-        if let tensor = memory?[name] {
-            tensor.scalars.withUnsafeBufferPointer { source in
-                _ = out.initialize(fromContentsOf: UnsafeBufferPointer(rebasing: source[range]))
-            }
+        if let torch {
+            try torch.decode(name, range: range, into: out)
             return
         }
         let file = files[name]!.file
@@ -288,8 +226,19 @@ public final class CheckpointModel: @unchecked Sendable {
 
     /// Writes tensor `name` unchanged (same dtype and bytes) as the writer's next tensor.
     public func copy(_ name: String, to writer: SafeTensorsStreamWriter) throws(SafeTensorsError) {
-        if let tensor = memory?[name] {
-            try writer.write(name, tensor)
+        if let torch {
+            let copied: Void?
+            do {
+                copied = try torch.withContiguousBytes(name) { (raw: UnsafeRawBufferPointer) throws(CheckpointError) in
+                    do { try writer.writeRaw(name, bytes: raw) } catch { throw CheckpointError(wrapping: error) }
+                }
+            } catch { throw SafeTensorsError(path: path, problem: "\(error)", cause: error) }
+            if copied != nil { return }
+            // A strided view or a tensor assembled from shards: through float32 (exact for floats
+            // and integers up to 2^24 in magnitude).
+            do { try writer.write(name, Tensor(uncheckedShape: try torch.shape(name), scalars: try torch.floats(name))) } catch let error as SafeTensorsError {
+                throw error
+            } catch { throw SafeTensorsError(path: path, problem: "\(error)", cause: error) }
             return
         }
         guard let file = files[name]?.file else { throw SafeTensorsError(path: path, problem: "no tensor named '\(name)'") }
@@ -300,16 +249,21 @@ public final class CheckpointModel: @unchecked Sendable {
     }
 
     /// The `__metadata__` of output file `fileName` of the layout as the input holds it (`{"format":
-    /// "pt"}` for a PyTorch state dict written as safetensors), empty when it has none.
+    /// "pt"}` for a PyTorch format written as safetensors), empty when it has none.
     public func metadata(ofFile fileName: String) -> [String: String] { metadataByFile[fileName] ?? [:] }
 
-    /// Starts reading tensor `name` from disk ahead of use, asynchronously (no effect for a state
-    /// dict, which is in memory): a streaming pass calls it for the next tensor while it works on
-    /// the current one.
-    public func prefetch(_ name: String) { files[name]?.prefetch(name) }
+    /// Starts reading tensor `name` from disk ahead of use, asynchronously: a streaming pass calls it
+    /// for the next tensor while it works on the current one.
+    public func prefetch(_ name: String) {
+        files[name]?.prefetch(name)
+        torch?.prefetch(name)
+    }
 
-    /// Hands the resident pages of tensor `name` back to the kernel (no effect for a state dict).
-    public func release(_ name: String) { files[name]?.release(name) }
+    /// Hands the resident pages of tensor `name` back to the kernel.
+    public func release(_ name: String) {
+        files[name]?.release(name)
+        torch?.release(name)
+    }
 
     /// The total number of elements of tensors `names` (all tensors by default).
     public func elementCount(of names: [String]? = nil) -> Int {

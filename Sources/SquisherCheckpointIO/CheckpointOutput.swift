@@ -51,7 +51,7 @@ public enum CheckpointLayoutWriter {
     public static func files(of model: CheckpointModel) -> [(fileName: String, tensors: [String])] {
         switch model.layout {
         case .single(let fileName): [(fileName, model.names)]
-        case .torchStateDict: [("model.safetensors", model.names)]
+        case .torchStateDict, .deepSpeed, .distributedCheckpoint: [("model.safetensors", model.names)]
         case .sharded(_, let shards): shards.map { ($0.fileName, $0.tensors) }
         }
     }

@@ -52,6 +52,17 @@ public struct SecondMoments: Sendable {
         self.parametersWithoutState = parametersWithoutState
     }
 
+    /// Starts reading the file bytes of `name`'s second moment ahead, asynchronously (see
+    /// ``MappedFile/prefetch(_:)``); unknown names are ignored.
+    public func prefetch(_ name: String) {
+        switch recipes[name] {
+        case .tensor(let tensor): tensor.prefetchPages()
+        case .adafactor(let row, let column): row.prefetchPages(); column.prefetchPages()
+        case .bitsAndBytes(let state2, _, let absmax): state2.prefetchPages(); absmax?.prefetchPages()
+        case .materialized, nil: break
+        }
+    }
+
     /// The second moment of `name` (float32, the parameter's shape), computed now from the file.
     /// - Throws: ``CheckpointError`` naming the file and parameter when there is no state for it or a
     ///   value is invalid (a negative or non-finite Adafactor factor).

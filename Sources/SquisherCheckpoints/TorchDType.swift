@@ -134,6 +134,19 @@ public struct TorchTensor: Sendable, Hashable {
     /// tensor, so that reading a checkpoint tensor by tensor keeps resident memory near one tensor.
     /// Elements `range` only, when given and the tensor is contiguous.
     public func releasePages(_ range: Range<Int>? = nil) {
+        forEachMappedRun(range) { file, bytes in file.release(bytes) }
+    }
+
+    /// Asks the kernel to read this tensor's mapped bytes ahead, asynchronously (see
+    /// ``MappedFile/prefetch(_:)``): a streaming pass calls it for the next tensor. Elements `range`
+    /// only, when given and the tensor is contiguous.
+    public func prefetchPages(_ range: Range<Int>? = nil) {
+        forEachMappedRun(range) { file, bytes in file.prefetch(bytes) }
+    }
+
+    /// Calls `body` with each file mapping and byte run this tensor's elements (`range`, when given
+    /// and contiguous) lie in.
+    func forEachMappedRun(_ range: Range<Int>?, _ body: (MappedFile, UnsafeRawBufferPointer) -> Void) {
         switch storage {
         case .materialized: return
         case .view(let data, let offset, let stride, let file):
@@ -142,12 +155,12 @@ public struct TorchTensor: Sendable, Hashable {
             let contiguous = _PickleMachine.isContiguous(size: shape, stride: stride)
             data.withUnsafeBytes { raw in
                 let bytes = contiguous ? elements.lowerBound * dtype.byteCount..<min(raw.count, elements.upperBound * dtype.byteCount) : 0..<raw.count
-                if !bytes.isEmpty { file.release(UnsafeRawBufferPointer(rebasing: raw[bytes])) }
+                if !bytes.isEmpty { body(file, UnsafeRawBufferPointer(rebasing: raw[bytes])) }
             }
         case .concatenation(let pieces):
-            for piece in pieces { piece.source.releasePages(piece.range) }
+            for piece in pieces { piece.source.forEachMappedRun(piece.range, body) }
         case .tiles(let tiles):
-            for tile in tiles { tile.source.releasePages() }
+            for tile in tiles { tile.source.forEachMappedRun(nil, body) }
         }
     }
 

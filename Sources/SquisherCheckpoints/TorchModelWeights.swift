@@ -126,4 +126,9 @@ public struct TorchModelWeights: Sendable {
     /// Hands the pages of tensor `name` back to the kernel (`madvise(MADV_DONTNEED)` on its mapped
     /// bytes; re-read from the page cache if the tensor is decoded again). Unknown names are ignored.
     public func release(_ name: String) { tensors[name]?.releasePages() }
+
+    /// Starts reading tensor `name`'s mapped bytes ahead, asynchronously (`madvise(MADV_WILLNEED)`),
+    /// so a streaming pass reads the next tensor while it works on the current one. Unknown names are
+    /// ignored.
+    public func prefetch(_ name: String) { tensors[name]?.prefetchPages() }
 }

@@ -84,6 +84,8 @@ enum InspectCommand: Subcommand {
         case .single(let fileName): layout = "one safetensors file \(fileName)"
         case .sharded(let index, let shards): layout = "\(shards.count) shards listed by \(index)"
         case .torchStateDict(let fileName): layout = "PyTorch state dict \(fileName)"
+        case .deepSpeed(let tag): layout = "DeepSpeed ZeRO module of \(tag)/mp_rank_00_model_states.pt"
+        case .distributedCheckpoint: layout = "torch.distributed.checkpoint model.* entries"
         }
         var rows: [[String]] = []
         var totalBytes = 0, totalElements = 0
