@@ -10,7 +10,10 @@ import Squisher
 enum GEMMBenchmark {
     static let optionsHelp = """
         options: --threads 1,2   --samples 7   --min-seconds 0.05   --no-numpy
-                           --sizes 256,512,1024   --tune (sweep tile shapes and kc/mc at 1024, 1 thread)
+                           --sizes 256,512,1024   --only TEXT (cases whose label contains TEXT)
+                           --grid-limit N (GEMMConfiguration.packedGridLimit; 0 = no grid split)
+                           --best (report the fastest sample instead of the median)
+                           --tune (sweep tile shapes and kc/mc at 1024, 1 thread)
         """
 
     /// One product: `op(A)` is m x k, `op(B)` is k x n.
@@ -29,6 +32,9 @@ enum GEMMBenchmark {
         var numpy = true
         var sizes = [256, 512, 1024]
         var tune = false
+        var only: String? = nil
+        var gridLimit: Int? = nil
+        var best = false
     }
 
     static func parse(_ arguments: [String]) -> Options? {
@@ -46,6 +52,9 @@ enum GEMMBenchmark {
             case "--min-seconds": guard let v = iterator.next().flatMap({ Double($0) }), v > 0 else { return nil }; options.minSeconds = v
             case "--no-numpy": options.numpy = false
             case "--tune": options.tune = true
+            case "--grid-limit": guard let v = iterator.next().flatMap({ Int($0) }), v >= 0 else { return nil }; options.gridLimit = v
+            case "--best": options.best = true
+            case "--only": guard let v = iterator.next(), !v.isEmpty else { return nil }; options.only = v
             default: return nil
             }
         }
@@ -154,7 +163,7 @@ enum GEMMBenchmark {
         var results: [String: Double] = [:]
         for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
             let fields = line.split(separator: " ")
-            if fields.count >= 3, fields[0] == "RESULT", let seconds = Double(fields[2]) {
+            if fields.count >= 3, fields[0] == "RESULT", let seconds = Double(fields[options.best && fields.count >= 5 ? 4 : 2]) {
                 results[String(fields[1])] = seconds
             } else if fields.first == "INFO" {
                 numpyVersion = fields.dropFirst().joined(separator: " ")
@@ -189,17 +198,18 @@ enum GEMMBenchmark {
             tune(options: options)
             return 0
         }
-        let cases = cases(sizes: options.sizes)
+        let cases = cases(sizes: options.sizes).filter { c in options.only.map { c.label.contains($0) } ?? true }
         var numpyProblem: String? = nil
         for threads in options.threads {
             var configuration = defaults
             configuration.maximumThreads = threads
+            if let limit = options.gridLimit { configuration.packedGridLimit = limit }
             // Each case runs on both sides back to back (numpy in a fresh process per case), so that
             // both see the same load from other processes on this shared machine.
             var squisher: [Double] = []
             var numpy: [String: Double]? = options.numpy && numpyProblem == nil ? [:] : nil
             for c in cases {
-                squisher.append(measureSquisher(c, configuration: configuration, options: options))
+                squisher.append(measureSquisher(c, configuration: configuration, options: options, best: options.best))
                 guard numpy != nil else { continue }
                 switch measureNumpy([c], threads: threads, options: options) {
                 case .success(let results): numpy?.merge(results) { $1 }
