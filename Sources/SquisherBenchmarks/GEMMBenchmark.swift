@@ -12,8 +12,9 @@ enum GEMMBenchmark {
         options: --threads 1,2   --samples 7   --min-seconds 0.05   --no-numpy
                            --sizes 256,512,1024   --only TEXT (cases whose label contains TEXT)
                            --grid-limit N (GEMMConfiguration.packedGridLimit; 0 = no grid split)
-                           --best (report the fastest sample instead of the median)
+                           --best (report the fastest sample instead of the median)   --kc N (depth block)
                            --tune (sweep tile shapes and kc/mc at 1024, 1 thread)
+                           --compare-splits (packed grid against the row split, interleaved, best samples)
         """
 
     /// One product: `op(A)` is m x k, `op(B)` is k x n.
@@ -34,6 +35,8 @@ enum GEMMBenchmark {
         var tune = false
         var only: String? = nil
         var gridLimit: Int? = nil
+        var kc: Int? = nil
+        var compareSplits = false
         var best = false
     }
 
@@ -54,6 +57,8 @@ enum GEMMBenchmark {
             case "--tune": options.tune = true
             case "--grid-limit": guard let v = iterator.next().flatMap({ Int($0) }), v >= 0 else { return nil }; options.gridLimit = v
             case "--best": options.best = true
+            case "--compare-splits": options.compareSplits = true
+            case "--kc": guard let v = iterator.next().flatMap({ Int($0) }), v > 0 else { return nil }; options.kc = v
             case "--only": guard let v = iterator.next(), !v.isEmpty else { return nil }; options.only = v
             default: return nil
             }
@@ -199,11 +204,16 @@ enum GEMMBenchmark {
             return 0
         }
         let cases = cases(sizes: options.sizes).filter { c in options.only.map { c.label.contains($0) } ?? true }
+        if options.compareSplits {
+            compareSplits(cases, options: options)
+            return 0
+        }
         var numpyProblem: String? = nil
         for threads in options.threads {
             var configuration = defaults
             configuration.maximumThreads = threads
             if let limit = options.gridLimit { configuration.packedGridLimit = limit }
+            if let kc = options.kc { configuration.kc = kc }
             // Each case runs on both sides back to back (numpy in a fresh process per case), so that
             // both see the same load from other processes on this shared machine.
             var squisher: [Double] = []
@@ -284,6 +294,48 @@ enum GEMMBenchmark {
         for ((kernel, configuration), seconds) in zip(configurations, best) {
             print("| \(kernel) | \(configuration.kc) | \(configuration.mc) | \(gflops(c, seconds)) |")
         }
+    }
+
+    /// The multithreaded splits side by side: the packed grid (default) and the shared panel / column
+    /// split (`packedGridLimit = 0`), interleaved call by call over `samples` rounds on every case, each
+    /// keeping its fastest round, so that load from other processes hits both alike.
+    static func compareSplits(_ cases: [Case], options: Options) {
+        print("Wall: fastest round's GFLOP/s. CPU: flops over the process CPU time of that case's fastest")
+        print("round (both threads summed, so 2 threads at the same efficiency show the same figure as 1;")
+        print("time other processes take is not counted, so it compares efficiency on a busy machine).")
+        print("| case | threads | grid wall | row split wall | grid / row split (wall) | grid CPU | row split CPU | grid / row split (CPU) |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for threads in options.threads where threads > 1 {
+            for c in cases {
+                var grid = GEMMConfiguration(maximumThreads: threads)
+                if let kc = options.kc { grid.kc = kc }
+                var rows = grid
+                rows.packedGridLimit = 0
+                var single = options
+                single.samples = 1
+                var wall = (grid: Double.infinity, rows: Double.infinity)
+                var cpu = (grid: Double.infinity, rows: Double.infinity)
+                for _ in 0..<options.samples {
+                    var start = processCPUSeconds()
+                    wall.grid = min(wall.grid, measureSquisher(c, configuration: grid, options: single))
+                    cpu.grid = min(cpu.grid, processCPUSeconds() - start)
+                    start = processCPUSeconds()
+                    wall.rows = min(wall.rows, measureSquisher(c, configuration: rows, options: single))
+                    cpu.rows = min(cpu.rows, processCPUSeconds() - start)
+                }
+                // CPU per call: the measured calls of one round (measureSquisher runs warm-up calls too,
+                // the same count for both), so only the ratio of the two CPU columns is meaningful.
+                print("| \(c.label) | \(threads) | \(gflops(c, wall.grid)) | \(gflops(c, wall.rows)) | \(String(format: "%.2f", wall.rows / wall.grid)) | "
+                    + "\(String(format: "%.3f", cpu.grid * 1e3)) ms | \(String(format: "%.3f", cpu.rows * 1e3)) ms | \(String(format: "%.2f", cpu.rows / cpu.grid)) |")
+            }
+        }
+    }
+
+    /// CPU time consumed by all threads of this process, in seconds.
+    static func processCPUSeconds() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
     }
 
     /// The 1, 5 and 15 minute load averages (from /proc/loadavg): other processes on this shared machine.

@@ -17,8 +17,8 @@ struct GEMMGridPointers: @unchecked Sendable {
     let packedB: UnsafeMutablePointer<Float>
 }
 
-/// The shape of one grid product: tiles, slivers, depth blocks, and how packing and compute are cut
-/// into claimable items.
+/// The shape of one grid product: tiles, slivers, depth blocks, which tiles and slivers are packed,
+/// and how packing and compute are cut into claimable items.
 struct GEMMGridPlan {
     let mr: Int, nr: Int
     let kcBlock: Int
@@ -26,21 +26,36 @@ struct GEMMGridPlan {
     let rowTiles: Int, slivers: Int
     var paddedM: Int { rowTiles * mr }
     var paddedN: Int { slivers * nr }
-    /// Packing items per depth block: `aGroups` groups of row tiles of `op(A)`, then `bGroups` groups
-    /// of column slivers of `op(B)`.
+    /// Whether whole tiles of `op(A)` (slivers of `op(B)`) are read in place by the micro-kernel instead
+    /// of packed: when the operand is stored k-major (A transposed, B not), so that the `mr` (`nr`)
+    /// values of one depth step are contiguous, and its leading dimension is not a multiple of 32
+    /// scalars (128 bytes), so that the rows of one sliver fall into different L1 cache sets. A last,
+    /// partial tile or sliver is still packed (zero-padded, and never read past the operand's end).
+    let directA: Bool, directB: Bool
+    /// The row tiles and column slivers that are packed.
+    let packedTiles: Range<Int>, packedSlivers: Range<Int>
+    /// Packing items per depth block: `aGroups` groups of packed row tiles of `op(A)`, then `bGroups`
+    /// groups of packed column slivers of `op(B)`.
     let aGroups: Int, bGroups: Int
     /// Compute units are (sliver, row tile) pairs, sliver-major; `chunks` near-equal contiguous runs of them.
     let chunks: Int
 
-    init(m: Int, n: Int, k: Int, mr: Int, nr: Int, kc: Int, threads: Int) {
+    init(
+        m: Int, n: Int, k: Int, mr: Int, nr: Int, kc: Int, threads: Int,
+        transposeA: Bool, lda: Int, transposeB: Bool, ldb: Int
+    ) {
         self.mr = mr
         self.nr = nr
         kcBlock = GEMMPlan.balanced(k, block: kc, multiple: 1)
         depthBlocks = (k + kcBlock - 1) / kcBlock
         rowTiles = (m + mr - 1) / mr
         slivers = (n + nr - 1) / nr
-        aGroups = min(rowTiles, 2 * threads)
-        bGroups = min(slivers, 2 * threads)
+        directA = transposeA && lda % 32 != 0
+        directB = !transposeB && ldb % 32 != 0
+        packedTiles = directA ? (m % mr == 0 ? rowTiles..<rowTiles : rowTiles - 1..<rowTiles) : 0..<rowTiles
+        packedSlivers = directB ? (n % nr == 0 ? slivers..<slivers : slivers - 1..<slivers) : 0..<slivers
+        aGroups = min(packedTiles.count, 2 * threads)
+        bGroups = min(packedSlivers.count, 2 * threads)
         // Four runs per thread: equal work when no thread is delayed, and a delayed thread costs one run.
         chunks = min(rowTiles * slivers, 4 * threads)
     }
@@ -63,7 +78,9 @@ final class GEMMGridCounters: Sendable {
     let nextChunk = Atomic<Int>(0)
 }
 
-/// Multithreaded product of a mid-sized problem in one dispatch, with both operands packed once:
+/// Multithreaded product of a mid-sized problem in one dispatch, with both operands packed once (or
+/// read in place where they are already laid out as the micro-kernel reads them, see
+/// ``GEMMGridPlan/directA``):
 ///
 /// 1. The threads claim packing items (one depth block of a group of `mr`-row tiles of `op(A)` or of
 ///    `nr`-column slivers of `op(B)`) until none is left, then wait until every claimed item is packed.
@@ -82,7 +99,9 @@ func gemmPackedGrid(
     let info = csq_sgemm_kernel_for(
         Int32(min(configuration.isaLevel, GEMMKernelInfo.cpuISALevel)), Int32(configuration.kernelVariant))
     let kernel: csq_sgemm_kernel_fn = info.kernel
-    let plan = GEMMGridPlan(m: m, n: n, k: k, mr: Int(info.mr), nr: Int(info.nr), kc: configuration.kc, threads: threads)
+    let plan = GEMMGridPlan(
+        m: m, n: n, k: k, mr: Int(info.mr), nr: Int(info.nr), kc: configuration.kc, threads: threads,
+        transposeA: transposeA, lda: lda, transposeB: transposeB, ldb: ldb)
     let aCount = GEMMPlan.roundUp(k * plan.paddedM, to: 16)
     let count = aCount + k * plan.paddedN
     let raw = UnsafeMutableRawPointer.allocate(byteCount: count * MemoryLayout<Float>.stride, alignment: 64)
@@ -105,7 +124,7 @@ func gemmPackedGrid(
             guard chunk < plan.chunks else { break }
             gridCompute(
                 units: plan.units * chunk / plan.chunks..<plan.units * (chunk + 1) / plan.chunks, plan: plan,
-                kernel: kernel, m: m, n: n, k: k, alpha: alpha, beta: beta, ldc: ldc, shared)
+                kernel: kernel, m: m, n: n, k: k, alpha: alpha, lda: lda, ldb: ldb, beta: beta, ldc: ldc, shared)
         }
     }
 }
@@ -120,15 +139,16 @@ private func gridPack(
     let (block, group) = item.quotientAndRemainder(dividingBy: plan.aGroups + plan.bGroups)
     let pc = block * plan.kcBlock, kcCur = min(plan.kcBlock, k - pc)
     if group < plan.aGroups {
-        let first = plan.rowTiles * group / plan.aGroups * plan.mr
-        let last = min(m, plan.rowTiles * (group + 1) / plan.aGroups * plan.mr)
+        let tiles = plan.packedTiles
+        let first = (tiles.lowerBound + tiles.count * group / plan.aGroups) * plan.mr
+        let last = min(m, (tiles.lowerBound + tiles.count * (group + 1) / plan.aGroups) * plan.mr)
         packA(
             transposed: transposeA, a: shared.a, lda: lda, row: first, column: pc, height: last - first, depth: kcCur,
             mr: plan.mr, into: shared.packedA + pc * plan.paddedM + first * kcCur)
     } else {
-        let g = group - plan.aGroups
-        let first = plan.slivers * g / plan.bGroups * plan.nr
-        let last = min(n, plan.slivers * (g + 1) / plan.bGroups * plan.nr)
+        let g = group - plan.aGroups, slivers = plan.packedSlivers
+        let first = (slivers.lowerBound + slivers.count * g / plan.bGroups) * plan.nr
+        let last = min(n, (slivers.lowerBound + slivers.count * (g + 1) / plan.bGroups) * plan.nr)
         packB(
             transposed: transposeB, b: shared.b, ldb: ldb, row: pc, column: first, depth: kcCur, width: last - first,
             nr: plan.nr, into: shared.packedB + pc * plan.paddedN + first * kcCur)
@@ -137,11 +157,11 @@ private func gridPack(
 
 /// Computes the compute units `units` of ``gemmPackedGrid`` (unit `u` is tile `u % rowTiles` of sliver
 /// `u / rowTiles`): for each sliver in the run, every depth block in order (the first applies `beta`),
-/// the run's tiles of that sliver.
+/// the run's tiles of that sliver, each operand read packed or in place (``GEMMGridPlan/directA``).
 @inline(__always)
 private func gridCompute(
     units: Range<Int>, plan: GEMMGridPlan, kernel: csq_sgemm_kernel_fn, m: Int, n: Int, k: Int,
-    alpha: Float, beta: Float, ldc: Int, _ shared: GEMMGridPointers
+    alpha: Float, lda: Int, ldb: Int, beta: Float, ldc: Int, _ shared: GEMMGridPointers
 ) {
     let (mr, nr) = (plan.mr, plan.nr)
     var u = units.lowerBound
@@ -149,16 +169,22 @@ private func gridCompute(
         let (sliver, firstTile) = u.quotientAndRemainder(dividingBy: plan.rowTiles)
         let lastTile = min(plan.rowTiles, firstTile + units.upperBound - u)
         let column = sliver * nr, width = min(nr, n - column)
+        let sliverPacked = plan.packedSlivers.contains(sliver)
         var pc = 0
         while pc < k {
             let kcCur = min(plan.kcBlock, k - pc)
             let passBeta: Float = pc == 0 ? beta : 1
-            let bSliver = UnsafePointer(shared.packedB + pc * plan.paddedN + column * kcCur)
+            let (bSliver, bStride) = sliverPacked
+                ? (UnsafePointer(shared.packedB + pc * plan.paddedN + column * kcCur), nr)
+                : (shared.b + pc * ldb + column, ldb)
             let aBlock = shared.packedA + pc * plan.paddedM
             for tile in firstTile..<lastTile {
                 let row = tile * mr
+                let (aTile, aStride) = plan.packedTiles.contains(tile)
+                    ? (UnsafePointer(aBlock + row * kcCur), mr)
+                    : (shared.a + pc * lda + row, lda)
                 kernel(
-                    kcCur, UnsafePointer(aBlock + row * kcCur), bSliver, shared.c + row * ldc + column, ldc,
+                    kcCur, aTile, aStride, bSliver, bStride, shared.c + row * ldc + column, ldc,
                     min(mr, m - row), width, alpha, passBeta)
             }
             pc += plan.kcBlock
