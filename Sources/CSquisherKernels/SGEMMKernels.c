@@ -1,11 +1,9 @@
 // Register-tiled single-precision GEMM micro-kernels, one per instruction set, selected at run time.
 //
-// Every kernel computes one MR x NR tile of C from two slivers, packed or read in place:
-//   a: for each depth p, MR consecutive floats at a + p*as (column p of the MR-row sliver of op(A));
-//      packed slivers have as = MR, an op(A) stored k-major (transposed A) is read in place with as = lda,
-//   b: for each depth p, NR consecutive floats at b + p*bs (row p of the NR-column sliver of op(B));
-//      packed slivers have bs = NR, an op(B) stored k-major (B not transposed) is read in place with bs = ldb,
-//   C[i, j] = alpha * sum_p a[p*as + i] * b[p*bs + j] + beta * C[i, j]   for i < mr, j < nr,
+// Every kernel computes one MR x NR tile of C from packed panels:
+//   a: kc groups of MR floats (column p of the MR-row sliver of op(A), zero-padded),
+//   b: kc groups of NR floats (row p of the NR-column sliver of op(B), zero-padded),
+//   C[i, j] = alpha * sum_p a[p*MR + i] * b[p*NR + j] + beta * C[i, j]   for i < mr, j < nr,
 // where beta == 0 means C is written without being read (NaNs in C are overwritten).
 // Only these kernels need AVX2/FMA or AVX-512; each is compiled for its ISA through a per-function
 // target attribute, so the default (baseline x86-64) build still carries them all.
@@ -36,12 +34,12 @@ static inline void csq_store_partial(const float *acc, long accStride, float *c,
 // Portable kernel (baseline x86-64 / other architectures): 4 x 16, plain C the compiler vectorizes.
 #define CSQ_P_MR 4
 #define CSQ_P_NR 16
-static void csq_sgemm_portable_4x16(long kc, const float *restrict a, long as, const float *restrict b, long bs,
-                                    float *restrict c, long ldc, long mr, long nr, float alpha, float beta) {
+static void csq_sgemm_portable_4x16(long kc, const float *restrict a, const float *restrict b, float *restrict c,
+                                    long ldc, long mr, long nr, float alpha, float beta) {
     float acc[CSQ_P_MR][CSQ_P_NR] = {{0}};
     for (long p = 0; p < kc; p++) {
-        const float *bp = b + p * bs;
-        const float *ap = a + p * as;
+        const float *bp = b + p * CSQ_P_NR;
+        const float *ap = a + p * CSQ_P_MR;
         CSQ_UNROLL for (int i = 0; i < CSQ_P_MR; i++) {
             float ai = ap[i];
             CSQ_UNROLL for (int j = 0; j < CSQ_P_NR; j++) acc[i][j] += ai * bp[j];
@@ -55,8 +53,7 @@ static void csq_sgemm_portable_4x16(long kc, const float *restrict a, long as, c
 // AVX2 + FMA: MR x (8 * NV) tiles in ymm registers, A broadcast, B loaded.
 #define CSQ_DEFINE_AVX2(MR, NV)                                                                          \
 __attribute__((target("avx2,fma")))                                                                     \
-static void csq_sgemm_avx2_##MR##x##NV(long kc, const float *restrict a, long as,                       \
-                                       const float *restrict b, long bs,                                 \
+static void csq_sgemm_avx2_##MR##x##NV(long kc, const float *restrict a, const float *restrict b,        \
                                        float *restrict c, long ldc, long mr, long nr, float alpha,       \
                                        float beta) {                                                     \
     __m256 acc[MR][NV];                                                                                  \
@@ -73,8 +70,8 @@ static void csq_sgemm_avx2_##MR##x##NV(long kc, const float *restrict a, long as
             __m256 ai = _mm256_broadcast_ss(a + i);                                                      \
             CSQ_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = _mm256_fmadd_ps(ai, bv[v], acc[i][v]);   \
         }                                                                                                \
-        a += as;                                                                                         \
-        b += bs;                                                                                         \
+        a += MR;                                                                                         \
+        b += 8 * NV;                                                                                     \
     }                                                                                                    \
     __m256 va = _mm256_set1_ps(alpha);                                                                   \
     if (mr == MR && nr == 8 * NV) {                                                                      \
@@ -100,8 +97,7 @@ static void csq_sgemm_avx2_##MR##x##NV(long kc, const float *restrict a, long as
 // AVX-512F: MR x (16 * NV) tiles in zmm registers (32 of them), A broadcast, B loaded.
 #define CSQ_DEFINE_AVX512(MR, NV)                                                                        \
 __attribute__((target("avx512f,avx512dq,fma")))                                                         \
-static void csq_sgemm_avx512_##MR##x##NV(long kc, const float *restrict a, long as,                     \
-                                         const float *restrict b, long bs,                               \
+static void csq_sgemm_avx512_##MR##x##NV(long kc, const float *restrict a, const float *restrict b,      \
                                          float *restrict c, long ldc, long mr, long nr, float alpha,     \
                                          float beta) {                                                   \
     __m512 acc[MR][NV];                                                                                  \
@@ -118,8 +114,8 @@ static void csq_sgemm_avx512_##MR##x##NV(long kc, const float *restrict a, long 
             __m512 ai = _mm512_set1_ps(a[i]);                                                            \
             CSQ_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);   \
         }                                                                                                \
-        a += as;                                                                                         \
-        b += bs;                                                                                         \
+        a += MR;                                                                                         \
+        b += 16 * NV;                                                                                    \
     }                                                                                                    \
     __m512 va = _mm512_set1_ps(alpha);                                                                   \
     if (mr == MR && nr == 16 * NV) {                                                                     \

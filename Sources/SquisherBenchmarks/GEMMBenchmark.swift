@@ -300,10 +300,10 @@ enum GEMMBenchmark {
     /// split (`packedGridLimit = 0`), interleaved call by call over `samples` rounds on every case, each
     /// keeping its fastest round, so that load from other processes hits both alike.
     static func compareSplits(_ cases: [Case], options: Options) {
-        print("Wall: fastest round's GFLOP/s. CPU: flops over the process CPU time of that case's fastest")
-        print("round (both threads summed, so 2 threads at the same efficiency show the same figure as 1;")
-        print("time other processes take is not counted, so it compares efficiency on a busy machine).")
-        print("| case | threads | grid wall | row split wall | grid / row split (wall) | grid CPU | row split CPU | grid / row split (CPU) |")
+        print("Wall: GFLOP/s of the fastest round. CPU: process CPU time per call (both threads summed) in the")
+        print("round with the least, which other processes do not inflate: it compares the work of the two splits")
+        print("on a busy machine, but not their balance between the threads.")
+        print("| case | threads | grid wall | row split wall | grid / row split (wall) | grid CPU µs | row split CPU µs | row split / grid (CPU) |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for threads in options.threads where threads > 1 {
             for c in cases {
@@ -311,22 +311,51 @@ enum GEMMBenchmark {
                 if let kc = options.kc { grid.kc = kc }
                 var rows = grid
                 rows.packedGridLimit = 0
-                var single = options
-                single.samples = 1
                 var wall = (grid: Double.infinity, rows: Double.infinity)
                 var cpu = (grid: Double.infinity, rows: Double.infinity)
-                for _ in 0..<options.samples {
-                    var start = processCPUSeconds()
-                    wall.grid = min(wall.grid, measureSquisher(c, configuration: grid, options: single))
-                    cpu.grid = min(cpu.grid, processCPUSeconds() - start)
-                    start = processCPUSeconds()
-                    wall.rows = min(wall.rows, measureSquisher(c, configuration: rows, options: single))
-                    cpu.rows = min(cpu.rows, processCPUSeconds() - start)
+                let calls = max(1, Int(options.minSeconds * 100e9 / c.flops))
+                withOperands(c) { call in
+                    for round in 0..<options.samples {
+                        // Alternating which split goes first, so that neither always follows the other.
+                        let order = [(grid, true), (rows, false)]
+                        for (configuration, isGrid) in round % 2 == 0 ? order : order.reversed() {
+                            call(configuration)
+                            let (cpuStart, wallStart) = (processCPUSeconds(), ContinuousClock.now)
+                            for _ in 0..<calls { call(configuration) }
+                            let wallTime = seconds(ContinuousClock.now - wallStart) / Double(calls)
+                            let cpuTime = (processCPUSeconds() - cpuStart) / Double(calls)
+                            if isGrid {
+                                (wall.grid, cpu.grid) = (min(wall.grid, wallTime), min(cpu.grid, cpuTime))
+                            } else {
+                                (wall.rows, cpu.rows) = (min(wall.rows, wallTime), min(cpu.rows, cpuTime))
+                            }
+                        }
+                    }
                 }
-                // CPU per call: the measured calls of one round (measureSquisher runs warm-up calls too,
-                // the same count for both), so only the ratio of the two CPU columns is meaningful.
                 print("| \(c.label) | \(threads) | \(gflops(c, wall.grid)) | \(gflops(c, wall.rows)) | \(String(format: "%.2f", wall.rows / wall.grid)) | "
-                    + "\(String(format: "%.3f", cpu.grid * 1e3)) ms | \(String(format: "%.3f", cpu.rows * 1e3)) ms | \(String(format: "%.2f", cpu.rows / cpu.grid)) |")
+                    + "\(String(format: "%.1f", cpu.grid * 1e6)) | \(String(format: "%.1f", cpu.rows * 1e6)) | \(String(format: "%.2f", cpu.rows / cpu.grid)) |")
+            }
+        }
+    }
+
+    /// Calls `body` with a function that runs Squisher's gemm of case `c` on fixed random operands.
+    static func withOperands(_ c: Case, _ body: ((GEMMConfiguration) -> Void) -> Void) {
+        var rng = SplitMix64(seed: 1)
+        let a = (0..<(c.m * c.k)).map { _ in rng.nextUniformFloat() * 2 - 1 }
+        let b = (0..<(c.k * c.n)).map { _ in rng.nextUniformFloat() * 2 - 1 }
+        var out = [Float](repeating: 0, count: c.m * c.n)
+        let lda = c.transposeA ? c.m : c.k
+        let ldb = c.transposeB ? c.k : c.n
+        a.withUnsafeBufferPointer { pa in
+            b.withUnsafeBufferPointer { pb in
+                out.withUnsafeMutableBufferPointer { pc in
+                    body { configuration in
+                        gemm(
+                            transposeA: c.transposeA, transposeB: c.transposeB, m: c.m, n: c.n, k: c.k,
+                            a: pa.baseAddress!, lda: lda, b: pb.baseAddress!, ldb: ldb, c: pc.baseAddress!, ldc: c.n,
+                            configuration: configuration)
+                    }
+                }
             }
         }
     }

@@ -33,10 +33,10 @@ public struct GEMMConfiguration: Sendable, Hashable {
     /// The instruction-set level to use, capped at what the CPU supports (``GEMMKernelInfo/cpuISALevel``):
     /// 0 = portable C, 2 = AVX2 + FMA, 3 = AVX-512F. Lowering it is for benchmarks and tests.
     public var isaLevel: Int
-    /// Multithreaded products whose packed `op(A)` and `op(B)` together hold at most this many scalars
-    /// pack both once and split the grid of `C` tiles evenly between the threads (mid-sized products,
-    /// e.g. a batch of 128 through `Linear(784, 256)`); larger ones share one packed `op(B)` and split
-    /// the rows of `C`. 0 turns the grid split off.
+    /// Multithreaded products whose `op(A)` and `op(B)`, padded to whole tiles, together hold at most
+    /// this many scalars split `C` as a grid of tiles, evenly between the threads, a row tile shared by
+    /// two threads where needed (mid-sized products, e.g. a batch of 128 through `Linear(784, 256)`:
+    /// 11 row tiles); larger ones split whole rows. Both share one packed `op(B)`. 0 turns the grid off.
     public var packedGridLimit: Int
 
     /// The default settings: all cores, 2 MFLOP threshold, `kc = 256`, `mc = 144`, `nc = 4096`,

@@ -188,7 +188,7 @@ func gemmSerialLoops(
                     while ir < mcCur {
                         let mrCur = min(mr, mcCur - ir)
                         kernel(
-                            kcCur, UnsafePointer(packedA + ir * kcCur), mr, bSliver, nr,
+                            kcCur, UnsafePointer(packedA + ir * kcCur), bSliver,
                             c + (ic + ir) * ldc + jc + jr, ldc, mrCur, nrCur, alpha, passBeta)
                         ir += mr
                     }

@@ -99,7 +99,7 @@ func gemmSharedPanel(
                         var ir = 0
                         while ir < rows {
                             kernel(
-                                kcCur, UnsafePointer(packedA + ir * kcCur), mr, bSliver, nr,
+                                kcCur, UnsafePointer(packedA + ir * kcCur), bSliver,
                                 shared.c + (first + ir) * ldc + jr, ldc, min(mr, rows - ir), nrCur, alpha, passBeta)
                             ir += mr
                         }

@@ -8,13 +8,11 @@
 /// Returns the instruction-set level the kernels dispatch to: 0 = portable, 2 = AVX2+FMA, 3 = AVX-512F.
 int csq_isa_level(void);
 
-/// A single-precision GEMM micro-kernel on two slivers:
-/// `C[i, j] = alpha * sum_p a[p*as + i] * b[p*bs + j] + beta * C[i, j]` for `i < mr`, `j < nr`,
-/// where `a` holds `kc` groups of `mrMax` floats `as` apart and `b` holds `kc` groups of `nrMax` floats
-/// `bs` apart (packed and zero-padded: `as = mrMax`, `bs = nrMax`; read in place from a k-major operand:
-/// its leading dimension, and then all `mrMax` / `nrMax` floats of every group must be readable),
+/// A single-precision GEMM micro-kernel on packed panels:
+/// `C[i, j] = alpha * sum_p a[p*mrMax + i] * b[p*nrMax + j] + beta * C[i, j]` for `i < mr`, `j < nr`,
+/// where `a` holds `kc` groups of `mrMax` floats, `b` holds `kc` groups of `nrMax` floats (zero-padded),
 /// `C` is row-major with leading dimension `ldc`, and `beta == 0` means C is not read.
-typedef void (*csq_sgemm_kernel_fn)(long kc, const float *a, long as, const float *b, long bs, float *c, long ldc,
+typedef void (*csq_sgemm_kernel_fn)(long kc, const float *a, const float *b, float *c, long ldc,
                                     long mr, long nr, float alpha, float beta);
 
 /// A micro-kernel and its register-tile shape.
