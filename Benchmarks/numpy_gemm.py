@@ -4,8 +4,9 @@
 Usage: numpy_gemm.py SAMPLES MIN_SECONDS CASE...   with CASE = m,n,k,ta,tb (ta/tb = 0 or 1)
 For each case it times C = op(A) @ op(B) in float32 (op(X) = X.T on a stored transposed array, a
 view, so OpenBLAS gets the transpose flag), with the same protocol as the Swift side: warm-up, then
-SAMPLES samples, each the mean over enough calls to last MIN_SECONDS; prints the median as
-    RESULT m,n,k,ta,tb <seconds per call> <GFLOP/s>
+SAMPLES samples, each the mean over enough calls to last MIN_SECONDS; prints the median (and the
+fastest sample) as
+    RESULT m,n,k,ta,tb <median seconds per call> <GFLOP/s of the median> <fastest seconds per call>
 The thread count is whatever OpenBLAS picks up (the caller sets OPENBLAS_NUM_THREADS). Run it with
 OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset, or OpenBLAS runs a slower kernel (see STYLE.md).
 """
@@ -40,7 +41,7 @@ def main() -> None:
                 np.matmul(a_op, b_op, out=c)
             times.append((time.perf_counter() - start) / calls)
         t = statistics.median(times)
-        print(f"RESULT {spec} {t:.9e} {2.0 * m * n * k / t / 1e9:.3f}", flush=True)
+        print(f"RESULT {spec} {t:.9e} {2.0 * m * n * k / t / 1e9:.3f} {min(times):.9e}", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,11 @@ import Squisher
 enum GEMMBenchmark {
     static let optionsHelp = """
         options: --threads 1,2   --samples 7   --min-seconds 0.05   --no-numpy
-                           --sizes 256,512,1024   --tune (sweep tile shapes and kc/mc at 1024, 1 thread)
+                           --sizes 256,512,1024   --only TEXT (cases whose label contains TEXT)
+                           --grid-limit N (GEMMConfiguration.packedGridLimit; 0 = no grid split)
+                           --best (report the fastest sample instead of the median)   --kc N (depth block)
+                           --tune (sweep tile shapes and kc/mc at 1024, 1 thread)
+                           --compare-splits (packed grid against the row split, interleaved, best samples)
         """
 
     /// One product: `op(A)` is m x k, `op(B)` is k x n.
@@ -29,6 +33,11 @@ enum GEMMBenchmark {
         var numpy = true
         var sizes = [256, 512, 1024]
         var tune = false
+        var only: String? = nil
+        var gridLimit: Int? = nil
+        var kc: Int? = nil
+        var compareSplits = false
+        var best = false
     }
 
     static func parse(_ arguments: [String]) -> Options? {
@@ -46,6 +55,11 @@ enum GEMMBenchmark {
             case "--min-seconds": guard let v = iterator.next().flatMap({ Double($0) }), v > 0 else { return nil }; options.minSeconds = v
             case "--no-numpy": options.numpy = false
             case "--tune": options.tune = true
+            case "--grid-limit": guard let v = iterator.next().flatMap({ Int($0) }), v >= 0 else { return nil }; options.gridLimit = v
+            case "--best": options.best = true
+            case "--compare-splits": options.compareSplits = true
+            case "--kc": guard let v = iterator.next().flatMap({ Int($0) }), v > 0 else { return nil }; options.kc = v
+            case "--only": guard let v = iterator.next(), !v.isEmpty else { return nil }; options.only = v
             default: return nil
             }
         }
@@ -154,7 +168,7 @@ enum GEMMBenchmark {
         var results: [String: Double] = [:]
         for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
             let fields = line.split(separator: " ")
-            if fields.count >= 3, fields[0] == "RESULT", let seconds = Double(fields[2]) {
+            if fields.count >= 3, fields[0] == "RESULT", let seconds = Double(fields[options.best && fields.count >= 5 ? 4 : 2]) {
                 results[String(fields[1])] = seconds
             } else if fields.first == "INFO" {
                 numpyVersion = fields.dropFirst().joined(separator: " ")
@@ -189,17 +203,23 @@ enum GEMMBenchmark {
             tune(options: options)
             return 0
         }
-        let cases = cases(sizes: options.sizes)
+        let cases = cases(sizes: options.sizes).filter { c in options.only.map { c.label.contains($0) } ?? true }
+        if options.compareSplits {
+            compareSplits(cases, options: options)
+            return 0
+        }
         var numpyProblem: String? = nil
         for threads in options.threads {
             var configuration = defaults
             configuration.maximumThreads = threads
+            if let limit = options.gridLimit { configuration.packedGridLimit = limit }
+            if let kc = options.kc { configuration.kc = kc }
             // Each case runs on both sides back to back (numpy in a fresh process per case), so that
             // both see the same load from other processes on this shared machine.
             var squisher: [Double] = []
             var numpy: [String: Double]? = options.numpy && numpyProblem == nil ? [:] : nil
             for c in cases {
-                squisher.append(measureSquisher(c, configuration: configuration, options: options))
+                squisher.append(measureSquisher(c, configuration: configuration, options: options, best: options.best))
                 guard numpy != nil else { continue }
                 switch measureNumpy([c], threads: threads, options: options) {
                 case .success(let results): numpy?.merge(results) { $1 }
@@ -274,6 +294,77 @@ enum GEMMBenchmark {
         for ((kernel, configuration), seconds) in zip(configurations, best) {
             print("| \(kernel) | \(configuration.kc) | \(configuration.mc) | \(gflops(c, seconds)) |")
         }
+    }
+
+    /// The multithreaded splits side by side: the packed grid (default) and the shared panel / column
+    /// split (`packedGridLimit = 0`), interleaved call by call over `samples` rounds on every case, each
+    /// keeping its fastest round, so that load from other processes hits both alike.
+    static func compareSplits(_ cases: [Case], options: Options) {
+        print("Wall: GFLOP/s of the fastest round. CPU: process CPU time per call (both threads summed) in the")
+        print("round with the least, which other processes do not inflate: it compares the work of the two splits")
+        print("on a busy machine, but not their balance between the threads.")
+        print("| case | threads | grid wall | row split wall | grid / row split (wall) | grid CPU µs | row split CPU µs | row split / grid (CPU) |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for threads in options.threads where threads > 1 {
+            for c in cases {
+                var grid = GEMMConfiguration(maximumThreads: threads)
+                if let kc = options.kc { grid.kc = kc }
+                var rows = grid
+                rows.packedGridLimit = 0
+                var wall = (grid: Double.infinity, rows: Double.infinity)
+                var cpu = (grid: Double.infinity, rows: Double.infinity)
+                let calls = max(1, Int(options.minSeconds * 100e9 / c.flops))
+                withOperands(c) { call in
+                    for round in 0..<options.samples {
+                        // Alternating which split goes first, so that neither always follows the other.
+                        let order = [(grid, true), (rows, false)]
+                        for (configuration, isGrid) in round % 2 == 0 ? order : order.reversed() {
+                            call(configuration)
+                            let (cpuStart, wallStart) = (processCPUSeconds(), ContinuousClock.now)
+                            for _ in 0..<calls { call(configuration) }
+                            let wallTime = seconds(ContinuousClock.now - wallStart) / Double(calls)
+                            let cpuTime = (processCPUSeconds() - cpuStart) / Double(calls)
+                            if isGrid {
+                                (wall.grid, cpu.grid) = (min(wall.grid, wallTime), min(cpu.grid, cpuTime))
+                            } else {
+                                (wall.rows, cpu.rows) = (min(wall.rows, wallTime), min(cpu.rows, cpuTime))
+                            }
+                        }
+                    }
+                }
+                print("| \(c.label) | \(threads) | \(gflops(c, wall.grid)) | \(gflops(c, wall.rows)) | \(String(format: "%.2f", wall.rows / wall.grid)) | "
+                    + "\(String(format: "%.1f", cpu.grid * 1e6)) | \(String(format: "%.1f", cpu.rows * 1e6)) | \(String(format: "%.2f", cpu.rows / cpu.grid)) |")
+            }
+        }
+    }
+
+    /// Calls `body` with a function that runs Squisher's gemm of case `c` on fixed random operands.
+    static func withOperands(_ c: Case, _ body: ((GEMMConfiguration) -> Void) -> Void) {
+        var rng = SplitMix64(seed: 1)
+        let a = (0..<(c.m * c.k)).map { _ in rng.nextUniformFloat() * 2 - 1 }
+        let b = (0..<(c.k * c.n)).map { _ in rng.nextUniformFloat() * 2 - 1 }
+        var out = [Float](repeating: 0, count: c.m * c.n)
+        let lda = c.transposeA ? c.m : c.k
+        let ldb = c.transposeB ? c.k : c.n
+        a.withUnsafeBufferPointer { pa in
+            b.withUnsafeBufferPointer { pb in
+                out.withUnsafeMutableBufferPointer { pc in
+                    body { configuration in
+                        gemm(
+                            transposeA: c.transposeA, transposeB: c.transposeB, m: c.m, n: c.n, k: c.k,
+                            a: pa.baseAddress!, lda: lda, b: pb.baseAddress!, ldb: ldb, c: pc.baseAddress!, ldc: c.n,
+                            configuration: configuration)
+                    }
+                }
+            }
+        }
+    }
+
+    /// CPU time consumed by all threads of this process, in seconds.
+    static func processCPUSeconds() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
     }
 
     /// The 1, 5 and 15 minute load averages (from /proc/loadavg): other processes on this shared machine.

@@ -7,6 +7,8 @@ import SquisherTensor
 ///
 /// - Input `[N, C, H, W]`; output `[N, C, outH, outW]`, `outH = (H - kernelH) / strideH + 1` (floor).
 /// - Gradient: each output's gradient divided by `kernelH * kernelW`, spread over its window.
+/// - Planes (`N·C` of them) are split over the threads (``parallelChunks(count:alignment:minimumPerThread:_:)``);
+///   the output and input-gradient memory is reused across passes (``ReusableTensor``).
 public final class AvgPool2d: Layer, CustomStringConvertible {
     public let typeName = "AvgPool2d"
     /// Window size (height, width).
@@ -17,6 +19,9 @@ public final class AvgPool2d: Layer, CustomStringConvertible {
 
     private var cachedInputShape: [Int]?
     private var cachedGeometry: Im2Col?
+    /// Output and input-gradient memory, reused across passes.
+    private var outputBuffer = ReusableTensor()
+    private var gradientBuffer = ReusableTensor()
 
     /// Creates the layer; `stride` defaults to `kernelSize` (PyTorch's `stride=None`).
     /// - Throws: ``TensorError/invalidArgument(argument:reason:)`` when a size is not positive.
@@ -43,21 +48,15 @@ public final class AvgPool2d: Layer, CustomStringConvertible {
     public func forward(_ input: Tensor, mode: LayerMode) throws(TensorError) -> Tensor {
         let g = try poolingGeometry(input, kernelSize: kernelSize, stride: stride, layer: description)
         let planes = input.shape[0] * input.shape[1]
-        let (h, w, oh, ow) = (g.height, g.width, g.outputHeight, g.outputWidth)
-        let scale = 1 / Float(kernelSize.height * kernelSize.width)
-        var output = Tensor(zeros: [input.shape[0], input.shape[1], oh, ow])
-        input.withUnsafeBufferPointer { x in
-            output.withUnsafeMutableBufferPointer { y in
-                for plane in 0..<planes {
-                    for r in 0..<oh {
-                        for c in 0..<ow {
-                            var total: Float = 0
-                            for i in 0..<kernelSize.height {
-                                let rowStart = plane * h * w + (r * stride.height + i) * w + c * stride.width
-                                for j in 0..<kernelSize.width { total += x[rowStart + j] }
-                            }
-                            y[(plane * oh + r) * ow + c] = total * scale
-                        }
+        let window = PoolingWindow(geometry: g, kernelSize: kernelSize, stride: stride)
+        // Every output is written: no zero fill. Planes are split over the threads.
+        let output = outputBuffer.make(shape: [input.shape[0], input.shape[1], g.outputHeight, g.outputWidth]) { y in
+            input.withUnsafeBufferPointer { x in
+                guard let xBase = x.baseAddress, let yBase = y.baseAddress else { return }
+                let (source, target) = (SendablePointer(xBase), SendablePointer(yBase))
+                parallelChunks(count: planes, alignment: 1, minimumPerThread: window.minimumPlanesPerThread) { first, last in
+                    for plane in first..<last {
+                        window.average(source.pointer + plane * window.inputCount, into: target.pointer + plane * window.outputCount)
                     }
                 }
             }
@@ -71,26 +70,70 @@ public final class AvgPool2d: Layer, CustomStringConvertible {
         guard let shape = cachedInputShape, let g = cachedGeometry else {
             throw .invalidArgument(argument: "\(description) backward", reason: "called before forward")
         }
-        let (h, w, oh, ow) = (g.height, g.width, g.outputHeight, g.outputWidth)
-        try outputGradient.checkShape([shape[0], shape[1], oh, ow], "\(description) backward (output gradient)")
+        try outputGradient.checkShape([shape[0], shape[1], g.outputHeight, g.outputWidth], "\(description) backward (output gradient)")
         let planes = shape[0] * shape[1]
-        let scale = 1 / Float(kernelSize.height * kernelSize.width)
-        var inputGradient = Tensor(zeros: shape)
-        outputGradient.withUnsafeBufferPointer { dy in
-            inputGradient.withUnsafeMutableBufferPointer { dx in
-                for plane in 0..<planes {
-                    for r in 0..<oh {
-                        for c in 0..<ow {
-                            let share = dy[(plane * oh + r) * ow + c] * scale
-                            for i in 0..<kernelSize.height {
-                                let rowStart = plane * h * w + (r * stride.height + i) * w + c * stride.width
-                                for j in 0..<kernelSize.width { dx[rowStart + j] += share }
-                            }
-                        }
+        let window = PoolingWindow(geometry: g, kernelSize: kernelSize, stride: stride)
+        // Each thread zeroes and then accumulates into its own planes (windows may overlap within a plane).
+        return gradientBuffer.make(shape: shape) { dx in
+            outputGradient.withUnsafeBufferPointer { dy in
+                guard let dxBase = dx.baseAddress, let dyBase = dy.baseAddress else {
+                    dx.update(repeating: 0)
+                    return
+                }
+                let (target, gradient) = (SendablePointer(dxBase), SendablePointer(dyBase))
+                parallelChunks(count: planes, alignment: 1, minimumPerThread: window.minimumPlanesPerThread) { first, last in
+                    for plane in first..<last {
+                        window.spread(gradient.pointer + plane * window.outputCount, into: target.pointer + plane * window.inputCount)
                     }
                 }
             }
         }
-        return inputGradient
+    }
+}
+
+/// The windows of average pooling over one plane `[height, width]`, with the per-plane kernels.
+struct PoolingWindow: Sendable {
+    let height: Int, width: Int, outputHeight: Int, outputWidth: Int
+    let kernelHeight: Int, kernelWidth: Int, strideHeight: Int, strideWidth: Int
+    /// `1 / (kernelHeight · kernelWidth)`.
+    let scale: Float
+
+    init(geometry g: Im2Col, kernelSize: (height: Int, width: Int), stride: (height: Int, width: Int)) {
+        (height, width, outputHeight, outputWidth) = (g.height, g.width, g.outputHeight, g.outputWidth)
+        (kernelHeight, kernelWidth, strideHeight, strideWidth) = (kernelSize.height, kernelSize.width, stride.height, stride.width)
+        scale = 1 / Float(kernelSize.height * kernelSize.width)
+    }
+
+    var inputCount: Int { height * width }
+    var outputCount: Int { outputHeight * outputWidth }
+    /// Planes per thread below which one thread does all (about 32 K input scalars per thread).
+    var minimumPlanesPerThread: Int { max(1, (1 << 15) / max(1, inputCount)) }
+
+    /// `y[r, c] = scale · Σ_{i, j} x[r·strideH + i, c·strideW + j]` for one plane.
+    func average(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
+        for r in 0..<outputHeight {
+            for c in 0..<outputWidth {
+                var total: Float = 0
+                for i in 0..<kernelHeight {
+                    let row = x + (r * strideHeight + i) * width + c * strideWidth
+                    for j in 0..<kernelWidth { total += row[j] }
+                }
+                y[r * outputWidth + c] = total * scale
+            }
+        }
+    }
+
+    /// The input gradient of one plane: zeroed, then each `scale · dy[r, c]` added over its window.
+    func spread(_ dy: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>) {
+        dx.update(repeating: 0, count: inputCount)
+        for r in 0..<outputHeight {
+            for c in 0..<outputWidth {
+                let share = dy[r * outputWidth + c] * scale
+                for i in 0..<kernelHeight {
+                    let row = dx + (r * strideHeight + i) * width + c * strideWidth
+                    for j in 0..<kernelWidth { row[j] += share }
+                }
+            }
+        }
     }
 }

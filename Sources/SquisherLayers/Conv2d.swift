@@ -37,6 +37,9 @@ public final class Conv2d: Layer, CustomStringConvertible {
 
     private var cachedInput: Tensor?
     private var cachedGeometry: Im2Col?
+    /// Output and input-gradient memory, reused across passes.
+    private var outputBuffer = ReusableTensor()
+    private var gradientBuffer = ReusableTensor()
 
     /// Creates a convolution with PyTorch's default initialization drawn from `generator`.
     /// - Throws: ``TensorError/invalidArgument(argument:reason:)`` when a channel count, kernel size
@@ -180,7 +183,7 @@ public final class Conv2d: Layer, CustomStringConvertible {
         let direct = directKernel(g)
         let biasValues = bias?.value.scalars ?? [Float](repeating: 0, count: out)
         // Every output scalar is written below (bias, then the product with beta = 1): no zero fill.
-        return Tensor(uninitializedShape: shape) { y in
+        return outputBuffer.make(shape: shape) { y in
             input.withUnsafeBufferPointer { x in
                 weight.value.withUnsafeBufferPointer { w in
                     biasValues.withUnsafeBufferPointer { b in
@@ -238,17 +241,37 @@ public final class Conv2d: Layer, CustomStringConvertible {
         }
         let batch = input.shape[0]
         try outputGradient.checkShape([batch, outputChannels, g.outputHeight, g.outputWidth], "\(description) backward (output gradient)")
-        // Without an input gradient, a one-element placeholder keeps the pointer plumbing simple; it is
-        // never written. With one, every sample's slice is overwritten (direct kernel, or zeroed then col2im).
-        var inputGradient = computeInputGradient ? Tensor(uninitializedShape: input.shape) { _ in } : Tensor(zeros: [1])
-        guard batch > 0 else { return computeInputGradient ? inputGradient : nil }
+        guard batch > 0 else { return computeInputGradient ? Tensor(zeros: input.shape) : nil }
         let plan = BackwardPlan(
             layer: self, geometry: g, batch: batch, computeInputGradient: computeInputGradient,
             weightGradient: accumulateParameterGradients && weight.requiresGradient,
             biasGradient: accumulateParameterGradients && (bias?.requiresGradient ?? false))
-        let parts = plan.parts
-        var weightSums = [Float](repeating: 0, count: parts * plan.weightStride)
-        var biasSums = [Double](repeating: 0, count: parts * plan.biasStride)
+        var weightSums = [Float](repeating: 0, count: plan.parts * plan.weightStride)
+        var biasSums = [Double](repeating: 0, count: plan.parts * plan.biasStride)
+        var inputGradient: Tensor? = nil
+        if computeInputGradient {
+            // Every sample's slice is overwritten (direct kernel, or zeroed then col2im): no zero fill.
+            inputGradient = gradientBuffer.make(shape: input.shape) { dx in
+                runBackward(plan, input: input, outputGradient: outputGradient, inputGradient: dx.baseAddress!, &weightSums, &biasSums)
+            }
+        } else {
+            // A one-element placeholder keeps the pointer plumbing simple; it is never written.
+            var placeholder: [Float] = [0]
+            placeholder.withUnsafeMutableBufferPointer { dx in
+                runBackward(plan, input: input, outputGradient: outputGradient, inputGradient: dx.baseAddress!, &weightSums, &biasSums)
+            }
+        }
+        try addThreadSums(weightSums, biasSums, parts: plan.parts)
+        return inputGradient
+    }
+
+    /// Runs `plan` over the samples split between the threads: the input gradient into `inputGradient`
+    /// (when the plan computes it) and the per-thread parameter-gradient sums into `weightSums`, `biasSums`.
+    private func runBackward(
+        _ plan: BackwardPlan, input: Tensor, outputGradient: Tensor, inputGradient: UnsafeMutablePointer<Float>,
+        _ weightSums: inout [Float], _ biasSums: inout [Double]
+    ) {
+        let batch = input.shape[0], parts = plan.parts
         let flipped = plan.inputKernel == nil ? [] : weight.value.withUnsafeBufferPointer {
             DirectConvolution3x3.transposedFlippedWeights($0.baseAddress!, outputChannels: outputChannels, inputChannels: inputChannels)
         }
@@ -256,16 +279,14 @@ public final class Conv2d: Layer, CustomStringConvertible {
             outputGradient.withUnsafeBufferPointer { dy in
                 weight.value.withUnsafeBufferPointer { w in
                     flipped.withUnsafeBufferPointer { wf in
-                        inputGradient.withUnsafeMutableBufferPointer { dx in
-                            weightSums.withUnsafeMutableBufferPointer { dw in
-                                biasSums.withUnsafeMutableBufferPointer { db in
-                                    let p = ConvPointers(x: x.baseAddress!, w: w.baseAddress!, dy: dy.baseAddress!, out: dx.baseAddress!)
-                                    let sums = ConvSums(
-                                        weight: plan.weightStride > 0 ? dw.baseAddress : nil, bias: plan.biasStride > 0 ? db.baseAddress : nil,
-                                        flippedWeight: wf.baseAddress)
-                                    DispatchQueue.concurrentPerform(iterations: parts) { part in
-                                        plan.run(samples: (batch * part / parts)..<(batch * (part + 1) / parts), part: part, p, sums)
-                                    }
+                        weightSums.withUnsafeMutableBufferPointer { dw in
+                            biasSums.withUnsafeMutableBufferPointer { db in
+                                let p = ConvPointers(x: x.baseAddress!, w: w.baseAddress!, dy: dy.baseAddress!, out: inputGradient)
+                                let sums = ConvSums(
+                                    weight: plan.weightStride > 0 ? dw.baseAddress : nil, bias: plan.biasStride > 0 ? db.baseAddress : nil,
+                                    flippedWeight: wf.baseAddress)
+                                DispatchQueue.concurrentPerform(iterations: parts) { part in
+                                    plan.run(samples: (batch * part / parts)..<(batch * (part + 1) / parts), part: part, p, sums)
                                 }
                             }
                         }
@@ -273,8 +294,6 @@ public final class Conv2d: Layer, CustomStringConvertible {
                 }
             }
         }
-        try addThreadSums(weightSums, biasSums, parts: parts)
-        return computeInputGradient ? inputGradient : nil
     }
 
     /// Adds the per-thread parameter-gradient sums (`parts` consecutive blocks each) to the gradients.

@@ -20,6 +20,9 @@ public final class MaxPool2d: Layer, CustomStringConvertible {
     private var cachedGeometry: Im2Col?
     /// For each output element, the flat index of its maximum in the input.
     private var cachedArgmax: [Int] = []
+    /// Output and input-gradient memory, reused across passes.
+    private var outputBuffer = ReusableTensor()
+    private var gradientBuffer = ReusableTensor()
 
     /// Creates the layer; `stride` defaults to `kernelSize` (PyTorch's `stride=None`).
     /// - Throws: ``TensorError/invalidArgument(argument:reason:)`` when a size is not positive.
@@ -59,7 +62,7 @@ public final class MaxPool2d: Layer, CustomStringConvertible {
             // The positions buffer is reused across passes of the same shape (the layer holds its only reference).
             if cachedPositions.count != planes * oh * ow { cachedPositions = [UInt8](repeating: 0, count: planes * oh * ow) }
             // Every output is written by the kernel: no zero fill. Planes are split over the threads.
-            let output = Tensor(uninitializedShape: [input.shape[0], input.shape[1], oh, ow]) { y in
+            let output = outputBuffer.make(shape: [input.shape[0], input.shape[1], oh, ow]) { y in
                 input.withUnsafeBufferPointer { x in
                     cachedPositions.withUnsafeMutableBufferPointer { p in
                         guard let xBase = x.baseAddress, let yBase = y.baseAddress, let pBase = p.baseAddress else { return }
@@ -77,11 +80,10 @@ public final class MaxPool2d: Layer, CustomStringConvertible {
             cachedArgmax = []
             return output
         }
-        var output = Tensor(zeros: [input.shape[0], input.shape[1], oh, ow])
         cachedPositions = []
         var argmax = [Int](repeating: 0, count: planes * oh * ow)
-        input.withUnsafeBufferPointer { x in
-            output.withUnsafeMutableBufferPointer { y in
+        let output = outputBuffer.make(shape: [input.shape[0], input.shape[1], oh, ow]) { y in
+            input.withUnsafeBufferPointer { x in
                 argmax.withUnsafeMutableBufferPointer { indices in
                     for plane in 0..<planes {
                         for r in 0..<oh {
@@ -123,7 +125,7 @@ public final class MaxPool2d: Layer, CustomStringConvertible {
             let planes = shape[0] * shape[1]
             // Each thread writes whole 2x2 windows of its planes (the gradient at the maximum's place, zeros
             // elsewhere; a last odd row or column, outside every window, is zeroed): one pass, no zero fill.
-            return Tensor(uninitializedShape: shape) { dx in
+            return gradientBuffer.make(shape: shape) { dx in
                 outputGradient.withUnsafeBufferPointer { dy in
                     cachedPositions.withUnsafeBufferPointer { p in
                         guard let dxBase = dx.baseAddress, let dyBase = dy.baseAddress, let pBase = p.baseAddress else {
@@ -142,15 +144,14 @@ public final class MaxPool2d: Layer, CustomStringConvertible {
                 }
             }
         }
-        var inputGradient = Tensor(zeros: shape)
-        outputGradient.withUnsafeBufferPointer { dy in
-            inputGradient.withUnsafeMutableBufferPointer { dx in
+        return gradientBuffer.make(shape: shape) { dx in
+            dx.update(repeating: 0)
+            outputGradient.withUnsafeBufferPointer { dy in
                 cachedArgmax.withUnsafeBufferPointer { indices in
                     for o in 0..<indices.count { dx[indices[o]] += dy[o] }
                 }
             }
         }
-        return inputGradient
     }
 }
 

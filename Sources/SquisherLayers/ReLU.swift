@@ -3,35 +3,41 @@ import SquisherTensor
 /// The rectifier `max(0, x)`, element-wise (PyTorch's `nn.ReLU`); the derivative at 0 is taken as 0.
 /// A NaN input stays NaN (as PyTorch), so a diverged model is not silently masked; its gradient is 0.
 /// Large tensors are split over the threads (``parallelChunks(count:alignment:minimumPerThread:_:)``),
-/// 16 lanes at a time.
+/// 16 lanes at a time. The backward reads the output (`y > 0` exactly where `x > 0`, NaN included), so
+/// the layer does not keep its input alive; the output and input-gradient memory is reused across
+/// passes (``ReusableTensor``).
 public final class ReLU: Layer {
     public let typeName = "ReLU"
     public var localParameters: [(name: String, parameter: Parameter)] { [] }
-    private var cachedInput: Tensor?
+    private var cachedOutput: Tensor?
+    private var outputBuffer = ReusableTensor()
+    private var gradientBuffer = ReusableTensor()
 
     /// Creates the layer.
     public init() {}
 
     public func forward(_ input: Tensor, mode: LayerMode) throws(TensorError) -> Tensor {
-        cachedInput = input
-        return Tensor(uninitializedShape: input.shape) { y in
+        cachedOutput = nil
+        let output = outputBuffer.make(shape: input.shape) { y in
             input.withUnsafeBufferPointer { x in
                 guard let xBase = x.baseAddress, let yBase = y.baseAddress else { return }
                 let (source, target) = (SendablePointer(xBase), SendablePointer(yBase))
                 parallelChunks(count: x.count) { start, end in rectify(source.pointer + start, into: target.pointer + start, count: end - start) }
             }
         }
+        cachedOutput = output
+        return output
     }
 
     public func backward(_ outputGradient: Tensor, accumulateParameterGradients: Bool) throws(TensorError) -> Tensor {
-        guard let input = cachedInput else { throw .invalidArgument(argument: "ReLU backward", reason: "called before forward") }
-        try outputGradient.checkShape(input.shape, "ReLU backward (output gradient)")
-        return Tensor(uninitializedShape: input.shape) { dx in
-            input.withUnsafeBufferPointer { x in
+        guard let output = cachedOutput else { throw .invalidArgument(argument: "ReLU backward", reason: "called before forward") }
+        try outputGradient.checkShape(output.shape, "ReLU backward (output gradient)")
+        return gradientBuffer.make(shape: output.shape) { dx in
+            output.withUnsafeBufferPointer { y in
                 outputGradient.withUnsafeBufferPointer { dy in
-                    guard let xBase = x.baseAddress, let dyBase = dy.baseAddress, let dxBase = dx.baseAddress else { return }
-                    let (source, gradient, target) = (SendablePointer(xBase), SendablePointer(dyBase), SendablePointer(dxBase))
-                    parallelChunks(count: x.count) { start, end in
+                    guard let yBase = y.baseAddress, let dyBase = dy.baseAddress, let dxBase = dx.baseAddress else { return }
+                    let (source, gradient, target) = (SendablePointer(yBase), SendablePointer(dyBase), SendablePointer(dxBase))
+                    parallelChunks(count: y.count) { start, end in
                         maskGradient(gradient.pointer + start, where: source.pointer + start, into: target.pointer + start, count: end - start)
                     }
                 }
@@ -54,7 +60,7 @@ func rectify(_ x: UnsafeMutablePointer<Float>, into y: UnsafeMutablePointer<Floa
     }
 }
 
-/// `dx[i] = x[i] > 0 ? dy[i] : 0` (a NaN input passes no gradient).
+/// `dx[i] = x[i] > 0 ? dy[i] : 0` (a NaN passes no gradient); `x` may be the ReLU's input or its output.
 func maskGradient(_ dy: UnsafeMutablePointer<Float>, where x: UnsafeMutablePointer<Float>, into dx: UnsafeMutablePointer<Float>, count: Int) {
     var i = 0
     while i + 16 <= count {

@@ -33,6 +33,8 @@ public final class Sequential: LayerContainer {
     }
 
     public func forward(_ input: Tensor, mode: LayerMode) throws(TensorError) -> Tensor {
+        // Let go of the last pass's activations first, so that the children can reuse their memory.
+        childInputs = []
         var x = input
         var inputs: [Tensor] = []
         inputs.reserveCapacity(children.count)

@@ -33,12 +33,18 @@ public struct GEMMConfiguration: Sendable, Hashable {
     /// The instruction-set level to use, capped at what the CPU supports (``GEMMKernelInfo/cpuISALevel``):
     /// 0 = portable C, 2 = AVX2 + FMA, 3 = AVX-512F. Lowering it is for benchmarks and tests.
     public var isaLevel: Int
+    /// Multithreaded products whose `op(A)` and `op(B)`, padded to whole tiles, together hold at most
+    /// this many scalars split `C` as a grid of tiles, evenly between the threads, a row tile shared by
+    /// two threads where needed (mid-sized products, e.g. a batch of 128 through `Linear(784, 256)`:
+    /// 11 row tiles); larger ones split whole rows. Both share one packed `op(B)`. 0 turns the grid off.
+    public var packedGridLimit: Int
 
-    /// The default settings: all cores, 2 MFLOP threshold, `kc = 256`, `mc = 144`, `nc = 4096`.
+    /// The default settings: all cores, 2 MFLOP threshold, `kc = 256`, `mc = 144`, `nc = 4096`,
+    /// packed-grid limit 2^20 scalars (4 MiB).
     public init(
         maximumThreads: Int = GEMMConfiguration.processorCount, parallelThresholdFlops: Int = 2_000_000,
         kc: Int = 256, mc: Int = 144, nc: Int = 4096, kernelVariant: Int = 0,
-        isaLevel: Int = GEMMKernelInfo.cpuISALevel
+        isaLevel: Int = GEMMKernelInfo.cpuISALevel, packedGridLimit: Int = 1 << 20
     ) {
         self.maximumThreads = maximumThreads
         self.parallelThresholdFlops = parallelThresholdFlops
@@ -47,6 +53,7 @@ public struct GEMMConfiguration: Sendable, Hashable {
         self.nc = nc
         self.kernelVariant = kernelVariant
         self.isaLevel = isaLevel
+        self.packedGridLimit = packedGridLimit
     }
 
     /// The number of active processors (cores) of this machine.

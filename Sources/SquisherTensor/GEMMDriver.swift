@@ -84,6 +84,13 @@ func gemmBlocked(
     }
     let probe = csq_sgemm_kernel_for(
         Int32(min(configuration.isaLevel, GEMMKernelInfo.cpuISALevel)), Int32(configuration.kernelVariant))
+    if threads > 1, GEMMGridPlan.fits(m: m, n: n, k: k, mr: Int(probe.mr), nr: Int(probe.nr), limit: configuration.packedGridLimit) {
+        gemmPackedGrid(
+            transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+            a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, configuration: configuration,
+            threads: threads)
+        return
+    }
     let rowTiles = (m + Int(probe.mr) - 1) / Int(probe.mr)
     if threads > 1, rowTiles >= 2 * threads, k * GEMMPlan.roundUp(n, to: Int(probe.nr)) <= sharedPanelLimit {
         gemmSharedPanel(

@@ -56,4 +56,41 @@ struct ThreadedLayerTests {
         }
         #expect(dx.scalars == expectedGradient)
     }
+
+    @Test("AvgPool2d on 256 planes, overlapping windows, equals the Double window mean and spreads the gradient")
+    func avgPool() throws {
+        var generator = SplitMix64(seed: 53)
+        let (n, c, h, w) = (32, 8, 16, 17)
+        let (kh, kw, sh, sw) = (3, 2, 2, 1)  // overlapping rows: gradients of neighbouring windows add up
+        let input = Tensor.uniform(shape: [n, c, h, w], low: -1, high: 1, using: &generator)
+        let layer = try AvgPool2d(kernelSize: (kh, kw), stride: (sh, sw))
+        let output = try layer.forward(input, mode: .training)
+        let (oh, ow) = ((h - kh) / sh + 1, (w - kw) / sw + 1)
+        #expect(output.shape == [n, c, oh, ow])
+        let dy = Tensor.uniform(shape: output.shape, low: -1, high: 1, using: &generator)
+        let dx = try layer.backward(dy, accumulateParameterGradients: false)
+        let (x, y, g, dxs) = (input.doubles, output.scalars, dy.doubles, dx.scalars)
+        var expectedGradient = [Double](repeating: 0, count: input.count)
+        var worst = 0.0
+        for plane in 0..<(n * c) {
+            for r in 0..<oh {
+                for q in 0..<ow {
+                    var sum = 0.0
+                    for i in 0..<kh {
+                        for j in 0..<kw {
+                            let at = plane * h * w + (r * sh + i) * w + q * sw + j
+                            sum += x[at]
+                            expectedGradient[at] += g[(plane * oh + r) * ow + q] / Double(kh * kw)
+                        }
+                    }
+                    worst = max(worst, abs(Double(y[(plane * oh + r) * ow + q]) - sum / Double(kh * kw)))
+                }
+            }
+        }
+        // Six float32 additions and a scaling of values in [-1, 1]: at most ~7 roundings of
+        // magnitude <= 6·2^-24 each; 1e-6 is well above that and far below any wrong window.
+        #expect(worst <= 1e-6, "worst output error \(worst)")
+        let gradientError = zip(dxs, expectedGradient).map { abs(Double($0) - $1) }.max() ?? 0
+        #expect(gradientError <= 1e-6, "worst input-gradient error \(gradientError)")
+    }
 }

@@ -153,13 +153,38 @@ struct GEMMTests {
             for level in [0, 2, 3] where level <= GEMMKernelInfo.cpuISALevel {
                 for variant in GEMMKernelInfo.available(isaLevel: level).indices {
                     for threads in [1, 2, 3] {
-                        let configuration = GEMMConfiguration(
-                            maximumThreads: threads, parallelThresholdFlops: 0, kc: 32, mc: 40, nc: 64,
-                            kernelVariant: variant, isaLevel: level)
-                        problem.check(alpha: 0.75, beta: 0.5, configuration: configuration)
+                        // Grid limit 0: shared packed op(B) or split columns; default: the packed grid.
+                        for gridLimit in [0, 1 << 20] {
+                            let configuration = GEMMConfiguration(
+                                maximumThreads: threads, parallelThresholdFlops: 0, kc: 32, mc: 40, nc: 64,
+                                kernelVariant: variant, isaLevel: level, packedGridLimit: gridLimit)
+                            problem.check(alpha: 0.75, beta: 0.5, configuration: configuration)
+                        }
                     }
                 }
             }
+        }
+    }
+
+    /// The packed-grid split of multithreaded mid-sized products: a side of 1, sizes that are not
+    /// multiples of any tile, whole tiles only (12 x 32, 24 x 64), fewer compute units than runs (one
+    /// tile), several depth blocks (kc 40), and scaled-down batch-128 `Linear` shapes (few rows, deep or
+    /// shallow depth), on 1 (serial), 2 and 3 threads, with beta = 0 over NaN and beta != 0, and with
+    /// padded (3, 1) and unpadded leading dimensions. With 2 and 3 threads most shapes have row tiles
+    /// split between two runs (part of a tile's slivers in each).
+    static let gridShapes: [GEMMShape] = [
+        .init(m: 1, n: 1, k: 1), .init(m: 1, n: 97, k: 13), .init(m: 97, n: 1, k: 13), .init(m: 5, n: 7, k: 1),
+        .init(m: 12, n: 32, k: 81), .init(m: 24, n: 64, k: 33), .init(m: 13, n: 33, k: 41), .init(m: 128, n: 40, k: 98),
+        .init(m: 40, n: 98, k: 16), .init(m: 25, n: 98, k: 32), .init(m: 131, n: 77, k: 129), .init(m: 64, n: 64, k: 45),
+    ]
+
+    @Test("packed grid split: edge shapes, 1 to 3 threads", arguments: gridShapes, GEMMTransposes.all)
+    func packedGrid(shape: GEMMShape, transposes: GEMMTransposes) {
+        for threads in [1, 2, 3] {
+            let configuration = GEMMConfiguration(maximumThreads: threads, parallelThresholdFlops: 0, kc: 40)
+            GEMMProblem(shape, transposes, padding: 3, seed: 31).check(alpha: 1.25, beta: -0.5, configuration: configuration)
+            GEMMProblem(shape, transposes, padding: 1, seed: 32, initialC: .nan).check(alpha: 1, beta: 0, configuration: configuration)
+            GEMMProblem(shape, transposes, padding: 0, seed: 33).check(alpha: 0.5, beta: 2, configuration: configuration)
         }
     }
 
