@@ -165,22 +165,10 @@ public struct CheckpointMerge: Sendable {
                     flooredTotal += count
                 }
             case .ubgm(let rule):
-                for range in CheckpointLayoutWriter.chunks(count) {
-                    let chunk = ChunkReader(name: name, importanceName: sourceName, range: range)
-                    do throws(ApplicationError) {
-                        let values = try Self.mergeUBGMChunk(rule, chunk: chunk, models: models, sources: sources, base: base!, baseImportance: baseImportance, scales: lambdas)
-                        merged.replaceSubrange(range, with: values)
-                    } catch {
-                        throw ApplicationError(application: error.application, problem: "tensor '\(name)' elements \(range): \(error.problem)")
-                    }
-                }
+                merged = try Self.mergeUBGMTensor(rule, name: name, importanceName: sourceName, count: count, models: models, sources: sources,
+                                                  base: base!, baseImportance: baseImportance, scales: lambdas)
             }
-            if let bad = merged.withUnsafeBufferPointer(FloatScan.firstNonFinite) {
-                throw Self.fail("tensor '\(name)' element \(bad) merged to \(merged[bad]); check the inputs and importances")
-            }
-            do {
-                try merged.withUnsafeBufferPointer { (buffer: UnsafeBufferPointer<Float>) throws(SafeTensorsError) in try writer.write(name, scalars: buffer) }
-            } catch { throw ApplicationError(application: "output", cause: error) }
+            try Self.write(merged, name: name, to: writer)
         }
         if fisherRule != nil { report.flooredFractions = floored.map { flooredTotal > 0 ? Double($0) / Double(flooredTotal) : 0 } }
         try checkpoint("output") { () throws(CheckpointError) in try output.commit() }
@@ -372,6 +360,34 @@ extension CheckpointMerge {
             }
         }
         return totals
+    }
+
+    /// Writes a merged tensor after checking that every value is finite.
+    static func write(_ merged: [Float], name: String, to writer: SafeTensorsStreamWriter) throws(ApplicationError) {
+        if let bad = merged.withUnsafeBufferPointer(FloatScan.firstNonFinite) {
+            throw fail("tensor '\(name)' element \(bad) merged to \(merged[bad]); check the inputs and importances")
+        }
+        do {
+            try merged.withUnsafeBufferPointer { (buffer: UnsafeBufferPointer<Float>) throws(SafeTensorsError) in try writer.write(name, scalars: buffer) }
+        } catch { throw ApplicationError(application: "output", cause: error) }
+    }
+
+    /// Tensor `name` merged by UBGM, chunk by chunk (errors name the tensor and the chunk).
+    static func mergeUBGMTensor(
+        _ rule: UBGMMerging, name: String, importanceName: String, count: Int, models: [CheckpointModel], sources: [CheckpointImportance?],
+        base: CheckpointModel, baseImportance: CheckpointImportance?, scales: [Double]
+    ) throws(ApplicationError) -> [Float] {
+        var merged = [Float]()
+        merged.reserveCapacity(count)
+        for range in CheckpointLayoutWriter.chunks(count) {
+            let chunk = ChunkReader(name: name, importanceName: importanceName, range: range)
+            do throws(ApplicationError) {
+                merged += try mergeUBGMChunk(rule, chunk: chunk, models: models, sources: sources, base: base, baseImportance: baseImportance, scales: scales)
+            } catch {
+                throw ApplicationError(application: error.application, problem: "tensor '\(name)' elements \(range): \(error.problem)")
+            }
+        }
+        return merged
     }
 
     /// One chunk of a UBGM merge: the tasks' layout, the base's tensor when it has one.
