@@ -673,19 +673,24 @@ struct _PickleMachine {
                     var source = offset
                     for i in 0..<count {
                         out[i] = element(raw, dtype, source)
-                        var axis = size.count - 1
-                        while axis >= 0 {
-                            index[axis] += 1
-                            source += stride[axis]
-                            if index[axis] < size[axis] { break }
-                            source -= stride[axis] * size[axis]
-                            index[axis] = 0
-                            axis -= 1
-                        }
+                        advance(&index, &source, size: size, stride: stride)
                     }
                 }
                 initialized = count
             }
+        }
+    }
+
+    /// Steps a row-major multi-index (last axis fastest) and its storage offset to the next element.
+    static func advance(_ index: inout [Int], _ source: inout Int, size: [Int], stride: [Int]) {
+        var axis = size.count - 1
+        while axis >= 0 {
+            index[axis] += 1
+            source += stride[axis]
+            if index[axis] < size[axis] { return }
+            source -= stride[axis] * size[axis]
+            index[axis] = 0
+            axis -= 1
         }
     }
 

@@ -120,15 +120,7 @@ extension TorchTensor {
         }
         for i in 0..<range.count {
             out[i] = _PickleMachine.element(raw, dtype, source)
-            var axis = size.count - 1
-            while axis >= 0 {
-                index[axis] += 1
-                source += stride[axis]
-                if index[axis] < size[axis] { break }
-                source -= stride[axis] * size[axis]
-                index[axis] = 0
-                axis -= 1
-            }
+            _PickleMachine.advance(&index, &source, size: size, stride: stride)
         }
     }
 }
