@@ -15,7 +15,8 @@ Cases (each: one warm-up, then the median of REPEATS wall-clock runs over all N 
   opacus_grad_sq    empirical Fisher: Opacus 1.6 GradSampleModule (hooks; functorch for HF Conv1D), grad_sample², summed
                     (train mode, which Opacus needs to record activations; every dropout probability is 0)
   true_fisher_vmap  exact true Fisher: per sample (vmap, chunked), vjp of the logits vmapped over the T*C
-                    cotangents sqrt(p_tc)(p_t - e_c) at position t (BERT: the C cotangents), squared, summed
+                    cotangents sqrt(p_tc)(p_t - e_c) at position t (BERT: the C cotangents), squared, summed;
+                    chunks of as many samples as fit in --true-fisher-chunk-mb (1 GB) of per-outcome gradients
 
 Prints `RESULT <model> <case> <median seconds>` lines.
 Usage: python pytorch_transformer_bench.py --models gpt2-tiny:256:32:16:32,... [--threads 2] [--repeats 5] [--cases ...]
@@ -150,7 +151,7 @@ def opacus_case(key, samples, batch, length):
     return run
 
 
-def true_fisher_case(key, samples, batch, length, chunk):
+def true_fisher_case(key, samples, batch, length, chunk_bytes):
     """Exact true Fisher: per sample the per-outcome gradients of -log p_t(c), weighted by sqrt(p_t(c)), as one
     vmap over the outcomes of the logits' vjp (the sqrt-probability trick), vmapped (chunked) over samples."""
     from torch.func import functional_call, vjp, vmap
@@ -176,6 +177,10 @@ def true_fisher_case(key, samples, batch, length, chunk):
             cot = probs.sqrt().unsqueeze(-1) * (probs.unsqueeze(0) - eye)         # [C, C]
         grads = vmap(vjp_fn)(cot)[0]
         return {k: g.square().sum(0) for k, g in grads.items()}
+    # As many samples per vmap chunk as fit in chunk_bytes of per-outcome gradients (outcomes x parameters floats each).
+    outcomes = (length - 1) * model.config.vocab_size if is_lm else model.config.num_labels
+    chunk = max(1, min(batch, chunk_bytes // (4 * outcomes * sum(v.numel() for v in params.values()))))
+    print(f"INFO {key} true_fisher_vmap: {outcomes} outcomes per sample, {chunk} samples per vmap chunk", flush=True)
     per_sample = vmap(sample_fisher, in_dims=(None, 0), chunk_size=chunk)
 
     def run():
@@ -194,7 +199,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--models", default="gpt2-tiny:256:32:16:32,bert-tiny:256:32:16:256,gpt2-768:16:8:128:0")
     parser.add_argument("--cases", default="fwd_bwd,adamw_epoch,vmap_grad_sq,opacus_grad_sq,true_fisher_vmap")
-    parser.add_argument("--true-fisher-chunk", type=int, default=4, help="samples per vmap chunk of the exact true Fisher")
+    parser.add_argument("--true-fisher-chunk-mb", type=int, default=1024,
+                        help="memory for the per-outcome gradients of one vmap chunk of the exact true Fisher (MB)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
@@ -211,7 +217,7 @@ def main():
                  ("vmap_grad_sq", lambda: vmap_case(key, samples, batch, length)),
                  ("opacus_grad_sq", lambda: opacus_case(key, samples, batch, length))]
         if tf_samples > 0:
-            cases.append(("true_fisher_vmap", lambda: true_fisher_case(key, tf_samples, batch, length, args.true_fisher_chunk)))
+            cases.append(("true_fisher_vmap", lambda: true_fisher_case(key, tf_samples, batch, length, args.true_fisher_chunk_mb << 20)))
         for name, make in cases:
             if name not in wanted:
                 continue

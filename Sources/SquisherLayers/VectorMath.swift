@@ -8,7 +8,9 @@ enum VectorMath {
     /// clamped to that range (so `exp(-∞)` is about 1e-38, not 0, and `exp(+∞)` about 1.7e38).
     @inline(__always)
     static func exp(_ x: Vector) -> Vector {
-        let clamped = x.clamped(lowerBound: Vector(repeating: -87.0), upperBound: Vector(repeating: 88.0))
+        // Clamped with compare-and-select (`clamped(lowerBound:upperBound:)` is NaN-aware and runs lane by lane).
+        let low = Vector(repeating: -87.0), high = Vector(repeating: 88.0)
+        let clamped = x.replacing(with: low, where: x .< low).replacing(with: high, where: x .> high)
         // n = round(x / ln 2) via the 1.5·2^23 trick: the low mantissa bits of `shifted` hold n.
         let magic = Vector(repeating: 12_582_912)
         let shifted = clamped * Vector(repeating: 1.442_695_04) + magic
