@@ -10,6 +10,7 @@ import SquisherTensor
 /// Any input shape. Evaluated 16 lanes at a time (``VectorMath``: `Φ` from a Chebyshev `erfc` fit
 /// with fractional error below 1.2e-7, the tanh form as `x · sigmoid(2u)`, both accurate in relative
 /// terms in the negative tail), the elements split over ``GEMMConfiguration/maximumThreads`` threads.
+/// The forward keeps `gelu'(x)` (one tensor of the input's size), so each backward is one product.
 public final class GELU: Layer, CustomStringConvertible {
     /// Which formula to evaluate (PyTorch's `approximate` argument).
     public enum Approximation: String, Sendable, Hashable {
@@ -23,7 +24,8 @@ public final class GELU: Layer, CustomStringConvertible {
     /// The formula in use.
     public let approximate: Approximation
     public var localParameters: [(name: String, parameter: Parameter)] { [] }
-    private var cachedInput: Tensor?
+    /// The input shape and `gelu'(x)` of the last forward.
+    private var cached: (shape: [Int], derivative: Tensor)?
 
     /// Creates the layer; the default is the exact form, as PyTorch.
     public init(approximate: Approximation = .none) { self.approximate = approximate }
@@ -37,53 +39,59 @@ public final class GELU: Layer, CustomStringConvertible {
     static let cubicCoefficient: Float = 0.044715
 
     public func forward(_ input: Tensor, mode: LayerMode) throws(TensorError) -> Tensor {
-        cachedInput = input
+        guard input.count > 0 else {
+            cached = (input.shape, input)
+            return input
+        }
         let approximate = approximate
-        return Tensor(uninitializedShape: input.shape) { out in
-            input.withUnsafeBufferPointer { x in
-                let (source, destination) = (SendablePointer(x.baseAddress!), SendablePointer(out.baseAddress!))
-                parallelChunks(count: x.count) { start, end in
-                    let (x, y) = (source.pointer + start, destination.pointer + start)
-                    switch approximate {
-                    case .none: VectorMath.map(count: end - start, x, y) { x in x * VectorMath.normalCDF(x) }
-                    case .tanh: VectorMath.map(count: end - start, x, y) { x in x * VectorMath.sigmoid(2 * GELU.tanhArgument(x)) }
+        var derivative = Tensor(zeros: [0])
+        let output = Tensor(uninitializedShape: input.shape) { out in
+            derivative = Tensor(uninitializedShape: input.shape) { slope in
+                input.withUnsafeBufferPointer { x in
+                    let (source, values, slopes) = (SendablePointer(x.baseAddress!), SendablePointer(out.baseAddress!), SendablePointer(slope.baseAddress!))
+                    parallelChunks(count: x.count) { start, end in
+                        let (x, y, dy) = (source.pointer + start, values.pointer + start, slopes.pointer + start)
+                        switch approximate {
+                        case .none: VectorMath.mapWithDerivative(count: end - start, x, y, dy, GELU.exact)
+                        case .tanh: VectorMath.mapWithDerivative(count: end - start, x, y, dy, GELU.tanhForm)
+                        }
                     }
                 }
             }
         }
+        cached = (input.shape, derivative)
+        return output
     }
 
-    /// `u = √(2/π) (x + 0.044715 x³)`, so that `0.5 (1 + tanh u) = sigmoid(2u)`.
+    /// `(x Φ(x), Φ(x) + x φ(x))`.
     @inline(__always)
-    static func tanhArgument(_ x: VectorMath.Vector) -> VectorMath.Vector {
-        squareRoot2OverPi * ((cubicCoefficient * x * x) * x + x)
+    static func exact(_ x: VectorMath.Vector) -> (VectorMath.Vector, VectorMath.Vector) {
+        let cdf = VectorMath.normalCDF(x), pdf = inverseSquareRoot2Pi * VectorMath.exp(-0.5 * x * x)
+        return (x * cdf, x * pdf + cdf)
     }
 
+    /// With `u = √(2/π) (x + 0.044715 x³)` and `s = sigmoid(2u) = 0.5 (1 + tanh u)`:
+    /// `(x s, s + 2 x s (1 − s) du/dx)`.
+    @inline(__always)
+    static func tanhForm(_ x: VectorMath.Vector) -> (VectorMath.Vector, VectorMath.Vector) {
+        let u = squareRoot2OverPi * ((cubicCoefficient * x * x) * x + x)
+        let s = VectorMath.sigmoid(2 * u)
+        let du = squareRoot2OverPi * ((3 * cubicCoefficient) * x * x + 1)
+        return (x * s, (2 * x * s * (1 - s)) * du + s)
+    }
+
+    /// `outputGradient ⊙ gelu'(x)`, the derivative kept from the forward (the true Fisher runs many
+    /// backward passes after one forward).
     public func backward(_ outputGradient: Tensor, accumulateParameterGradients: Bool) throws(TensorError) -> Tensor {
-        guard let input = cachedInput else { throw .invalidArgument(argument: "\(description) backward", reason: "called before forward") }
-        try outputGradient.checkShape(input.shape, "\(description) backward (output gradient)")
-        let approximate = approximate
-        return Tensor(uninitializedShape: input.shape) { out in
-            input.withUnsafeBufferPointer { x in
+        guard let (shape, derivative) = cached else { throw .invalidArgument(argument: "\(description) backward", reason: "called before forward") }
+        try outputGradient.checkShape(shape, "\(description) backward (output gradient)")
+        guard derivative.count > 0 else { return outputGradient }
+        return Tensor(uninitializedShape: shape) { out in
+            derivative.withUnsafeBufferPointer { d in
                 outputGradient.withUnsafeBufferPointer { g in
-                    let (inputs, gradients, destination) = (SendablePointer(x.baseAddress!), SendablePointer(g.baseAddress!), SendablePointer(out.baseAddress!))
-                    parallelChunks(count: x.count) { start, end in
-                        let (g, x, y) = (gradients.pointer + start, inputs.pointer + start, destination.pointer + start)
-                        switch approximate {
-                        case .none:
-                            // Φ(x) + x φ(x)
-                            VectorMath.map2(count: end - start, g, x, y) { g, x in
-                                let pdf = GELU.inverseSquareRoot2Pi * VectorMath.exp(-0.5 * x * x)
-                                return g * (x * pdf + VectorMath.normalCDF(x))
-                            }
-                        case .tanh:
-                            // with s = sigmoid(2u) = 0.5 (1 + tanh u): s + 2 x s (1 - s) du/dx
-                            VectorMath.map2(count: end - start, g, x, y) { g, x in
-                                let s = VectorMath.sigmoid(2 * GELU.tanhArgument(x))
-                                let du = GELU.squareRoot2OverPi * ((3 * GELU.cubicCoefficient) * x * x + 1)
-                                return g * ((2 * x * s * (1 - s)) * du + s)
-                            }
-                        }
+                    let (slopes, gradients, destination) = (SendablePointer(d.baseAddress!), SendablePointer(g.baseAddress!), SendablePointer(out.baseAddress!))
+                    parallelChunks(count: d.count) { start, end in
+                        VectorMath.map2(count: end - start, gradients.pointer + start, slopes.pointer + start, destination.pointer + start) { g, d in g * d }
                     }
                 }
             }

@@ -87,6 +87,27 @@ enum VectorMath {
         }
     }
 
+    /// As ``map(count:_:_:_:)`` for a function returning a value and its derivative, stored in `y` and `dy`.
+    @inline(__always)
+    static func mapWithDerivative(
+        count: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ dy: UnsafeMutablePointer<Float>,
+        _ f: (Vector) -> (Vector, Vector)
+    ) {
+        var i = 0
+        while i + 16 <= count {
+            let (value, slope) = f(load(x + i))
+            store(value, y + i)
+            store(slope, dy + i)
+            i += 16
+        }
+        if i < count {
+            var tail = Vector()
+            for lane in 0..<(count - i) { tail[lane] = x[i + lane] }
+            let (value, slope) = f(tail)
+            for lane in 0..<(count - i) { y[i + lane] = value[lane]; dy[i + lane] = slope[lane] }
+        }
+    }
+
     /// As ``map(count:_:_:_:)`` with two inputs (gradient and cached input of a backward).
     @inline(__always)
     static func map2(
