@@ -4,8 +4,9 @@ import SquisherTensor
 
 /// `scale · Σ_n G_n ⊙ G_n` for the per-sample gradients `G_n` of an affine map over a sequence
 /// (``SequenceLinearGradients``), without a pass over memory per sample: `G_n` is made in column
-/// blocks small enough to stay in cache (`rows × width` floats, at most 128 KiB), and each block is
-/// squared into the sums right after its product.
+/// blocks that stay in the L2 cache (`rows × width` floats, at most 512 KiB; `width` a multiple of
+/// the GEMM kernel's 32 columns where the layer is wider), and each block is squared into the sums
+/// right after its product.
 ///
 /// With `G_n = A_nᵀ B_n` (`A_n` `[T, rows]`, `B_n` `[T, columns]` strided views of the batch; `X` and
 /// `Δ` in the order of the weight's layout), the work is split over the threads by column blocks
@@ -15,8 +16,8 @@ import SquisherTensor
 struct SequenceLinearSquares {
     let gradients: SequenceLinearGradients
 
-    /// Floats of one block of `G_n`.
-    static let blockFloats = 32 * 1024
+    /// Floats of one block of `G_n` (512 KiB).
+    static let blockFloats = 128 * 1024
 
     func sums(input: Tensor, outputGradient: Tensor, scale: Float) -> (weight: [Float], bias: [Float]) {
         let g = gradients
@@ -26,7 +27,7 @@ struct SequenceLinearSquares {
         var weight = [Float](repeating: 0, count: rows * columns)
         let bias = biasSums(outputGradient: outputGradient, scale: scale)
         guard n > 0, t > 0, rows > 0, columns > 0 else { return (weight, bias) }
-        let width = Swift.min(columns, Swift.max(16, Self.blockFloats / rows / 16 * 16))
+        let width = Swift.min(columns, Swift.max(32, Self.blockFloats / rows / 32 * 32))
         let blocks = (columns + width - 1) / width
         var single = GEMMConfiguration.current
         single.maximumThreads = 1

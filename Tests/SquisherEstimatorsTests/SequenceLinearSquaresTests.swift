@@ -31,11 +31,11 @@ struct SequenceLinearSquaresTests {
         (0..<(rows * columns)).map { k in m[(k % rows) * columns + k / rows] }
     }
 
-    @Test("Conv1D 600 -> 200 (sums of 600 rows: 5 column blocks, split by columns), scale 0.5")
+    @Test("Conv1D 600 -> 1000 (sums of 600 rows: 6 column blocks of 192, split by columns), scale 0.5")
     func columnSplit() throws {
         var generator = SplitMix64(seed: 31)
-        let layer = TransposedLinear(inputFeatures: 600, outputFeatures: 200, generator: &generator)
-        let x = Tensor.normal(shape: [5, 3, 600], using: &generator), d = Tensor.normal(shape: [5, 3, 200], using: &generator)
+        let layer = TransposedLinear(inputFeatures: 600, outputFeatures: 1000, generator: &generator)
+        let x = Tensor.normal(shape: [5, 3, 600], using: &generator), d = Tensor.normal(shape: [5, 3, 1000], using: &generator)
         var sums: [String: Tensor] = [:]
         _ = try TransposedLinearSquaredGradientRule().accumulateSquaredGradients(layer: layer, input: x, outputGradient: d, scale: 0.5, into: &sums)
         let (weight, bias) = Self.reference(x, d)
