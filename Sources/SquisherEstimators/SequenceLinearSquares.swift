@@ -13,6 +13,11 @@ import SquisherTensor
 /// when there are enough of them (each thread owns its columns of the sums), else by samples (each
 /// thread its own sums, added at the end). Every product runs on one thread (`maximumThreads = 1`):
 /// the threads already split the work, and small products gain nothing from a second thread.
+///
+/// Trailing positions whose output gradient is exactly zero add nothing to `G_n` and are left out
+/// of its product (a sample with none left is skipped): in the exact true Fisher of a causal
+/// language model, the pass of position `t` has zero gradient at every later position, so this
+/// halves the products on average.
 struct SequenceLinearSquares {
     let gradients: SequenceLinearGradients
 
@@ -28,6 +33,7 @@ struct SequenceLinearSquares {
         let bias = biasSums(outputGradient: outputGradient, scale: scale)
         guard n > 0, t > 0, rows > 0, columns > 0 else { return (weight, bias) }
         let width = Swift.min(columns, Swift.max(32, Self.blockFloats / rows / 32 * 32))
+        let positions = activePositions(outputGradient)
         let blocks = (columns + width - 1) / width
         var single = GEMMConfiguration.current
         single.maximumThreads = 1
@@ -48,8 +54,9 @@ struct SequenceLinearSquares {
                             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: rows * width)
                             defer { scratch.deallocate() }
                             func block(_ column: Int, sample: Int, into sums: UnsafeMutablePointer<Float>) {
-                                let columnCount = Swift.min(width, columns - column)
-                                gemm(transposeA: true, transposeB: false, m: rows, n: columnCount, k: t,
+                                let columnCount = Swift.min(width, columns - column), k = positions[sample]
+                                guard k > 0 else { return }
+                                gemm(transposeA: true, transposeB: false, m: rows, n: columnCount, k: k,
                                      a: pointers.a + sample * t * lda, lda: lda, b: pointers.b + sample * t * ldb + column, ldb: ldb,
                                      c: scratch, ldc: columnCount, configuration: configuration)
                                 for row in 0..<rows {
@@ -75,6 +82,22 @@ struct SequenceLinearSquares {
             }
         }
         return (weight, bias)
+    }
+
+    /// For each sample, the number of leading positions up to its last non-zero output-gradient row.
+    private func activePositions(_ outputGradient: Tensor) -> [Int] {
+        let (n, t, o) = (gradients.samples, gradients.positions, gradients.outFeatures)
+        return outputGradient.withUnsafeBufferPointer { d in
+            (0..<n).map { sample in
+                var active = t
+                while active > 0 {
+                    let row = d.baseAddress! + (sample * t + active - 1) * o
+                    if (0..<o).contains(where: { row[$0] != 0 }) { break }
+                    active -= 1
+                }
+                return active
+            }
+        }
     }
 
     /// `scale · Σ_n (Σ_t Δ_n[t])²`, `[out]`.

@@ -58,4 +58,26 @@ struct SequenceLinearSquaresTests {
         #expect(weightDeviation.normwise < 1e-5, "weight: \(weightDeviation)")
         #expect(biasDeviation.normwise < 1e-5, "bias: \(biasDeviation)")
     }
+
+    @Test("trailing zero output-gradient rows (a causal true-Fisher pass) and an all-zero sample")
+    func trailingZeroRows() throws {
+        var generator = SplitMix64(seed: 33)
+        let layer = TransposedLinear(inputFeatures: 40, outputFeatures: 24, generator: &generator)
+        let x = Tensor.normal(shape: [4, 6, 40], using: &generator)
+        var scalars = Tensor.normal(shape: [4, 6, 24], using: &generator).scalars
+        // Sample 0 keeps positions 0...2, sample 1 all six, sample 2 none, sample 3 only position 0;
+        // sample 1's position 4 is zero in the middle (kept: only trailing rows are left out).
+        for (sample, kept) in [(0, 3), (1, 6), (2, 0), (3, 1)] {
+            for position in kept..<6 { for c in 0..<24 { scalars[(sample * 6 + position) * 24 + c] = 0 } }
+        }
+        for c in 0..<24 { scalars[(1 * 6 + 4) * 24 + c] = 0 }
+        let d = try Tensor(shape: [4, 6, 24], scalars: scalars)
+        var sums: [String: Tensor] = [:]
+        _ = try TransposedLinearSquaredGradientRule().accumulateSquaredGradients(layer: layer, input: x, outputGradient: d, scale: 1, into: &sums)
+        let (weight, bias) = Self.reference(x, d)
+        let weightDeviation = Deviation(try #require(sums["weight"]).scalars, weight)
+        let biasDeviation = Deviation(try #require(sums["bias"]).scalars, bias)
+        #expect(weightDeviation.normwise < 1e-5, "weight: \(weightDeviation)")
+        #expect(biasDeviation.normwise < 1e-5, "bias: \(biasDeviation)")
+    }
 }
