@@ -59,8 +59,9 @@ public final class ScaledDotProductAttention: Layer, CustomStringConvertible {
     public func forward(_ input: Tensor, mode: LayerMode) throws(TensorError) -> Tensor {
         let (n, t, d) = try dimensions(input)
         let h = heads, hd = d / h, scale = 1 / Float(hd).squareRoot()
-        var probabilities = Tensor(zeros: [n, h, t, t])
-        var output = Tensor(zeros: [n, t, d])
+        // Every entry is written below (products with beta = 0, softmax rows in full).
+        var probabilities = Tensor(uninitializedShape: [n, h, t, t]) { _ in }
+        var output = Tensor(uninitializedShape: [n, t, d]) { _ in }
         let keep: [Bool]? = attentionMask.map { $0.scalars.map { $0 != 0 } }
         let causal = causal, single = Self.singleThreaded, parts = GEMMConfiguration.current.threadParts(for: n * h)
         input.withUnsafeBufferPointer { x in
@@ -145,7 +146,7 @@ public final class ScaledDotProductAttention: Layer, CustomStringConvertible {
         let (n, t, d) = (input.shape[0], input.shape[1], input.shape[2] / 3)
         try outputGradient.checkShape([n, t, d], "\(description) backward (output gradient)")
         let h = heads, hd = d / h, scale = 1 / Float(hd).squareRoot()
-        var inputGradient = Tensor(zeros: input.shape)
+        var inputGradient = Tensor(uninitializedShape: input.shape) { _ in }  // dQ, dK, dV blocks all written (beta = 0)
         let single = Self.singleThreaded, parts = GEMMConfiguration.current.threadParts(for: n * h)
         input.withUnsafeBufferPointer { x in
             probabilities.withUnsafeBufferPointer { p in

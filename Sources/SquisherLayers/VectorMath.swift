@@ -66,6 +66,20 @@ enum VectorMath {
     @inline(__always)
     static func load(_ p: UnsafePointer<Float>) -> Vector { UnsafeRawPointer(p).loadUnaligned(as: Vector.self) }
 
+    /// The first `count < 16` floats at `p`, the other lanes 0 (one copy, not lane by lane).
+    @inline(__always)
+    static func loadTail(_ p: UnsafePointer<Float>, _ count: Int) -> Vector {
+        var v = Vector()
+        withUnsafeMutableBytes(of: &v) { $0.baseAddress!.copyMemory(from: p, byteCount: 4 * count) }
+        return v
+    }
+
+    /// Stores the first `count < 16` lanes of `v` at `p`.
+    @inline(__always)
+    static func storeTail(_ v: Vector, _ p: UnsafeMutablePointer<Float>, _ count: Int) {
+        withUnsafeBytes(of: v) { UnsafeMutableRawPointer(p).copyMemory(from: $0.baseAddress!, byteCount: 4 * count) }
+    }
+
     /// Stores 16 floats (unaligned).
     @inline(__always)
     static func store(_ v: Vector, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vector.self) }
@@ -80,10 +94,8 @@ enum VectorMath {
             i += 16
         }
         if i < count {
-            var tail = Vector()
-            for lane in 0..<(count - i) { tail[lane] = x[i + lane] }
-            let result = f(tail)
-            for lane in 0..<(count - i) { y[i + lane] = result[lane] }
+            let result = f(loadTail(x + i, count - i))
+            storeTail(result, y + i, count - i)
         }
     }
 
@@ -101,10 +113,9 @@ enum VectorMath {
             i += 16
         }
         if i < count {
-            var tail = Vector()
-            for lane in 0..<(count - i) { tail[lane] = x[i + lane] }
-            let (value, slope) = f(tail)
-            for lane in 0..<(count - i) { y[i + lane] = value[lane]; dy[i + lane] = slope[lane] }
+            let (value, slope) = f(loadTail(x + i, count - i))
+            storeTail(value, y + i, count - i)
+            storeTail(slope, dy + i, count - i)
         }
     }
 
@@ -119,10 +130,7 @@ enum VectorMath {
             i += 16
         }
         if i < count {
-            var tailA = Vector(), tailB = Vector()
-            for lane in 0..<(count - i) { tailA[lane] = a[i + lane]; tailB[lane] = b[i + lane] }
-            let result = f(tailA, tailB)
-            for lane in 0..<(count - i) { y[i + lane] = result[lane] }
+            storeTail(f(loadTail(a + i, count - i), loadTail(b + i, count - i)), y + i, count - i)
         }
     }
 }
