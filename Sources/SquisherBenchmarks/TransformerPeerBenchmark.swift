@@ -5,8 +5,9 @@ import Squisher
 /// (`squisher-bench transformers`): the tiny GPT-2 and BERT of the checkpoint fixtures and one
 /// GPT-2-small-shaped block, built from the configs in `Benchmarks/transformer_configs/` on both
 /// sides, on the same token ids (a fixed formula, ``tokenIDs(samples:length:vocabulary:)``), timed
-/// on our side and then by `Benchmarks/pytorch_transformer_bench.py` in the same run with the same
-/// thread count; median of `repeats` after one warm-up.
+/// by `Benchmarks/pytorch_transformer_bench.py` (median of `repeats` after one warm-up) and on our
+/// side half before and half after it (each half after a warm-up; the median of all `repeats`), with
+/// the same thread count.
 enum TransformerPeerBenchmark {
     static let optionsHelp =
         "[--python PATH] [--no-python] [--threads 2] [--repeats 5] [--models gpt2-tiny,bert-tiny,gpt2-768] [--cases fwd_bwd,adamw_epoch,empirical_fisher,true_fisher_exact] [--profile model:case --loops K]"
@@ -213,21 +214,37 @@ enum TransformerPeerBenchmark {
 
         let selected = cases.filter { options.caseKeys?.contains($0.key) ?? true }
         guard !selected.isEmpty else { print("--cases names none of: \(cases.map(\.key).joined(separator: ", "))"); return 2 }
-        print("## Transformers: Squisher vs PyTorch / torch.func / Opacus (float32, \(options.threads) threads, median of \(options.repeats) after a warm-up)\n")
+        print("## Transformers: Squisher vs PyTorch / torch.func / Opacus (float32, \(options.threads) threads, median of \(options.repeats) after a warm-up; ours half before, half after the Python side)\n")
         print("load average at start: \(PeerBenchmark.loadAverage())")
-        var ours: [String: [String: Double]] = [:]
-        for spec in options.models {
-            for c in selected where c.key != "true_fisher_exact" || spec.trueFisherSamples != nil {
-                let body = try runner(c.key, spec: spec)
-                ours[spec.key, default: [:]][c.key] = try EstimatorBenchmark.median(options.repeats, body)
+        // Our runs straddle the Python side (half before, half after it, one warm-up each time), so that
+        // a change of the machine's load during the run weighs on both sides alike; the median of all.
+        var times: [String: [String: [Double]]] = [:]
+        func measureOurs(_ repeats: Int) throws {
+            for spec in options.models {
+                for c in selected where c.key != "true_fisher_exact" || spec.trueFisherSamples != nil {
+                    times[spec.key, default: [:]][c.key, default: []] += try timed(repeats, runner(c.key, spec: spec))
+                }
             }
         }
+        try measureOurs((options.repeats + 1) / 2)
         let peerCases = Set(selected.flatMap { $0.peers.map(\.key) })
         let peers = options.usePython
             ? runPython(options.python, threads: options.threads, repeats: options.repeats, models: options.models, cases: peerCases) : nil
+        try measureOurs(Swift.max(1, options.repeats / 2))
+        let ours = times.mapValues { $0.mapValues { $0.sorted()[$0.count / 2] } }
         print("load average at end: \(PeerBenchmark.loadAverage())\n")
         printTable(models: options.models, cases: selected, ours: ours, peers: peers)
         return 0
+    }
+
+    /// Wall-clock seconds of `repeats` runs of `body` after one warm-up.
+    static func timed(_ repeats: Int, _ body: () throws -> Void) throws -> [Double] {
+        try body()
+        return try (0..<repeats).map { _ in
+            let start = DispatchTime.now().uptimeNanoseconds
+            try body()
+            return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        }
     }
 
     static func printTable(models: [Model], cases: [Case], ours: [String: [String: Double]], peers: [String: [String: Double]]?) {
