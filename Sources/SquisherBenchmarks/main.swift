@@ -3,6 +3,7 @@
 //   swift run -c release squisher-bench gemm [options]   matrix multiply vs numpy (see GEMMBenchmark.swift)
 //   swift run -c release squisher-bench estimators       estimator cost vs a plain forward+backward, hook overhead
 //   swift run -c release squisher-bench peers            side by side with PyTorch / BackPACK / torch.func (see PeerBenchmark.swift)
+//   swift run -c release squisher-bench transformers     GPT-2 / BERT vs PyTorch, torch.func and Opacus (see TransformerPeerBenchmark.swift)
 //   swift run -c release squisher-bench scaling          estimator time and memory vs N, batch size and width (see ScalingBenchmark.swift)
 //   swift run -c release squisher-bench merge [--gb 1.4 --models 3 --shards 4]   streaming checkpoint merge: peak RSS, vs a plain copy
 //   swift run -c release squisher-bench hook none|squisher|joint   one epoch, for callgrind instruction counts
@@ -20,6 +21,8 @@ let usage = """
       estimators  cost of every estimator over N = 2,048 (ratio to forward+backward), per-sample loop, hook overhead
       peers   our training and estimators next to PyTorch, BackPACK and torch.func in the same run
               \(PeerBenchmark.optionsHelp)
+      transformers  GPT-2 and BERT training and Fisher next to PyTorch, torch.func and Opacus in the same run
+              \(TransformerPeerBenchmark.optionsHelp)
       scaling estimator time and memory as N, batch size and width grow
               \(ScalingBenchmark.optionsHelp)
       all     every benchmark with its default options
@@ -36,6 +39,11 @@ case "estimators":
 case "peers":
     do { exit(try PeerBenchmark.run(arguments: Array(arguments.dropFirst()))) } catch {
         FileHandle.standardError.write(Data("squisher-bench peers: \(error)\n".utf8))
+        exit(1)
+    }
+case "transformers":
+    do { exit(try TransformerPeerBenchmark.run(arguments: Array(arguments.dropFirst()))) } catch {
+        FileHandle.standardError.write(Data("squisher-bench transformers: \(error)\n".utf8))
         exit(1)
     }
 case "scaling":

@@ -8,7 +8,8 @@ import SquisherTensor
 /// the **product** `Δ_nᵀ X_n` (`[out, in]`; `X_nᵀ Δ_n` for `[in, out]`) summed over positions before
 /// any square, and `Σ_t Δ_n[t]` for the bias. One GEMM per sample, on strided views of the batch
 /// (no copies); `visit` receives each sample's weight and bias gradients in scratch buffers that
-/// are overwritten by the next sample.
+/// are overwritten by the next sample. The sums of squares (``squaredSums(input:outputGradient:scale:)``)
+/// go through ``SequenceLinearSquares``, which squares each product block while it is in cache.
 struct SequenceLinearGradients {
     let samples: Int, positions: Int, inFeatures: Int, outFeatures: Int
     /// Weight stored `[in, out]` (HF Conv1D) instead of `[out, in]`.
@@ -47,18 +48,14 @@ struct SequenceLinearGradients {
         }
     }
 
-    /// `scale · Σ_n (per-sample gradient)²` for the weight and the bias.
+    /// `scale · Σ_n (per-sample gradient)²` for the weight and the bias (see ``SequenceLinearSquares``).
     func squaredSums(input: Tensor, outputGradient: Tensor, scale: Float) throws -> (weight: [Float], bias: [Float]) {
-        var weightSum = [Float](repeating: 0, count: inFeatures * outFeatures), biasSum = [Float](repeating: 0, count: outFeatures)
-        try weightSum.withUnsafeMutableBufferPointer { ws in
-            try biasSum.withUnsafeMutableBufferPointer { bs in
-                try forEachSample(input: input, outputGradient: outputGradient) { _, weight, bias in
-                    addScaledSquares(count: ws.count, scale: scale, x: weight, y: ws.baseAddress!)
-                    addScaledSquares(count: bs.count, scale: scale, x: bias, y: bs.baseAddress!)
-                }
-            }
+        guard input.count == samples * positions * inFeatures, outputGradient.count == samples * positions * outFeatures else {
+            throw TensorError.shapeMismatch(
+                operation: "per-sample linear gradients", expected: "input [\(samples), \(positions), \(inFeatures)] and output gradient [\(samples), \(positions), \(outFeatures)]",
+                actual: outputGradient.shape)
         }
-        return (weightSum, biasSum)
+        return SequenceLinearSquares(gradients: self).sums(input: input, outputGradient: outputGradient, scale: scale)
     }
 
     /// Each sample's gradients, made one sample at a time: `"weight"` (of shape `weight`, when

@@ -84,26 +84,34 @@ public struct CrossEntropyLikelihood: LikelihoodLoss, Hashable {
 
     public func lossAndGradient(output: Tensor, targets: Tensor) throws(TensorError) -> (loss: Double, outputGradient: Tensor) {
         let (rows, classes, rowTargets) = try rowTargets(output: output, targets: targets)
-        let logProbabilities = try output.reshaped([rows, classes]).logSoftmaxRows()
         let epsilon = labelSmoothing, uniform = Float(epsilon / Double(classes))
         var loss = 0.0
-        var gradient = Tensor(zeros: [rows, classes])
-        logProbabilities.withUnsafeBufferPointer { lp in
-            gradient.withUnsafeMutableBufferPointer { g in
+        // Per row: m = max z, e = exp(z − m) (16 lanes), S = Σ e; −log p(c) = log S + m − z_c and
+        // ∂/∂z = e/S − ε/C − (1 − ε) e_y. Rows without a target get 0.
+        let gradient = Tensor(uninitializedShape: output.shape) { g in
+            output.withUnsafeBufferPointer { z in
                 for row in 0..<rows {
-                    guard let target = rowTargets[row] else { continue }
-                    let base = row * classes
-                    var meanNegative = 0.0
-                    for c in 0..<classes {
-                        meanNegative -= Double(lp[base + c])
-                        g[base + c] = ScalarMath.exp(lp[base + c]) - uniform
+                    let zr = z.baseAddress! + row * classes, gr = g.baseAddress! + row * classes
+                    guard let target = rowTargets[row] else {
+                        gr.update(repeating: 0, count: classes)
+                        continue
                     }
-                    loss += (1 - epsilon) * -Double(lp[base + target]) + epsilon * meanNegative / Double(classes)
-                    g[base + target] -= Float(1 - epsilon)
+                    var maximum = -Float.infinity, total = 0.0
+                    for c in 0..<classes { maximum = Swift.max(maximum, zr[c]) }
+                    for c in 0..<classes { total += Double(zr[c]) }
+                    let shift = VectorMath.Vector(repeating: maximum)
+                    VectorMath.map(count: classes, zr, gr) { VectorMath.exp($0 - shift) }
+                    var sum = 0.0
+                    for c in 0..<classes { sum += Double(gr[c]) }
+                    let logSum = ScalarMath.log(sum) + Double(maximum)
+                    let inverse = Float(1 / sum)
+                    VectorMath.map(count: classes, gr, gr) { $0 * inverse - VectorMath.Vector(repeating: uniform) }
+                    gr[target] -= Float(1 - epsilon)
+                    loss += (1 - epsilon) * (logSum - Double(zr[target])) + epsilon * (logSum - total / Double(classes))
                 }
             }
         }
-        return (loss, try gradient.reshaped(output.shape))
+        return (loss, gradient)
     }
 
     public func exactFisherPasses(output: Tensor, targets: Tensor) throws(TensorError) -> FisherPasses {

@@ -7,7 +7,10 @@ import SquisherTensor
 /// - `.tanh`: `0.5 x (1 + tanh(u))`, `u = √(2/π) (x + 0.044715 x³)`, derivative
 ///   `0.5 (1 + tanh u) + 0.5 x (1 - tanh² u) √(2/π) (1 + 3 · 0.044715 x²)`.
 ///
-/// Any input shape.
+/// Any input shape. Evaluated 16 lanes at a time (``VectorMath``: `Φ` from a Chebyshev `erfc` fit
+/// with fractional error below 1.2e-7, the tanh form as `x · sigmoid(2u)`, both accurate in relative
+/// terms in the negative tail), the elements split over ``GEMMConfiguration/maximumThreads`` threads.
+/// The forward keeps `gelu'(x)` (one tensor of the input's size), so each backward is one product.
 public final class GELU: Layer, CustomStringConvertible {
     /// Which formula to evaluate (PyTorch's `approximate` argument).
     public enum Approximation: String, Sendable, Hashable {
@@ -21,7 +24,8 @@ public final class GELU: Layer, CustomStringConvertible {
     /// The formula in use.
     public let approximate: Approximation
     public var localParameters: [(name: String, parameter: Parameter)] { [] }
-    private var cachedInput: Tensor?
+    /// The input shape and `gelu'(x)` of the last forward.
+    private var cached: (shape: [Int], derivative: Tensor)?
 
     /// Creates the layer; the default is the exact form, as PyTorch.
     public init(approximate: Approximation = .none) { self.approximate = approximate }
@@ -35,33 +39,61 @@ public final class GELU: Layer, CustomStringConvertible {
     static let cubicCoefficient: Float = 0.044715
 
     public func forward(_ input: Tensor, mode: LayerMode) throws(TensorError) -> Tensor {
-        cachedInput = input
-        switch approximate {
-        case .none:
-            return input.map { x in 0.5 * x * (1 + ScalarMath.erf(x * GELU.inverseSquareRoot2)) }
-        case .tanh:
-            return input.map { x in
-                let u = GELU.squareRoot2OverPi * (x + GELU.cubicCoefficient * x * x * x)
-                return 0.5 * x * (1 + ScalarMath.tanh(u))
+        guard input.count > 0 else {
+            cached = (input.shape, input)
+            return input
+        }
+        let approximate = approximate
+        var derivative = Tensor(zeros: [0])
+        let output = Tensor(uninitializedShape: input.shape) { out in
+            derivative = Tensor(uninitializedShape: input.shape) { slope in
+                input.withUnsafeBufferPointer { x in
+                    let (source, values, slopes) = (SendablePointer(x.baseAddress!), SendablePointer(out.baseAddress!), SendablePointer(slope.baseAddress!))
+                    parallelChunks(count: x.count) { start, end in
+                        let (x, y, dy) = (source.pointer + start, values.pointer + start, slopes.pointer + start)
+                        switch approximate {
+                        case .none: VectorMath.mapWithDerivative(count: end - start, x, y, dy, GELU.exact)
+                        case .tanh: VectorMath.mapWithDerivative(count: end - start, x, y, dy, GELU.tanhForm)
+                        }
+                    }
+                }
             }
         }
+        cached = (input.shape, derivative)
+        return output
     }
 
+    /// `(x Φ(x), Φ(x) + x φ(x))`.
+    @inline(__always)
+    static func exact(_ x: VectorMath.Vector) -> (VectorMath.Vector, VectorMath.Vector) {
+        let cdf = VectorMath.normalCDF(x), pdf = inverseSquareRoot2Pi * VectorMath.exp(-0.5 * x * x)
+        return (x * cdf, x * pdf + cdf)
+    }
+
+    /// With `u = √(2/π) (x + 0.044715 x³)` and `s = sigmoid(2u) = 0.5 (1 + tanh u)`:
+    /// `(x s, s + 2 x s (1 − s) du/dx)`.
+    @inline(__always)
+    static func tanhForm(_ x: VectorMath.Vector) -> (VectorMath.Vector, VectorMath.Vector) {
+        let u = squareRoot2OverPi * ((cubicCoefficient * x * x) * x + x)
+        let s = VectorMath.sigmoid(2 * u)
+        let du = squareRoot2OverPi * ((3 * cubicCoefficient) * x * x + 1)
+        return (x * s, (2 * x * s * (1 - s)) * du + s)
+    }
+
+    /// `outputGradient ⊙ gelu'(x)`, the derivative kept from the forward (the true Fisher runs many
+    /// backward passes after one forward).
     public func backward(_ outputGradient: Tensor, accumulateParameterGradients: Bool) throws(TensorError) -> Tensor {
-        guard let input = cachedInput else { throw .invalidArgument(argument: "\(description) backward", reason: "called before forward") }
-        switch approximate {
-        case .none:
-            return try outputGradient.zipWith(input, "\(description) backward (output gradient)") { g, x in
-                let cdf = 0.5 * (1 + ScalarMath.erf(x * GELU.inverseSquareRoot2))
-                let pdf = GELU.inverseSquareRoot2Pi * ScalarMath.exp(-0.5 * x * x)
-                return g * (cdf + x * pdf)
-            }
-        case .tanh:
-            return try outputGradient.zipWith(input, "\(description) backward (output gradient)") { g, x in
-                let u = GELU.squareRoot2OverPi * (x + GELU.cubicCoefficient * x * x * x)
-                let t = ScalarMath.tanh(u)
-                let du = GELU.squareRoot2OverPi * (1 + 3 * GELU.cubicCoefficient * x * x)
-                return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
+        guard let (shape, derivative) = cached else { throw .invalidArgument(argument: "\(description) backward", reason: "called before forward") }
+        try outputGradient.checkShape(shape, "\(description) backward (output gradient)")
+        guard derivative.count > 0 else { return outputGradient }
+        return Tensor(uninitializedShape: shape) { out in
+            derivative.withUnsafeBufferPointer { d in
+                outputGradient.withUnsafeBufferPointer { g in
+                    let (slopes, gradients, destination) = (SendablePointer(d.baseAddress!), SendablePointer(g.baseAddress!), SendablePointer(out.baseAddress!))
+                    parallelChunks(count: d.count) { start, end in
+                        VectorMath.map2(count: end - start, gradients.pointer + start, slopes.pointer + start, destination.pointer + start) { g, d in g * d }
+                    }
+                }
             }
         }
     }

@@ -11,7 +11,9 @@ import SquisherTensor
 /// - `weight` (ones) and `bias` (zeros) have shape `normalizedShape`; absent without affine.
 /// - Backward: `dx = rstd * (dx̂ - mean(dx̂) - x̂ * mean(dx̂ * x̂))` with `dx̂ = dy * weight`,
 ///   `rstd = 1/sqrt(var + eps)`; `dweight += sum_rows dy * x̂`, `dbias += sum_rows dy`.
-/// Row statistics are accumulated in `Double`.
+/// Row loops run 16 lanes at a time with the rows split over the threads (``LayerNormKernels``);
+/// row sums are combined in `Double`. The forward keeps `x̂` (reused by ``normalized(_:)`` for the
+/// same input, as the per-sample rule asks after every backward pass).
 public final class LayerNorm: Layer, CustomStringConvertible {
     public let typeName = "LayerNorm"
     /// The trailing axes normalized over.
@@ -23,6 +25,7 @@ public final class LayerNorm: Layer, CustomStringConvertible {
     /// Per-element offset, `normalizedShape`, initialized to zeros (nil without affine).
     public let bias: Parameter?
 
+    private var cachedInput: Tensor?
     private var cachedNormalized: Tensor?
     private var cachedReciprocalStandardDeviation: [Float] = []
 
@@ -64,28 +67,32 @@ public final class LayerNorm: Layer, CustomStringConvertible {
         }
     }
 
-    /// Normalizes rows and returns `x̂` with the per-row `1/sqrt(var + eps)`.
-    private func normalize(_ input: Tensor) -> (Tensor, [Float]) {
-        let d = featureCount, rows = input.count / d
-        var normalized = input
+    /// Normalizes rows: `x̂`, the per-row `1/sqrt(var + eps)`, and the affine output when `affine`.
+    private func normalize(_ input: Tensor, affine: Bool) -> (normalized: Tensor, reciprocal: [Float], output: Tensor?) {
+        let d = featureCount, rows = input.count / d, eps = eps
+        var normalized = Tensor(zeros: [0]), output: Tensor?
         var reciprocal = [Float](repeating: 0, count: rows)
-        normalized.withUnsafeMutableBufferPointer { x in
-            for r in 0..<rows {
-                let row = x.baseAddress! + r * d
-                var total = 0.0
-                for i in 0..<d { total += Double(row[i]) }
-                let mean = total / Double(d)
-                var squares = 0.0
-                for i in 0..<d {
-                    let centered = Double(row[i]) - mean
-                    squares += centered * centered
+        guard rows > 0 else { return (input, reciprocal, affine ? input : nil) }
+        normalized = Tensor(uninitializedShape: input.shape) { xhat in
+            input.withUnsafeBufferPointer { x in
+                reciprocal.withUnsafeMutableBufferPointer { rstd in
+                    guard affine, let weight, let bias else {
+                        LayerNormKernels.forward(x.baseAddress!, rows: rows, d: d, eps: eps, normalized: xhat.baseAddress!, reciprocal: rstd.baseAddress!, affine: nil)
+                        return
+                    }
+                    output = Tensor(uninitializedShape: input.shape) { y in
+                        weight.value.withUnsafeBufferPointer { w in
+                            bias.value.withUnsafeBufferPointer { b in
+                                LayerNormKernels.forward(
+                                    x.baseAddress!, rows: rows, d: d, eps: eps, normalized: xhat.baseAddress!, reciprocal: rstd.baseAddress!,
+                                    affine: (w.baseAddress!, b.baseAddress!, y.baseAddress!))
+                            }
+                        }
+                    }
                 }
-                let rstd = 1 / (squares / Double(d) + Double(eps)).squareRoot()
-                for i in 0..<d { row[i] = Float((Double(row[i]) - mean) * rstd) }
-                reciprocal[r] = Float(rstd)
             }
         }
-        return (normalized, reciprocal)
+        return (normalized, reciprocal, output)
     }
 
     /// The normalized input `x̂ = (x - mean) / sqrt(var + eps)` before the affine map, same shape
@@ -95,28 +102,18 @@ public final class LayerNorm: Layer, CustomStringConvertible {
     ///   trailing axes are not `normalizedShape`.
     public func normalized(_ input: Tensor) throws(TensorError) -> Tensor {
         try checkInput(input, "normalized")
-        return normalize(input).0
+        // The input of the last forward (compared by storage first, so this is O(1) for it): its x̂ is cached.
+        if let cachedNormalized, let cachedInput, cachedInput == input { return cachedNormalized }
+        return normalize(input, affine: false).normalized
     }
 
     public func forward(_ input: Tensor, mode: LayerMode) throws(TensorError) -> Tensor {
         try checkInput(input, "forward")
-        let (normalized, reciprocal) = normalize(input)
+        let (normalized, reciprocal, output) = normalize(input, affine: true)
+        cachedInput = input
         cachedNormalized = normalized
         cachedReciprocalStandardDeviation = reciprocal
-        guard let weight, let bias else { return normalized }
-        let d = featureCount, rows = input.count / d
-        var output = normalized
-        weight.value.withUnsafeBufferPointer { w in
-            bias.value.withUnsafeBufferPointer { b in
-                output.withUnsafeMutableBufferPointer { y in
-                    for r in 0..<rows {
-                        let row = y.baseAddress! + r * d
-                        for i in 0..<d { row[i] = row[i] * w[i] + b[i] }
-                    }
-                }
-            }
-        }
-        return output
+        return output ?? normalized
     }
 
     public func backward(_ outputGradient: Tensor, accumulateParameterGradients: Bool) throws(TensorError) -> Tensor {
@@ -125,47 +122,31 @@ public final class LayerNorm: Layer, CustomStringConvertible {
         }
         try outputGradient.checkShape(normalized.shape, "\(description) backward (output gradient)")
         let d = featureCount, rows = normalized.count / d
-        let ones = [Float](repeating: 1, count: d)
-        let scale = weight?.value.scalars ?? ones
         var inputGradient = outputGradient
+        guard rows > 0 else { return inputGradient }
         normalized.withUnsafeBufferPointer { xhat in
-            scale.withUnsafeBufferPointer { w in
-                cachedReciprocalStandardDeviation.withUnsafeBufferPointer { rstd in
-                    inputGradient.withUnsafeMutableBufferPointer { g in
-                        for r in 0..<rows {
-                            let row = g.baseAddress! + r * d, xr = xhat.baseAddress! + r * d
-                            var sumDxhat = 0.0, sumDxhatXhat = 0.0
-                            for i in 0..<d {
-                                let dxhat = Double(row[i] * w[i])
-                                sumDxhat += dxhat
-                                sumDxhatXhat += dxhat * Double(xr[i])
-                            }
-                            let meanDxhat = Float(sumDxhat / Double(d)), meanDxhatXhat = Float(sumDxhatXhat / Double(d))
-                            for i in 0..<d {
-                                row[i] = rstd[r] * (row[i] * w[i] - meanDxhat - xr[i] * meanDxhatXhat)
-                            }
+            cachedReciprocalStandardDeviation.withUnsafeBufferPointer { rstd in
+                inputGradient.withUnsafeMutableBufferPointer { g in
+                    if let weight {
+                        weight.value.withUnsafeBufferPointer { w in
+                            LayerNormKernels.inputGradient(g.baseAddress!, normalized: xhat.baseAddress!, reciprocal: rstd.baseAddress!, weight: w.baseAddress!, rows: rows, d: d)
                         }
+                    } else {
+                        LayerNormKernels.inputGradient(g.baseAddress!, normalized: xhat.baseAddress!, reciprocal: rstd.baseAddress!, weight: nil, rows: rows, d: d)
                     }
                 }
             }
         }
-        if accumulateParameterGradients, let weight, let bias {
-            let updateWeight = weight.requiresGradient, updateBias = bias.requiresGradient
-            var weightGradient = [Double](repeating: 0, count: d), biasGradient = [Double](repeating: 0, count: d)
-            normalized.withUnsafeBufferPointer { xhat in
+        if accumulateParameterGradients, let weight, let bias, weight.requiresGradient || bias.requiresGradient {
+            let (weightGradient, biasGradient) = normalized.withUnsafeBufferPointer { xhat in
                 outputGradient.withUnsafeBufferPointer { dy in
-                    for r in 0..<rows {
-                        for i in 0..<d {
-                            weightGradient[i] += Double(dy[r * d + i] * xhat[r * d + i])
-                            biasGradient[i] += Double(dy[r * d + i])
-                        }
-                    }
+                    LayerNormKernels.parameterGradients(dy.baseAddress!, normalized: xhat.baseAddress!, rows: rows, d: d)
                 }
             }
-            if updateWeight {
+            if weight.requiresGradient {
                 weight.gradient.withUnsafeMutableBufferPointer { g in for i in 0..<d { g[i] += Float(weightGradient[i]) } }
             }
-            if updateBias {
+            if bias.requiresGradient {
                 bias.gradient.withUnsafeMutableBufferPointer { g in for i in 0..<d { g[i] += Float(biasGradient[i]) } }
             }
         }

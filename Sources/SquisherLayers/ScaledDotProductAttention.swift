@@ -59,26 +59,31 @@ public final class ScaledDotProductAttention: Layer, CustomStringConvertible {
     public func forward(_ input: Tensor, mode: LayerMode) throws(TensorError) -> Tensor {
         let (n, t, d) = try dimensions(input)
         let h = heads, hd = d / h, scale = 1 / Float(hd).squareRoot()
-        var probabilities = Tensor(zeros: [n, h, t, t])
-        var output = Tensor(zeros: [n, t, d])
-        let keep: [Bool] = attentionMask?.scalars.map { $0 != 0 } ?? [Bool](repeating: true, count: n * t)
-        let causal = causal
+        // Every entry is written below (products with beta = 0, softmax rows in full).
+        var probabilities = Tensor(uninitializedShape: [n, h, t, t]) { _ in }
+        var output = Tensor(uninitializedShape: [n, t, d]) { _ in }
+        let keep: [Bool]? = attentionMask.map { $0.scalars.map { $0 != 0 } }
+        let causal = causal, single = Self.singleThreaded, parts = GEMMConfiguration.current.threadParts(for: n * h)
         input.withUnsafeBufferPointer { x in
             probabilities.withUnsafeMutableBufferPointer { p in
                 output.withUnsafeMutableBufferPointer { o in
                     let pointers = AttentionPointers(x: x.baseAddress!, p: p.baseAddress!, o: o.baseAddress!, extra: nil)
-                    DispatchQueue.concurrentPerform(iterations: Swift.min(2, n * h)) { part in
-                        for pair in stride(from: part, to: n * h, by: 2) {
+                    DispatchQueue.concurrentPerform(iterations: parts) { part in
+                        for pair in stride(from: part, to: n * h, by: parts) {
                             let (sample, head) = (pair / h, pair % h)
                             let q = pointers.x + sample * t * 3 * d + head * hd
                             let pp = pointers.p + pair * t * t
                             gemm(transposeA: false, transposeB: true, m: t, n: t, k: hd, alpha: scale,
-                                 a: q, lda: 3 * d, b: q + d, ldb: 3 * d, c: pp, ldc: t)
+                                 a: q, lda: 3 * d, b: q + d, ldb: 3 * d, c: pp, ldc: t, configuration: single)
                             for query in 0..<t {
-                                Self.maskedSoftmax(pp + query * t, count: causal ? query + 1 : t, total: t) { keep[sample * t + $0] }
+                                if let keep {
+                                    Self.maskedSoftmax(pp + query * t, count: causal ? query + 1 : t, total: t) { keep[sample * t + $0] }
+                                } else {
+                                    Self.softmax(pp + query * t, count: causal ? query + 1 : t, total: t)
+                                }
                             }
                             gemm(transposeA: false, transposeB: false, m: t, n: hd, k: t,
-                                 a: pp, lda: t, b: q + 2 * d, ldb: 3 * d, c: pointers.o + sample * t * d + head * hd, ldc: d)
+                                 a: pp, lda: t, b: q + 2 * d, ldb: 3 * d, c: pointers.o + sample * t * d + head * hd, ldc: d, configuration: single)
                         }
                     }
                 }
@@ -87,6 +92,28 @@ public final class ScaledDotProductAttention: Layer, CustomStringConvertible {
         cachedInput = input
         cachedProbabilities = probabilities
         return output
+    }
+
+    /// The GEMM settings of the per-(sample, head) products: one thread each, since the pairs are
+    /// already spread over the threads (a product would otherwise start threads of its own inside them).
+    private static var singleThreaded: GEMMConfiguration {
+        var configuration = GEMMConfiguration.current
+        configuration.maximumThreads = 1
+        return configuration
+    }
+
+    /// Softmax in place over the first `count` entries (no padding mask), 16 lanes at a time; the
+    /// other entries of the `total` are set to 0.
+    private static func softmax(_ row: UnsafeMutablePointer<Float>, count: Int, total: Int) {
+        var maximum = -Float.infinity
+        for s in 0..<count { maximum = Swift.max(maximum, row[s]) }
+        let shift = VectorMath.Vector(repeating: maximum)
+        VectorMath.map(count: count, row, row) { VectorMath.exp($0 - shift) }
+        var sum = 0.0
+        for s in 0..<count { sum += Double(row[s]) }
+        let inverse = Float(1 / sum)
+        for s in 0..<count { row[s] *= inverse }
+        if count < total { (row + count).update(repeating: 0, count: total - count) }
     }
 
     /// Softmax in place over the first `count` entries whose key is kept; every other entry of the
@@ -119,32 +146,33 @@ public final class ScaledDotProductAttention: Layer, CustomStringConvertible {
         let (n, t, d) = (input.shape[0], input.shape[1], input.shape[2] / 3)
         try outputGradient.checkShape([n, t, d], "\(description) backward (output gradient)")
         let h = heads, hd = d / h, scale = 1 / Float(hd).squareRoot()
-        var inputGradient = Tensor(zeros: input.shape)
+        var inputGradient = Tensor(uninitializedShape: input.shape) { _ in }  // dQ, dK, dV blocks all written (beta = 0)
+        let single = Self.singleThreaded, parts = GEMMConfiguration.current.threadParts(for: n * h)
         input.withUnsafeBufferPointer { x in
             probabilities.withUnsafeBufferPointer { p in
                 outputGradient.withUnsafeBufferPointer { dy in
                     inputGradient.withUnsafeMutableBufferPointer { dx in
                         let pointers = AttentionPointers(x: x.baseAddress!, p: UnsafeMutablePointer(mutating: p.baseAddress!), o: dx.baseAddress!, extra: dy.baseAddress!)
-                        DispatchQueue.concurrentPerform(iterations: Swift.min(2, n * h)) { part in
+                        DispatchQueue.concurrentPerform(iterations: parts) { part in
                             let ds = UnsafeMutablePointer<Float>.allocate(capacity: t * t)
                             defer { ds.deallocate() }
-                            for pair in stride(from: part, to: n * h, by: 2) {
+                            for pair in stride(from: part, to: n * h, by: parts) {
                                 let (sample, head) = (pair / h, pair % h)
                                 let offset = sample * t * 3 * d + head * hd
                                 let (q, k, v) = (pointers.x + offset, pointers.x + offset + d, pointers.x + offset + 2 * d)
                                 let (dq, dk, dv) = (pointers.o + offset, pointers.o + offset + d, pointers.o + offset + 2 * d)
                                 let pp = UnsafePointer(pointers.p + pair * t * t)
                                 let g = pointers.extra! + sample * t * d + head * hd
-                                gemm(transposeA: true, transposeB: false, m: t, n: hd, k: t, a: pp, lda: t, b: g, ldb: d, c: dv, ldc: 3 * d)
-                                gemm(transposeA: false, transposeB: true, m: t, n: t, k: hd, a: g, lda: d, b: v, ldb: 3 * d, c: ds, ldc: t)
+                                gemm(transposeA: true, transposeB: false, m: t, n: hd, k: t, a: pp, lda: t, b: g, ldb: d, c: dv, ldc: 3 * d, configuration: single)
+                                gemm(transposeA: false, transposeB: true, m: t, n: t, k: hd, a: g, lda: d, b: v, ldb: 3 * d, c: ds, ldc: t, configuration: single)
                                 for query in 0..<t {
                                     let prow = pp + query * t, drow = ds + query * t
                                     var dot: Float = 0
                                     for s in 0..<t { dot = prow[s] * drow[s] + dot }
                                     for s in 0..<t { drow[s] = prow[s] * (drow[s] - dot) }
                                 }
-                                gemm(transposeA: false, transposeB: false, m: t, n: hd, k: t, alpha: scale, a: ds, lda: t, b: k, ldb: 3 * d, c: dq, ldc: 3 * d)
-                                gemm(transposeA: true, transposeB: false, m: t, n: hd, k: t, alpha: scale, a: ds, lda: t, b: q, ldb: 3 * d, c: dk, ldc: 3 * d)
+                                gemm(transposeA: false, transposeB: false, m: t, n: hd, k: t, alpha: scale, a: ds, lda: t, b: k, ldb: 3 * d, c: dq, ldc: 3 * d, configuration: single)
+                                gemm(transposeA: true, transposeB: false, m: t, n: hd, k: t, alpha: scale, a: ds, lda: t, b: q, ldb: 3 * d, c: dk, ldc: 3 * d, configuration: single)
                             }
                         }
                     }

@@ -38,7 +38,7 @@ public final class TransposedLinear: Layer, CustomStringConvertible {
             throw .shapeMismatch(operation: "\(description) forward", expected: "input [N, ..., \(inputFeatures)]", actual: input.shape)
         }
         let rows = input.count / inputFeatures, o = outputFeatures
-        var output = Tensor(zeros: Array(input.shape.dropLast()) + [o])
+        var output = Tensor(uninitializedShape: Array(input.shape.dropLast()) + [o]) { _ in }  // bias rows, then += x W
         bias.value.withUnsafeBufferPointer { b in
             output.withUnsafeMutableBufferPointer { y in
                 for row in 0..<rows { (y.baseAddress! + row * o).update(from: b.baseAddress!, count: o) }

@@ -1,0 +1,131 @@
+import Dispatch
+import SquisherLayers
+import SquisherTensor
+
+/// `scale · Σ_n G_n ⊙ G_n` for the per-sample gradients `G_n` of an affine map over a sequence
+/// (``SequenceLinearGradients``), without a pass over memory per sample: `G_n` is made in column
+/// blocks that stay in the L2 cache (`rows × width` floats, at most 512 KiB; `width` a multiple of
+/// the GEMM kernel's 32 columns where the layer is wider), and each block is squared into the sums
+/// right after its product.
+///
+/// With `G_n = A_nᵀ B_n` (`A_n` `[T, rows]`, `B_n` `[T, columns]` strided views of the batch; `X` and
+/// `Δ` in the order of the weight's layout), the work is split over the threads by column blocks
+/// when there are enough of them (each thread owns its columns of the sums), else by samples (each
+/// thread its own sums, added at the end). Every product runs on one thread (`maximumThreads = 1`):
+/// the threads already split the work, and small products gain nothing from a second thread.
+///
+/// Trailing positions whose output gradient is exactly zero add nothing to `G_n` and are left out
+/// of its product (a sample with none left is skipped): in the exact true Fisher of a causal
+/// language model, the pass of position `t` has zero gradient at every later position, so this
+/// halves the products on average.
+struct SequenceLinearSquares {
+    let gradients: SequenceLinearGradients
+
+    /// Floats of one block of `G_n` (512 KiB).
+    static let blockFloats = 128 * 1024
+
+    func sums(input: Tensor, outputGradient: Tensor, scale: Float) -> (weight: [Float], bias: [Float]) {
+        let g = gradients
+        let (n, t, i, o) = (g.samples, g.positions, g.inFeatures, g.outFeatures)
+        // G = A_nᵀ B_n: [in, out] = X_nᵀ Δ_n (HF Conv1D) or [out, in] = Δ_nᵀ X_n (Linear).
+        let (rows, columns) = g.transposed ? (i, o) : (o, i)
+        var weight = [Float](repeating: 0, count: rows * columns)
+        let bias = biasSums(outputGradient: outputGradient, scale: scale)
+        guard n > 0, t > 0, rows > 0, columns > 0 else { return (weight, bias) }
+        let width = Swift.min(columns, Swift.max(32, Self.blockFloats / rows / 32 * 32))
+        let positions = activePositions(outputGradient)
+        let blocks = (columns + width - 1) / width
+        var single = GEMMConfiguration.current
+        single.maximumThreads = 1
+        let parts = GEMMConfiguration.current.threadParts(for: Swift.max(blocks, n))
+        let splitColumns = blocks >= 2 * parts || n < parts
+        let threads = splitColumns ? Swift.min(parts, blocks) : parts
+        // Sample split: every thread but the first adds into its own copy of the sums.
+        var partial = [Float](repeating: 0, count: splitColumns ? 0 : (threads - 1) * rows * columns)
+        input.withUnsafeBufferPointer { x in
+            outputGradient.withUnsafeBufferPointer { d in
+                weight.withUnsafeMutableBufferPointer { w in
+                    partial.withUnsafeMutableBufferPointer { extra in
+                        let (a, b) = g.transposed ? (x.baseAddress!, d.baseAddress!) : (d.baseAddress!, x.baseAddress!)
+                        let (lda, ldb) = g.transposed ? (i, o) : (o, i)
+                        let pointers = SquaresPointers(a: a, b: b, sums: w.baseAddress!, extra: extra.baseAddress)
+                        let configuration = single
+                        DispatchQueue.concurrentPerform(iterations: threads) { part in
+                            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: rows * width)
+                            defer { scratch.deallocate() }
+                            func block(_ column: Int, sample: Int, into sums: UnsafeMutablePointer<Float>) {
+                                let columnCount = Swift.min(width, columns - column), k = positions[sample]
+                                guard k > 0 else { return }
+                                gemm(transposeA: true, transposeB: false, m: rows, n: columnCount, k: k,
+                                     a: pointers.a + sample * t * lda, lda: lda, b: pointers.b + sample * t * ldb + column, ldb: ldb,
+                                     c: scratch, ldc: columnCount, configuration: configuration)
+                                for row in 0..<rows {
+                                    addScaledSquares(count: columnCount, scale: scale, x: scratch + row * columnCount, y: sums + row * columns + column)
+                                }
+                            }
+                            if splitColumns {
+                                for index in stride(from: part, to: blocks, by: threads) {
+                                    for sample in 0..<n { block(index * width, sample: sample, into: pointers.sums) }
+                                }
+                            } else {
+                                let sums = part == 0 ? pointers.sums : pointers.extra! + (part - 1) * rows * columns
+                                for sample in (n * part / threads)..<(n * (part + 1) / threads) {
+                                    for index in 0..<blocks { block(index * width, sample: sample, into: sums) }
+                                }
+                            }
+                        }
+                        for part in 0..<(threads - (splitColumns ? threads : 1)) {
+                            axpy(count: rows * columns, alpha: 1, x: extra.baseAddress! + part * rows * columns, y: w.baseAddress!)
+                        }
+                    }
+                }
+            }
+        }
+        return (weight, bias)
+    }
+
+    /// For each sample, the number of leading positions up to its last non-zero output-gradient row.
+    private func activePositions(_ outputGradient: Tensor) -> [Int] {
+        let (n, t, o) = (gradients.samples, gradients.positions, gradients.outFeatures)
+        return outputGradient.withUnsafeBufferPointer { d in
+            (0..<n).map { sample in
+                var active = t
+                while active > 0 {
+                    let row = d.baseAddress! + (sample * t + active - 1) * o
+                    if (0..<o).contains(where: { row[$0] != 0 }) { break }
+                    active -= 1
+                }
+                return active
+            }
+        }
+    }
+
+    /// `scale · Σ_n (Σ_t Δ_n[t])²`, `[out]`.
+    private func biasSums(outputGradient: Tensor, scale: Float) -> [Float] {
+        let (n, t, o) = (gradients.samples, gradients.positions, gradients.outFeatures)
+        var sums = [Float](repeating: 0, count: o)
+        guard o > 0 else { return sums }
+        var sample = [Float](repeating: 0, count: o)
+        outputGradient.withUnsafeBufferPointer { d in
+            sums.withUnsafeMutableBufferPointer { total in
+                sample.withUnsafeMutableBufferPointer { s in
+                    for index in 0..<n {
+                        s.update(repeating: 0)
+                        for position in 0..<t { axpy(count: o, alpha: 1, x: d.baseAddress! + (index * t + position) * o, y: s.baseAddress!) }
+                        addScaledSquares(count: o, scale: scale, x: s.baseAddress!, y: total.baseAddress!)
+                    }
+                }
+            }
+        }
+        return sums
+    }
+}
+
+/// Raw pointers handed to the threads of ``SequenceLinearSquares``; each writes only its own
+/// columns of `sums` or its own copy in `extra`.
+private struct SquaresPointers: @unchecked Sendable {
+    let a: UnsafePointer<Float>
+    let b: UnsafePointer<Float>
+    let sums: UnsafeMutablePointer<Float>
+    let extra: UnsafeMutablePointer<Float>?
+}

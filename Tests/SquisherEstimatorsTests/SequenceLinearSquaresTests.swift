@@ -1,0 +1,83 @@
+import Squisher
+import Testing
+
+/// The per-sample squared gradients of `Linear` and HF `Conv1D` over sequences (`[N, T, in]`) are
+/// made in cached column blocks, split over the threads by columns (wide layers) or by samples
+/// (narrow ones). Both splits against the definition in Double: `Σ_n (Σ_t x_{n,t} δ_{n,t}ᵀ)²`.
+/// Float32 products of T = 3 terms, squared and summed over 5 samples, against Double: 1e-5 normwise.
+@Suite("Per-sample squared gradients over sequences: column and sample splits")
+struct SequenceLinearSquaresTests {
+    /// `Σ_n (Σ_t x_{n,t,a} δ_{n,t,b})²` as `[in, out]`, and the bias `Σ_n (Σ_t δ_{n,t,b})²`.
+    static func reference(_ x: Tensor, _ d: Tensor) -> (weight: [Double], bias: [Double]) {
+        let (n, t, i, o) = (x.shape[0], x.shape[1], x.shape[2], d.shape[2])
+        var weight = [Double](repeating: 0, count: i * o), bias = [Double](repeating: 0, count: o)
+        for sample in 0..<n {
+            var g = [Double](repeating: 0, count: i * o), b = [Double](repeating: 0, count: o)
+            for position in 0..<t {
+                for a in 0..<i {
+                    let xv = Double(x.scalars[(sample * t + position) * i + a])
+                    for c in 0..<o { g[a * o + c] += xv * Double(d.scalars[(sample * t + position) * o + c]) }
+                }
+                for c in 0..<o { b[c] += Double(d.scalars[(sample * t + position) * o + c]) }
+            }
+            for k in 0..<(i * o) { weight[k] += g[k] * g[k] }
+            for c in 0..<o { bias[c] += b[c] * b[c] }
+        }
+        return (weight, bias)
+    }
+
+    /// `[in, out]` Double matrix to `[out, in]`.
+    static func transposed(_ m: [Double], rows: Int, columns: Int) -> [Double] {
+        (0..<(rows * columns)).map { k in m[(k % rows) * columns + k / rows] }
+    }
+
+    @Test("Conv1D 600 -> 1000 (sums of 600 rows: 6 column blocks of 192, split by columns), scale 0.5")
+    func columnSplit() throws {
+        var generator = SplitMix64(seed: 31)
+        let layer = TransposedLinear(inputFeatures: 600, outputFeatures: 1000, generator: &generator)
+        let x = Tensor.normal(shape: [5, 3, 600], using: &generator), d = Tensor.normal(shape: [5, 3, 1000], using: &generator)
+        var sums: [String: Tensor] = [:]
+        _ = try TransposedLinearSquaredGradientRule().accumulateSquaredGradients(layer: layer, input: x, outputGradient: d, scale: 0.5, into: &sums)
+        let (weight, bias) = Self.reference(x, d)
+        let weightDeviation = Deviation(try #require(sums["weight"]).scalars, weight.map { 0.5 * $0 })
+        let biasDeviation = Deviation(try #require(sums["bias"]).scalars, bias.map { 0.5 * $0 })
+        #expect(weightDeviation.normwise < 1e-5, "weight: \(weightDeviation)")
+        #expect(biasDeviation.normwise < 1e-5, "bias: \(biasDeviation)")
+    }
+
+    @Test("Linear 70 -> 40 (one column block, split by samples: 2 + 3 per thread)")
+    func sampleSplit() throws {
+        var generator = SplitMix64(seed: 32)
+        let layer = Linear(inputFeatures: 70, outputFeatures: 40, generator: &generator)
+        let x = Tensor.normal(shape: [5, 3, 70], using: &generator), d = Tensor.normal(shape: [5, 3, 40], using: &generator)
+        var sums: [String: Tensor] = [:]
+        _ = try LinearSquaredGradientRule().accumulateSquaredGradients(layer: layer, input: x, outputGradient: d, scale: 1, into: &sums)
+        let (weight, bias) = Self.reference(x, d)
+        let weightDeviation = Deviation(try #require(sums["weight"]).scalars, Self.transposed(weight, rows: 70, columns: 40))
+        let biasDeviation = Deviation(try #require(sums["bias"]).scalars, bias)
+        #expect(weightDeviation.normwise < 1e-5, "weight: \(weightDeviation)")
+        #expect(biasDeviation.normwise < 1e-5, "bias: \(biasDeviation)")
+    }
+
+    @Test("trailing zero output-gradient rows (a causal true-Fisher pass) and an all-zero sample")
+    func trailingZeroRows() throws {
+        var generator = SplitMix64(seed: 33)
+        let layer = TransposedLinear(inputFeatures: 40, outputFeatures: 24, generator: &generator)
+        let x = Tensor.normal(shape: [4, 6, 40], using: &generator)
+        var scalars = Tensor.normal(shape: [4, 6, 24], using: &generator).scalars
+        // Sample 0 keeps positions 0...2, sample 1 all six, sample 2 none, sample 3 only position 0;
+        // sample 1's position 4 is zero in the middle (kept: only trailing rows are left out).
+        for (sample, kept) in [(0, 3), (1, 6), (2, 0), (3, 1)] {
+            for position in kept..<6 { for c in 0..<24 { scalars[(sample * 6 + position) * 24 + c] = 0 } }
+        }
+        for c in 0..<24 { scalars[(1 * 6 + 4) * 24 + c] = 0 }
+        let d = try Tensor(shape: [4, 6, 24], scalars: scalars)
+        var sums: [String: Tensor] = [:]
+        _ = try TransposedLinearSquaredGradientRule().accumulateSquaredGradients(layer: layer, input: x, outputGradient: d, scale: 1, into: &sums)
+        let (weight, bias) = Self.reference(x, d)
+        let weightDeviation = Deviation(try #require(sums["weight"]).scalars, weight)
+        let biasDeviation = Deviation(try #require(sums["bias"]).scalars, bias)
+        #expect(weightDeviation.normwise < 1e-5, "weight: \(weightDeviation)")
+        #expect(biasDeviation.normwise < 1e-5, "bias: \(biasDeviation)")
+    }
+}
