@@ -23,14 +23,14 @@ let umbrella = "Squisher"
 /// Test targets: (name, module under test and helpers, bundles test resources).
 let testTargets: [(name: String, dependencies: [String], resources: Bool)] = [
     ("SquisherTensorTests", ["SquisherTensor"], false),
-    ("SquisherIOTests", ["SquisherData"], true),
+    ("SquisherIOTests", ["SquisherData", "SquisherTestSupport"], true),
     ("SquisherLayersTests", ["SquisherLayers", "SquisherIO"], true),
     ("SquisherOptimizersTests", ["SquisherOptimizers", "SquisherIO"], true),
     ("SquisherTrainingTests", ["Squisher"], false),
     ("SquisherEstimatorsTests", ["Squisher"], true),
     ("SquisherCheckpointsTests", ["SquisherCheckpoints"], true),
     ("SquisherApplicationsTests", ["Squisher"], false),
-    ("SquisherCommandsTests", ["SquisherCommands"], true),
+    ("SquisherCommandsTests", ["SquisherCommands", "SquisherTestSupport"], true),
     ("SquisherPublicAPITests", ["Squisher"], false),
 ]
 
@@ -61,6 +61,8 @@ let package = Package(
         .target(name: "SquisherCommands", dependencies: [.target(name: umbrella)]),
         .executableTarget(name: "SquisherCLI", dependencies: ["SquisherCommands"]),
         .executableTarget(name: "SquisherBenchmarks", dependencies: [.target(name: umbrella)]),
+        // Helpers shared by several test targets (Swift Testing only; no library code).
+        .target(name: "SquisherTestSupport", path: "Tests/SquisherTestSupport"),
         .plugin(
             name: "AblatePlugin",
             capability: .command(

@@ -1,6 +1,7 @@
 import Foundation
 import Squisher
 import SquisherCommands
+import SquisherTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -24,22 +25,6 @@ enum Hostile {
         try FileManager.default.copyItem(at: url("model.pt"), to: folder.appendingPathComponent("model.pt"))
         try FileManager.default.copyItem(at: url(optimizer), to: folder.appendingPathComponent("optimizer.pt"))
         return folder
-    }
-}
-
-/// Runs `body` on its own thread and fails the test if it has not returned within `seconds`: no
-/// command may block on a FIFO. On a timeout the FIFO at `unblocking` is opened for writing and
-/// closed, which releases the stuck reader, so the test run itself never hangs. (The same helper
-/// as in SquisherIOTests; the package has no shared test-support target.)
-func withoutHanging(seconds: Double = 10, unblocking fifo: URL, _ body: @escaping @Sendable () -> Void, sourceLocation: SourceLocation = #_sourceLocation) {
-    let done = DispatchSemaphore(value: 0)
-    let thread = Thread { body(); done.signal() }
-    thread.start()
-    if done.wait(timeout: .now() + seconds) == .timedOut {
-        Issue.record("blocked for more than \(seconds) s on the FIFO \(fifo.path)", sourceLocation: sourceLocation)
-        let fd = open(fifo.path, O_RDWR | O_NONBLOCK)
-        if fd >= 0 { close(fd) }
-        _ = done.wait(timeout: .now() + seconds)
     }
 }
 

@@ -1,25 +1,11 @@
 import Foundation
 import SquisherIO
 import SquisherTensor
+import SquisherTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// Runs `body` on its own thread and fails the test if it has not returned within `seconds`: a read
-/// of a FIFO must not block. On a timeout the FIFO at `unblocking` is opened for writing and closed,
-/// which releases the stuck reader, so the test run itself never hangs.
-func withoutHanging(seconds: Double = 10, unblocking fifo: URL, _ body: @escaping @Sendable () -> Void, sourceLocation: SourceLocation = #_sourceLocation) {
-    let done = DispatchSemaphore(value: 0)
-    let thread = Thread { body(); done.signal() }
-    thread.start()
-    if done.wait(timeout: .now() + seconds) == .timedOut {
-        Issue.record("blocked for more than \(seconds) s on the FIFO \(fifo.path)", sourceLocation: sourceLocation)
-        let fd = open(fifo.path, O_RDWR | O_NONBLOCK)
-        if fd >= 0 { close(fd) }
-        _ = done.wait(timeout: .now() + seconds)
-    }
-}
 
 @Suite("Output protocol: atomic replace, no-replace commit, overlap refusal, staging cleanup")
 struct OutputProtocolTests {
