@@ -131,6 +131,7 @@ public struct CheckpointMerge: Sendable {
             for source in sources { source?.prefetch(importanceName(name)) }
         }
         if let first = order.first { prefetch(first) }
+        let encodedTensor = EncodedTensorBuffer()
         try CheckpointLayoutWriter.write(like: reference, into: output.staging, failure: outputFailure) { (name: String, writer: SafeTensorsStreamWriter) throws(ApplicationError) in
             let (dtype, shape) = try checkpoint { () throws(CheckpointError) in try reference.entry(name) }
             let count = shape.reduce(1, *)
@@ -152,23 +153,23 @@ public struct CheckpointMerge: Sendable {
             }
             let covered = sources.allSatisfy { $0?.covers(sourceName) == true }
             if case .fisher = method, !covered { report.averagedTensors.append(name) }
-            var merged = [Float](repeating: 0, count: count)
             switch method {
             case .average, .fisher:
-                let counts = try merged.withUnsafeMutableBufferPointer { (out: inout UnsafeMutableBufferPointer<Float>) throws(ApplicationError) in
-                    try Self.mergeTensor(
-                        name, importanceName: sourceName, models: models, importances: covered && fisherRule != nil ? sources.map { $0! } : nil,
-                        coefficients: coefficients, floors: fisherRule != nil ? report.floors : Array(repeating: 1, count: models.count), into: out)
-                }
+                let encoded = encodedTensor.reserve(count * dtype.byteCount)
+                let counts = try Self.mergeTensor(
+                    name, importanceName: sourceName, models: models, importances: covered && fisherRule != nil ? sources.map { $0! } : nil,
+                    coefficients: coefficients, floors: fisherRule != nil ? report.floors : Array(repeating: 1, count: models.count),
+                    encodingAs: dtype, into: encoded)
                 if covered, fisherRule != nil {
                     for i in models.indices { floored[i] += counts[i] }
                     flooredTotal += count
                 }
+                do { try writer.writeRaw(name, bytes: UnsafeRawBufferPointer(encoded)) } catch { throw ApplicationError(application: "output", cause: error) }
             case .ubgm(let rule):
-                merged = try Self.mergeUBGMTensor(rule, name: name, importanceName: sourceName, count: count, models: models, sources: sources,
-                                                  base: base!, baseImportance: baseImportance, scales: lambdas)
+                let merged = try Self.mergeUBGMTensor(rule, name: name, importanceName: sourceName, count: count, models: models, sources: sources,
+                                                      base: base!, baseImportance: baseImportance, scales: lambdas)
+                try Self.write(merged, name: name, to: writer)
             }
-            try Self.write(merged, name: name, to: writer)
         }
         if fisherRule != nil { report.flooredFractions = floored.map { flooredTotal > 0 ? Double($0) / Double(flooredTotal) : 0 } }
         try checkpoint("output") { () throws(CheckpointError) in try output.commit() }
@@ -183,48 +184,87 @@ extension CheckpointMerge {
     /// importance) into its own buffers, merges them and moves on to its next item.
     static let elementsPerItem = 1 << 16
 
-    /// Merges tensor `name` of `models` into `out` with ``FisherMerging/mergeElements(parameters:importances:coefficients:floors:into:flooredEntries:)``
-    /// (the in-memory arithmetic), ``elementsPerItem`` elements at a time, items spread over
-    /// ``GEMMConfiguration/maximumThreads`` threads; `importances` nil for the plain average.
+    /// Merges tensor `name` of `models` with ``FisherMerging/mergeElements(parameters:importances:coefficients:floors:into:flooredEntries:)``
+    /// (the in-memory arithmetic) and encodes the result as `dtype` into `out`
+    /// (`count × dtype.byteCount` bytes), ``elementsPerItem`` elements at a time, items spread over
+    /// ``GEMMConfiguration/maximumThreads`` threads: each thread decodes, merges, checks and encodes
+    /// its own items, so only the file write is left to the caller. `importances` nil for the plain
+    /// average.
     /// - Returns: per model, the entries below its floor.
+    /// - Throws: ``ApplicationError`` naming the tensor: an input that cannot be read, a merged value
+    ///   that is not finite (the first such element), or one that does not fit `dtype`.
     static func mergeTensor(
         _ name: String, importanceName: String, models: [CheckpointModel], importances: [CheckpointImportance]?,
-        coefficients: [Double], floors: [Float], into out: UnsafeMutableBufferPointer<Float>
+        coefficients: [Double], floors: [Float], encodingAs dtype: SafeTensorsDType, into out: UnsafeMutableRawBufferPointer
     ) throws(ApplicationError) -> [Int] {
-        let items = (out.count + elementsPerItem - 1) / elementsPerItem
+        let count = out.count / dtype.byteCount
+        let items = (count + elementsPerItem - 1) / elementsPerItem
         let threads = max(1, min(GEMMConfiguration.current.maximumThreads, items))
-        let target = SendablePointer(out.baseAddress!)
-        let count = out.count
-        let outcomes = ThreadOutcomes<[Int]>(threads)
+        guard let base = out.baseAddress, count > 0 else { return Array(repeating: 0, count: models.count) }
+        let target = SendablePointer(base.assumingMemoryBound(to: UInt8.self))
+        let outcomes = ThreadOutcomes<ItemOutcome>(threads)
         DispatchQueue.concurrentPerform(iterations: threads) { thread in
             let m = models.count, width = elementsPerItem
-            let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: 2 * m * width)
+            let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: (2 * m + 1) * width)
             defer { buffer.deallocate() }
             var floored = [Int](repeating: 0, count: m)
             do throws(CheckpointError) {
                 for item in stride(from: thread, to: items, by: threads) {
                     let range = item * width..<min(count, (item + 1) * width)
-                    let views = (0..<2 * m).map { UnsafeMutableBufferPointer(rebasing: buffer[$0 * width..<$0 * width + range.count]) }
+                    let views = (0...2 * m).map { UnsafeMutableBufferPointer(rebasing: buffer[$0 * width..<$0 * width + range.count]) }
                     for i in 0..<m { try models[i].decode(name, range: range, into: views[i]) }
                     if let importances { for i in 0..<m { try importances[i].decode(importanceName, range: range, into: views[m + i]) } }
+                    let merged = views[2 * m]
                     FisherMerging.mergeElements(
-                        parameters: views[..<m].map(UnsafeBufferPointer.init), importances: importances == nil ? nil : views[m...].map(UnsafeBufferPointer.init),
-                        coefficients: coefficients, floors: floors,
-                        into: UnsafeMutableBufferPointer(start: target.pointer + range.lowerBound, count: range.count), flooredEntries: &floored)
+                        parameters: views[..<m].map(UnsafeBufferPointer.init), importances: importances == nil ? nil : views[m..<2 * m].map(UnsafeBufferPointer.init),
+                        coefficients: coefficients, floors: floors, into: merged, flooredEntries: &floored)
+                    if let rejection = Self.encode(merged, name: name, firstElement: range.lowerBound, as: dtype,
+                                                   into: UnsafeMutableRawPointer(target.pointer + range.lowerBound * dtype.byteCount)) {
+                        outcomes.set(thread, .success(rejection))
+                        return
+                    }
                 }
-                outcomes.set(thread, .success(floored))
+                outcomes.set(thread, .success(.merged(floored: floored)))
             } catch {
                 outcomes.set(thread, .failure(error))
             }
         }
         var total = [Int](repeating: 0, count: models.count)
+        var firstRejection: (element: Int, error: ApplicationError)? = nil
         for thread in 0..<threads {
             switch outcomes.get(thread) {
-            case .success(let floored): for i in total.indices { total[i] += floored[i] }
+            case .success(.merged(let floored)): for i in total.indices { total[i] += floored[i] }
+            case .success(.rejected(let element, let error)):
+                if firstRejection == nil || element < firstRejection!.element { firstRejection = (element, error) }
             case .failure(let error): throw ApplicationError(application: "merge", problem: "tensor '\(name)': \(error)", cause: error)
             }
         }
+        if let firstRejection { throw firstRejection.error }
         return total
+    }
+
+    /// What one thread of ``mergeTensor(_:importanceName:models:importances:coefficients:floors:encodingAs:into:)``
+    /// did: merged all its items (with per-model floored counts), or stopped at a value it could not
+    /// write (its element index in the tensor and the error).
+    enum ItemOutcome: Sendable {
+        case merged(floored: [Int])
+        case rejected(element: Int, error: ApplicationError)
+    }
+
+    /// Checks that the merged values of one item are finite and encodes them as `dtype` at `out`;
+    /// returns why not, or nil when written.
+    static func encode(
+        _ merged: UnsafeMutableBufferPointer<Float>, name: String, firstElement: Int, as dtype: SafeTensorsDType, into out: UnsafeMutableRawPointer
+    ) -> ItemOutcome? {
+        if let bad = FloatScan.firstNonFinite(UnsafeBufferPointer(merged)) {
+            return .rejected(element: firstElement + bad, error: fail(
+                "tensor '\(name)' element \(firstElement + bad) merged to \(merged[bad]); check the inputs and importances"))
+        }
+        do throws(SafeTensorsDType.EncodingFailure) { try dtype.encode(UnsafeBufferPointer(merged), into: out) } catch {
+            return .rejected(element: firstElement + error.index, error: ApplicationError(
+                application: "output", problem: "tensor '\(name)' element \(firstElement + error.index): \(error.reason)"))
+        }
+        return nil
     }
 
     /// Reads one chunk of one tensor (and of its importance, under the tied partner's name) as
@@ -295,7 +335,8 @@ extension CheckpointMerge {
             let (dtype, shape) = try checkpoint { () throws(CheckpointError) in try reference.entry(name) }
             guard dtype.isFloatingPoint else { continue }
             for partner in reference.names where partner != name && coveredByAll(partner) {
-                guard try checkpoint { () throws(CheckpointError) in try reference.entry(partner) } == (dtype, shape) else { continue }
+                let partnerEntry = try checkpoint { () throws(CheckpointError) in try reference.entry(partner) }
+                guard partnerEntry == (dtype, shape) else { continue }
                 var equalEverywhere = true
                 for model in models where equalEverywhere { equalEverywhere = try checkpoint { () throws(CheckpointError) in try model.bitwiseEqual(name, partner) } }
                 if equalEverywhere {
@@ -413,4 +454,21 @@ extension CheckpointMerge {
         let baseFisher = base.has(chunk.name) ? try chunk.importance(baseImportance) : nil
         return try rule.merge(base: baseChunk, baseImportance: baseFisher, tasks: try models.map(chunk.tensors), taskImportances: fishers, scales: scales)[chunk.name]!.scalars
     }
+}
+
+/// The encoded bytes of the tensor being merged, kept from tensor to tensor (grown when a larger one
+/// comes) so that each tensor does not fault in freshly mapped memory.
+final class EncodedTensorBuffer {
+    private var storage = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+
+    /// A buffer of exactly `byteCount` bytes (contents undefined), valid until the next call.
+    func reserve(_ byteCount: Int) -> UnsafeMutableRawBufferPointer {
+        if storage.count < byteCount {
+            storage.deallocate()
+            storage = .allocate(byteCount: byteCount, alignment: 64)
+        }
+        return UnsafeMutableRawBufferPointer(rebasing: storage[0..<byteCount])
+    }
+
+    deinit { storage.deallocate() }
 }

@@ -267,3 +267,25 @@ enum SafeTensorsCodec {
         }
     }
 }
+
+extension SafeTensorsDType {
+    /// A value that ``encode(_:into:)`` could not store: its index in the source and why.
+    public struct EncodingFailure: Error, Sendable, Hashable {
+        /// The index of the value in the encoded buffer.
+        public var index: Int
+        /// What was wrong (e.g. `"70000.0 overflows F16 (largest finite 65504)"`).
+        public var reason: String
+    }
+
+    /// Encodes float32 `values` into this dtype's little-endian bytes at `out`
+    /// (`values.count × byteCount` bytes): exactly the bytes ``SafeTensorsStreamWriter/write(_:scalars:)``
+    /// writes (F16/BF16 rounded to nearest even, NaN kept quiet), so that callers can encode parts
+    /// of a tensor on several threads and hand the whole to ``SafeTensorsStreamWriter/writeRaw(_:bytes:)``.
+    /// - Throws: ``EncodingFailure`` for the first value that does not fit (a finite value beyond the
+    ///   dtype's range, a non-integer for an integer dtype); `out` is then partly written.
+    public func encode(_ values: UnsafeBufferPointer<Float>, into out: UnsafeMutableRawPointer) throws(EncodingFailure) {
+        do { try SafeTensorsCodec.encode(values, as: self, startIndex: 0, into: out) } catch {
+            throw EncodingFailure(index: error.index, reason: error.reason)
+        }
+    }
+}

@@ -250,6 +250,31 @@ struct CheckpointCommandTests {
         }
     }
 
+    /// A merged value that is not finite (a NaN weight in one input) stops the merge with the tensor
+    /// and element named, whichever thread merged it, and leaves no output. The NaN sits in the
+    /// second of two 2¹⁶-element work items, so the other thread's items are clean.
+    @Test func nonFiniteMergedValueNamesTheElement() throws {
+        let root = try CheckpointFixture.folder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        var folders: [String] = []
+        for (i, poisoned) in [false, true].enumerated() {
+            var tensors = NamedTensors()
+            var scalars = (0..<150_000).map { Float($0 % 97) / 97 }
+            if poisoned { scalars[70_001] = .nan }
+            tensors["w"] = try Tensor(shape: [150_000], scalars: scalars)
+            tensors["b"] = try Tensor(shape: [3], scalars: [1, 2, 3])
+            let folder = root.appendingPathComponent("m\(i)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try SafeTensorsWriter.write(tensors, dtype: .bfloat16, to: folder.appendingPathComponent("model.safetensors"))
+            folders.append(folder.path)
+        }
+        let out = root.appendingPathComponent("avg")
+        let result = run(["merge", "--method", "average"] + folders + ["--output", out.path])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("tensor 'w' element 70001 merged to nan"), "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: out.path))
+    }
+
     /// Sharded in, sharded out: the same shard file names, each holding the same tensors, an index
     /// whose weight_map equals the input's, non-tensor files copied; values are the Fisher merge of
     /// two sharded checkpoints whose importances come from optimizer.pt mapped through model.pt.

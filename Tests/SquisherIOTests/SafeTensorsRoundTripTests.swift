@@ -169,6 +169,34 @@ struct SafeTensorsRoundTripTests {
         #expect(folder.contents().isEmpty, "failed writes leave no file, temporary or final")
     }
 
+    /// The public encoder (for callers that encode parts of a tensor on several threads and write
+    /// them with `writeRaw`) gives exactly the bytes the writer stores, for every float dtype, values
+    /// that round (BF16/F16 ties, subnormals, NaN, infinities) included; overflow names the index.
+    @Test func publicEncoderMatchesTheWriterBytes() throws {
+        let folder = try TemporaryFolder()
+        let values: [Float] = [0, -0.0, 1, -1.5, 1.00390625, 1.01171875, 3.14159, 1e-40, -2.5e-8, 60000, .nan, .infinity, -.infinity, 3.3e38]
+        for dtype in [SafeTensorsDType.float32, .float16, .bfloat16] {
+            let kept = dtype == .float16 ? values.filter { !$0.isFinite || abs($0) < 65504 } : values
+            var tensors = NamedTensors()
+            tensors["x"] = try Tensor(shape: [kept.count], scalars: kept)
+            let url = folder.file("\(dtype.rawValue).safetensors")
+            try SafeTensorsWriter.write(tensors, dtype: dtype, to: url)
+            let stored = try SafeTensorsFile(contentsOf: url).withRawBytes(of: "x") { Array($0) }
+            var encoded = [UInt8](repeating: 0xAA, count: kept.count * dtype.byteCount)
+            try kept.withUnsafeBufferPointer { source in
+                try encoded.withUnsafeMutableBytes { out in try dtype.encode(source, into: out.baseAddress!) }
+            }
+            #expect(encoded == stored, "\(dtype.rawValue)")
+        }
+        var out = [UInt8](repeating: 0, count: 6)
+        let failure = #expect(throws: SafeTensorsDType.EncodingFailure.self) {
+            try [Float(1), 2, 70000].withUnsafeBufferPointer { source in
+                try out.withUnsafeMutableBytes { try SafeTensorsDType.float16.encode(source, into: $0.baseAddress!) }
+            }
+        }
+        #expect(failure?.index == 2 && failure?.reason.contains("overflows F16") == true)
+    }
+
     @Test func float16OverflowThreshold() throws {
         // 65519 rounds down to 65504 (the largest half); 65520 is the midpoint to 65536 = 2¹⁶,
         // which ties to even (mantissa 0 of the next binade): infinity, hence an error.
