@@ -17,11 +17,11 @@ Usage: python pytorch_bench.py [--threads 2] [--samples 2048] [--batch 128] [--r
 """
 import argparse
 import warnings
-import statistics
-import time
 
 import torch
 import torch.nn as nn
+
+from peer_timing import median_time, summed_squared_gradients
 
 
 def make_model(name):
@@ -34,16 +34,6 @@ def make_model(name):
             nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Flatten(), nn.Linear(32 * 7 * 7, 10)), (1, 28, 28)
     raise ValueError(name)
-
-
-def median_time(repeats, body):
-    body()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        body()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main():
@@ -126,12 +116,7 @@ def main():
         per_sample = vmap(grad(sample_loss), in_dims=(None, 0, 0))
 
         def vmap_run():
-            totals = {k: torch.zeros_like(v) for k, v in params.items()}
-            for xb, yb in batches:
-                grads = per_sample(params, xb, yb)
-                for k in totals:
-                    totals[k].add_(grads[k].square().sum(0))
-            return totals
+            return summed_squared_gradients(per_sample, params, batches)
         if "vmap_grad_sq" in wanted:
             print(f"RESULT {name} vmap_grad_sq {median_time(args.repeats, vmap_run):.6f}", flush=True)
 

@@ -26,12 +26,12 @@ Usage: python pytorch_transformer_bench.py --models gpt2-tiny:256:32:16:32,... [
 import argparse
 import json
 import os
-import statistics
-import time
 import warnings
 
 import torch
 import torch.nn.functional as F
+
+from peer_timing import median_time, summed_squared_gradients
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "transformer_configs")
 
@@ -71,20 +71,6 @@ def summed_loss(logits, targets, is_lm):
     if is_lm:
         return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), targets[:, 1:].reshape(-1), reduction="sum")
     return F.cross_entropy(logits, targets, reduction="sum")
-
-
-def median_time(repeats, body, budget=120.0):
-    """Median of `repeats` timed runs after one warm-up; a case slower than `budget` seconds in all stops
-    after the first timed run that exceeds it (the exact true Fisher takes minutes per run)."""
-    body()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        body()
-        times.append(time.perf_counter() - start)
-        if sum(times) > budget:
-            break
-    return statistics.median(times)
 
 
 def batches_of(x, y, batch):
@@ -128,12 +114,7 @@ def vmap_case(key, samples, batch, length):
     per_sample = vmap(grad(sample_loss), in_dims=(None, 0, 0))
 
     def run():
-        totals = {k: torch.zeros_like(v) for k, v in params.items()}
-        for xb, yb in batches:
-            grads = per_sample(params, xb, yb)
-            for k in totals:
-                totals[k].add_(grads[k].square().sum(0))
-        return totals
+        return summed_squared_gradients(per_sample, params, batches)
     return run
 
 
@@ -227,7 +208,7 @@ def main():
             if name not in wanted:
                 continue
             try:
-                seconds = median_time(args.repeats, make())
+                seconds = median_time(args.repeats, make(), budget=120.0)
                 print(f"RESULT {key} {name} {seconds:.6f}", flush=True)
             except Exception as error:  # report and go on: one failing peer must not hide the others
                 print(f"INFO {key} {name} failed: {type(error).__name__}: {str(error)[:300]}", flush=True)

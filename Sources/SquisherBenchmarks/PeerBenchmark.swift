@@ -72,46 +72,15 @@ enum PeerBenchmark {
                            labels: (0..<samples).map { _ in Int(g.next() % 10) }, classCount: 10)
     }
 
-    /// Runs the Python side; returns `[model: [case: seconds]]` or nil with a reason printed.
+    /// Runs `Benchmarks/pytorch_bench.py`; returns `[model: [case: seconds]]` or nil with a reason printed.
     static func runPython(
         _ python: String, threads: Int, samples: Int, batch: Int, repeats: Int, models: [String], cases: Set<String>
     ) -> [String: [String: Double]]? {
-        guard FileManager.default.isExecutableFile(atPath: python) else {
-            print("PyTorch side skipped: no Python at \(python) (make the venv as in Benchmarks/README.md, or pass --python PATH)")
-            return nil
-        }
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("Benchmarks/pytorch_bench.py").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [script, "--threads", "\(threads)", "--samples", "\(samples)", "--batch", "\(batch)",
-                             "--repeats", "\(repeats)", "--models", models.joined(separator: ","),
-                             "--cases", cases.sorted().joined(separator: ",")]
-        var environment = ProcessInfo.processInfo.environment
-        environment["OMP_NUM_THREADS"] = "\(threads)"
-        environment["MKL_NUM_THREADS"] = "\(threads)"
-        process.environment = environment
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        do { try process.run() } catch {
-            print("PyTorch side skipped: could not start \(python): \(error)")
-            return nil
-        }
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        var results: [String: [String: Double]] = [:]
-        for line in output.split(separator: "\n") {
-            let fields = line.split(separator: " ")
-            if fields.first == "INFO" { print(line) }
-            guard fields.count == 4, fields[0] == "RESULT", let seconds = Double(fields[3]) else { continue }
-            results[String(fields[1]), default: [:]][String(fields[2])] = seconds
-        }
-        if process.terminationStatus != 0 { print("PyTorch side exited with status \(process.terminationStatus)") }
-        return results
-    }
-
-    static func loadAverage() -> String {
-        (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
+        PeerProcess.run(
+            python: python, script: PeerProcess.script("pytorch_bench.py"),
+            arguments: ["--threads", "\(threads)", "--samples", "\(samples)", "--batch", "\(batch)", "--repeats", "\(repeats)",
+                        "--models", models.joined(separator: ","), "--cases", cases.sorted().joined(separator: ",")],
+            threads: threads)
     }
 
     static func run(arguments: [String]) throws -> Int32 {
@@ -156,7 +125,7 @@ enum PeerBenchmark {
         }
 
         print("## Squisher vs PyTorch / BackPACK / torch.func (N = \(samples), batch \(batch), float32, \(threads) threads, median of \(repeats) after a warm-up)\n")
-        print("load average at start: \(loadAverage())")
+        print("load average at start: \(PeerProcess.loadAverage())")
         let selected = cases.filter { caseKeys?.contains($0.key) ?? true }
         guard !selected.isEmpty else { print("--cases names none of: \(cases.map(\.key).joined(separator: ", "))"); return 2 }
         var ours: [String: [String: Double]] = [:]
@@ -170,7 +139,7 @@ enum PeerBenchmark {
         }
         let peerCases = Set(selected.compactMap(\.peer))
         let peers = usePython ? runPython(python, threads: threads, samples: samples, batch: batch, repeats: repeats, models: models, cases: peerCases) : nil
-        print("load average at end: \(loadAverage())\n")
+        print("load average at end: \(PeerProcess.loadAverage())\n")
         print("| model | case | Squisher (s) | PyTorch peer (s) | Squisher / peer |")
         print("|---|---|---:|---:|---:|")
         for key in models {

@@ -63,7 +63,7 @@ enum ScalingBenchmark {
             }
             i += 1
         }
-        print("## Estimator scaling (float32, \(GEMMConfiguration.current.maximumThreads) threads, median of \(repeats); load average \(PeerBenchmark.loadAverage()))\n")
+        print("## Estimator scaling (float32, \(GEMMConfiguration.current.maximumThreads) threads, median of \(repeats); load average \(PeerProcess.loadAverage()))\n")
         print("Memory: `peakExtraBytes` (the estimator's account: accumulators, temporaries of the per-sample rules, per-batch output gradients) and ΔVmHWM (growth of the process's peak resident set during the call).\n")
         print("| model | N | batch | params | empirical (s) | exact C=10 (s) | MC S=1 (s) | µs/sample emp / exact / MC | peakExtra MiB emp / exact / MC | ΔVmHWM MiB emp / exact / MC |")
         print("|---|---:|---:|---:|---:|---:|---:|---|---|---|")

@@ -117,39 +117,14 @@ enum TransformerPeerBenchmark {
         }
     }
 
-    /// Runs the Python side; returns `[model: [case: seconds]]` or nil with a reason printed.
+    /// Runs `Benchmarks/pytorch_transformer_bench.py`; returns `[model: [case: seconds]]` or nil with a reason printed.
     static func runPython(_ python: String, threads: Int, repeats: Int, models: [Model], cases: Set<String>) -> [String: [String: Double]]? {
-        guard FileManager.default.isExecutableFile(atPath: python) else {
-            print("PyTorch side skipped: no Python at \(python) (make the venv as in Benchmarks/README.md, or pass --python PATH)")
-            return nil
-        }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
         let sizes = models.map { "\($0.key):\($0.samples):\($0.batch):\($0.length):\($0.trueFisherSamples ?? 0)" }
-        process.arguments = [configDirectory.appendingPathComponent("pytorch_transformer_bench.py").path,
-                             "--threads", "\(threads)", "--repeats", "\(repeats)", "--models", sizes.joined(separator: ","),
-                             "--cases", cases.sorted().joined(separator: ",")]
-        var environment = ProcessInfo.processInfo.environment
-        environment["OMP_NUM_THREADS"] = "\(threads)"
-        environment["MKL_NUM_THREADS"] = "\(threads)"
-        process.environment = environment
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        do { try process.run() } catch {
-            print("PyTorch side skipped: could not start \(python): \(error)")
-            return nil
-        }
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        var results: [String: [String: Double]] = [:]
-        for line in output.split(separator: "\n") {
-            let fields = line.split(separator: " ")
-            if fields.first == "INFO" { print(line) }
-            guard fields.count == 4, fields[0] == "RESULT", let seconds = Double(fields[3]) else { continue }
-            results[String(fields[1]), default: [:]][String(fields[2])] = seconds
-        }
-        if process.terminationStatus != 0 { print("PyTorch side exited with status \(process.terminationStatus)") }
-        return results
+        return PeerProcess.run(
+            python: python, script: configDirectory.appendingPathComponent("pytorch_transformer_bench.py"),
+            arguments: ["--threads", "\(threads)", "--repeats", "\(repeats)", "--models", sizes.joined(separator: ","),
+                        "--cases", cases.sorted().joined(separator: ",")],
+            threads: threads)
     }
 
     struct Options {
@@ -215,7 +190,7 @@ enum TransformerPeerBenchmark {
         let selected = cases.filter { options.caseKeys?.contains($0.key) ?? true }
         guard !selected.isEmpty else { print("--cases names none of: \(cases.map(\.key).joined(separator: ", "))"); return 2 }
         print("## Transformers: Squisher vs PyTorch / torch.func / Opacus (float32, \(options.threads) threads, median of \(options.repeats) after a warm-up; ours half before, half after the Python side)\n")
-        print("load average at start: \(PeerBenchmark.loadAverage())")
+        print("load average at start: \(PeerProcess.loadAverage())")
         // Our runs straddle the Python side (half before, half after it, one warm-up each time), so that
         // a change of the machine's load during the run weighs on both sides alike; the median of all.
         var times: [String: [String: [Double]]] = [:]
@@ -232,7 +207,7 @@ enum TransformerPeerBenchmark {
             ? runPython(options.python, threads: options.threads, repeats: options.repeats, models: options.models, cases: peerCases) : nil
         try measureOurs(Swift.max(1, options.repeats / 2))
         let ours = times.mapValues { $0.mapValues { $0.sorted()[$0.count / 2] } }
-        print("load average at end: \(PeerBenchmark.loadAverage())\n")
+        print("load average at end: \(PeerProcess.loadAverage())\n")
         printTable(models: options.models, cases: selected, ours: ours, peers: peers)
         return 0
     }

@@ -7,7 +7,7 @@ import SquisherTensor
 /// is not allowed, a limit exceeded, a tensor that reads outside its storage, an optimizer index that
 /// cannot be mapped to a parameter name) is reported as a `CheckpointError`; loading never traps on
 /// user-supplied bytes.
-public struct CheckpointError: SquisherError, Equatable, Sendable {
+public struct CheckpointError: FileProblemError {
     /// The file the problem is in (or a descriptive label for in-memory data).
     public var path: String
     /// What is wrong, naming the entry, opcode, global, tensor or index concerned.
@@ -22,20 +22,9 @@ public struct CheckpointError: SquisherError, Equatable, Sendable {
         self.cause = cause
     }
 
-    /// Wraps a file that cannot be read.
-    public init(_ cause: FileAccessError) {
-        self.init(path: cause.path, problem: cause.reason.description, cause: cause)
-    }
-
     /// Wraps an error that already names its file (a `SafeTensorsError`, an `OutputError`, ...):
     /// its description becomes the problem, ``path`` stays empty.
     public init(wrapping cause: any Error) {
         self.init(path: "", problem: "\(cause)", cause: cause)
     }
-
-    /// Equal when the path and the problem are (the cause is not compared).
-    public static func == (a: Self, b: Self) -> Bool { a.path == b.path && a.problem == b.problem }
-
-    /// `"<path>: <problem>"` (the problem alone for a wrapped error without a path).
-    public var description: String { path.isEmpty ? problem : "\(path): \(problem)" }
 }

@@ -2,7 +2,7 @@ import SquisherTensor
 
 /// An output that cannot be written or committed: it would overwrite or lie inside an input, it
 /// appeared while the command ran, or its folder cannot be written.
-public struct OutputError: SquisherError, Equatable, Sendable {
+public struct OutputError: FileProblemError {
     /// The output path concerned.
     public var path: String
     /// What is wrong and what was expected.
@@ -16,10 +16,4 @@ public struct OutputError: SquisherError, Equatable, Sendable {
         self.problem = problem
         self.cause = cause
     }
-
-    /// `path: problem`.
-    public var description: String { "\(path): \(problem)" }
-
-    /// Equal when the path and the problem are (the cause is not compared).
-    public static func == (a: Self, b: Self) -> Bool { a.path == b.path && a.problem == b.problem }
 }

@@ -21,7 +21,7 @@ import SquisherTensor
 /// Names default to the layer's index (`"0"`, `"1"`, ...), as `nn.Sequential` numbers them.
 public enum ModelSpec {
     /// Errors name the file, the layer (index and name) and the key.
-    public struct SpecError: SquisherError, Sendable {
+    public struct SpecError: FileProblemError {
         /// The spec file.
         public var path: String
         /// What is wrong, naming the layer and key.
@@ -35,9 +35,6 @@ public enum ModelSpec {
             self.problem = problem
             self.cause = cause
         }
-
-        /// `path: problem`.
-        public var description: String { "\(path): \(problem)" }
     }
 
     /// Builds the model described by the JSON file at `url`; parameters are initialized from
