@@ -48,8 +48,9 @@ struct GEMMProblem {
     func opB(_ p: Int, _ j: Int) -> Double { Double(transposes.b ? b[j * ldb + p] : b[p * ldb + j]) }
 
     /// Runs `gemm` and checks every element of C (and that padding columns are untouched) against a
-    /// naive Double product. Tolerance per element: the classic forward error bound of a float32 dot
-    /// product, `k·eps32·|alpha|·Σ_p |a_ip||b_pj|`, plus rounding of the beta term `2·eps32·|beta·c_ij|`,
+    /// naive Double product. Tolerance per element: the forward error bound of a float32 dot product of
+    /// length k (k - 1 roundings) plus the rounding of `alpha·sum` and of the final `+ beta·c`, i.e.
+    /// `(k + 1)·eps32·|alpha|·Σ_p |a_ip||b_pj|`, plus rounding of the beta term `2·eps32·|beta·c_ij|`,
     /// plus 1e-30 for exact zeros: a wrong element, a missed depth pass or a stray tile is far outside it.
     func check(alpha: Float, beta: Float, configuration: GEMMConfiguration = .init()) {
         var out = c
@@ -81,7 +82,7 @@ struct GEMMProblem {
                 }
                 let old = beta == 0 ? 0 : Double(beta) * Double(c[index])
                 let expected = Double(alpha) * sum + old
-                let tolerance = Double(shape.k) * eps32 * abs(Double(alpha)) * magnitude + 2 * eps32 * abs(old) + 1e-30
+                let tolerance = Double(shape.k + 1) * eps32 * abs(Double(alpha)) * magnitude + 2 * eps32 * abs(old) + 1e-30
                 let error = abs(Double(out[index]) - expected)
                 let excess = out[index].isFinite ? error / tolerance : .infinity
                 if excess > worst.excess || (excess.isNaN && !worst.excess.isNaN) {
@@ -161,6 +162,29 @@ struct GEMMTests {
                             problem.check(alpha: 0.75, beta: 0.5, configuration: configuration)
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// The AVX-512 kernels run the depth loop 4 steps at a time with software prefetch, then the 0-3
+    /// remaining steps one by one: every depth 1...9 (each remainder, with and without a whole unrolled
+    /// round) and deep products with several depth blocks (k = 259 at kc 256 is 2 blocks of 130, k = 515
+    /// 3 blocks of 172), for each kernel variant (12x32 with and without prefetch, 14x32, 6x64, 8x48), on
+    /// the shared-panel split (grid limit 0) and the packed grid, 1 to 3 threads. Reference and tolerance:
+    /// ``GEMMProblem/check(alpha:beta:configuration:)``.
+    @Test("unrolled prefetching kernels: every depth remainder", arguments: GEMMTransposes.all)
+    func unrolledDepths(transposes: GEMMTransposes) {
+        let level = GEMMKernelInfo.cpuISALevel
+        let shapes = (1...9).map { GEMMShape(m: 29, n: 45, k: $0) } + [GEMMShape(m: 50, n: 70, k: 259), GEMMShape(m: 37, n: 33, k: 515)]
+        for shape in shapes {
+            let problem = GEMMProblem(shape, transposes, padding: 1, seed: UInt64(40 + shape.k))
+            for variant in GEMMKernelInfo.available(isaLevel: level).indices {
+                for (threads, gridLimit) in [(1, 0), (2, 0), (3, 0), (2, 1 << 20)] {
+                    let configuration = GEMMConfiguration(
+                        maximumThreads: threads, parallelThresholdFlops: 0, kernelVariant: variant, isaLevel: level,
+                        packedGridLimit: gridLimit)
+                    problem.check(alpha: 1.5, beta: -0.75, configuration: configuration)
                 }
             }
         }
