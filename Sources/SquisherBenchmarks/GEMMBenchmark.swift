@@ -16,7 +16,7 @@ enum GEMMBenchmark {
                            --tune (sweep tile shapes and kc/mc at 1024, 1 thread)
                            --compare-splits (packed grid against the row split, interleaved, best samples)
                            --compare-variants 0,4 (micro-kernel variants, interleaved, CPU time)
-                           --compare-kc 192,256,384 (depth blocks, likewise)
+                           --compare-kc 192,256,384, --compare-mc 144,288 (blocking, likewise)
                            --torch-python PATH (also time torch.mm with that Python, e.g. a CPU PyTorch venv)
         """
 
@@ -44,6 +44,7 @@ enum GEMMBenchmark {
         var torchPython: String? = nil
         var compareVariants: [Int]? = nil
         var compareKC: [Int]? = nil
+        var compareMC: [Int]? = nil
     }
 
     static func parse(_ arguments: [String]) -> Options? {
@@ -67,6 +68,7 @@ enum GEMMBenchmark {
             case "--kc": guard let v = iterator.next().flatMap({ Int($0) }), v > 0 else { return nil }; options.kc = v
             case "--compare-variants": guard let v = integers(iterator.next()) else { return nil }; options.compareVariants = v
             case "--compare-kc": guard let v = integers(iterator.next()) else { return nil }; options.compareKC = v
+            case "--compare-mc": guard let v = integers(iterator.next()) else { return nil }; options.compareMC = v
             case "--torch-python": guard let v = iterator.next(), !v.isEmpty else { return nil }; options.torchPython = v
             case "--only": guard let v = iterator.next(), !v.isEmpty else { return nil }; options.only = v
             default: return nil
@@ -251,6 +253,10 @@ enum GEMMBenchmark {
         }
         if let blocks = options.compareKC {
             compareConfigurations(blocks.map { kc in ("kc \(kc)", { $0.kc = kc }) }, cases, options: options)
+            return 0
+        }
+        if let blocks = options.compareMC {
+            compareConfigurations(blocks.map { mc in ("mc \(mc)", { $0.mc = mc }) }, cases, options: options)
             return 0
         }
         var numpyProblem: String? = nil
