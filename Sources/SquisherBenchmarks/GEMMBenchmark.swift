@@ -190,14 +190,14 @@ enum GEMMBenchmark {
         process.standardOutput = output
         process.standardError = errors
         do { try process.run() } catch {
-            return .failure(NumpyUnavailable(reason: "could not start python3: \(error)"))
+            return .failure(NumpyUnavailable(reason: "could not start \(torchPython ?? "python3"): \(error)"))
         }
         let data = output.fileHandleForReading.readDataToEndOfFile()
         let errorData = errors.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
             let message = String(decoding: errorData, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
-            return .failure(NumpyUnavailable(reason: "python3/numpy failed (status \(process.terminationStatus)): \(message)"))
+            return .failure(NumpyUnavailable(reason: "\(torchPython.map { "\($0) --torch" } ?? "python3/numpy") failed (status \(process.terminationStatus)): \(message)"))
         }
         var results: [String: Double] = [:]
         for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
