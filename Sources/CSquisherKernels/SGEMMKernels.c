@@ -94,12 +94,13 @@ static void csq_sgemm_avx2_##MR##x##NV(long kc, const float *restrict a, const f
 }
 
 // ---------------------------------------------------------------------------------------------
-// AVX-512F: MR x (16 * NV) tiles in zmm registers (32 of them), A broadcast, B loaded.
-#define CSQ_DEFINE_AVX512(MR, NV)                                                                        \
+// AVX-512F: MR x (16 * NV) tiles in zmm registers (32 of them), A broadcast, B loaded. With PF (PFB) > 0,
+// the depth loop is unrolled by 4 and each depth step prefetches the A (B) sliver PF (PFB) steps ahead
+// into L1 (measured 0-15% faster than none on the GPT-2 block products; BENCHMARKS.md, "Matrix multiply").
+#define CSQ_DEFINE_AVX512(NAME, MR, NV, PF, PFB)                                                        \
 __attribute__((target("avx512f,avx512dq,fma")))                                                         \
-static void csq_sgemm_avx512_##MR##x##NV(long kc, const float *restrict a, const float *restrict b,      \
-                                         float *restrict c, long ldc, long mr, long nr, float alpha,     \
-                                         float beta) {                                                   \
+static void NAME(long kc, const float *restrict a, const float *restrict b,                             \
+                 float *restrict c, long ldc, long mr, long nr, float alpha, float beta) {              \
     __m512 acc[MR][NV];                                                                                  \
     CSQ_UNROLL for (int i = 0; i < MR; i++) CSQ_UNROLL for (int v = 0; v < NV; v++)                      \
         acc[i][v] = _mm512_setzero_ps();                                                                 \
@@ -107,7 +108,25 @@ static void csq_sgemm_avx512_##MR##x##NV(long kc, const float *restrict a, const
         _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);                                          \
         _mm_prefetch((const char *)(c + i * ldc + 16 * NV - 1), _MM_HINT_T0);                            \
     }                                                                                                    \
-    for (long p = 0; p < kc; p++) {                                                                      \
+    long p = 0;                                                                                          \
+    if (PF > 0 || PFB > 0) {                                                                             \
+        for (; p + 4 <= kc; p += 4) {                                                                    \
+            CSQ_UNROLL for (int u = 0; u < 4; u++) {                                                     \
+                if (PF > 0) _mm_prefetch((const char *)(a + PF * MR), _MM_HINT_T0);                      \
+                if (PFB > 0) CSQ_UNROLL for (int v = 0; v < NV; v++)                                     \
+                    _mm_prefetch((const char *)(b + PFB * 16 * NV + 16 * v), _MM_HINT_T0);             \
+                __m512 bv[NV];                                                                           \
+                CSQ_UNROLL for (int v = 0; v < NV; v++) bv[v] = _mm512_loadu_ps(b + 16 * v);             \
+                CSQ_UNROLL for (int i = 0; i < MR; i++) {                                                \
+                    __m512 ai = _mm512_set1_ps(a[i]);                                                    \
+                    CSQ_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]); \
+                }                                                                                        \
+                a += MR;                                                                                 \
+                b += 16 * NV;                                                                            \
+            }                                                                                            \
+        }                                                                                                \
+    }                                                                                                    \
+    for (; p < kc; p++) {                                                                                \
         __m512 bv[NV];                                                                                   \
         CSQ_UNROLL for (int v = 0; v < NV; v++) bv[v] = _mm512_loadu_ps(b + 16 * v);                     \
         CSQ_UNROLL for (int i = 0; i < MR; i++) {                                                        \
@@ -139,27 +158,31 @@ static void csq_sgemm_avx512_##MR##x##NV(long kc, const float *restrict a, const
 
 CSQ_DEFINE_AVX2(6, 2)
 CSQ_DEFINE_AVX2(4, 3)
-CSQ_DEFINE_AVX512(12, 2)
-CSQ_DEFINE_AVX512(14, 2)
-CSQ_DEFINE_AVX512(6, 4)
-CSQ_DEFINE_AVX512(8, 3)
+// Prefetch distance 16 depth steps (768 B of A, 2 KiB of B ahead), measured against none and 8, 32, and
+// A only (BENCHMARKS.md, "Matrix multiply"); the 12x32 kernel without prefetch stays as variant 4.
+CSQ_DEFINE_AVX512(csq_sgemm_avx512_12x2, 12, 2, 16, 16)
+CSQ_DEFINE_AVX512(csq_sgemm_avx512_14x2, 14, 2, 16, 16)
+CSQ_DEFINE_AVX512(csq_sgemm_avx512_6x4, 6, 4, 16, 16)
+CSQ_DEFINE_AVX512(csq_sgemm_avx512_8x3, 8, 3, 16, 16)
+CSQ_DEFINE_AVX512(csq_sgemm_avx512_12x2_noprefetch, 12, 2, 0, 0)
 #endif
 
 csq_sgemm_kernel_info csq_sgemm_kernel_for(int level, int variant) {
-    csq_sgemm_kernel_info portable = {CSQ_P_MR, CSQ_P_NR, csq_sgemm_portable_4x16, 0};
+    csq_sgemm_kernel_info portable = {CSQ_P_MR, CSQ_P_NR, csq_sgemm_portable_4x16, 0, 0};
 #ifdef CSQ_X86
     if (level >= 3) {
         switch (variant) {
-        case 1: return (csq_sgemm_kernel_info){14, 32, csq_sgemm_avx512_14x2, 3};
-        case 2: return (csq_sgemm_kernel_info){6, 64, csq_sgemm_avx512_6x4, 3};
-        case 3: return (csq_sgemm_kernel_info){8, 48, csq_sgemm_avx512_8x3, 3};
-        default: return (csq_sgemm_kernel_info){12, 32, csq_sgemm_avx512_12x2, 3};
+        case 1: return (csq_sgemm_kernel_info){14, 32, csq_sgemm_avx512_14x2, 3, 16};
+        case 2: return (csq_sgemm_kernel_info){6, 64, csq_sgemm_avx512_6x4, 3, 16};
+        case 3: return (csq_sgemm_kernel_info){8, 48, csq_sgemm_avx512_8x3, 3, 16};
+        case 4: return (csq_sgemm_kernel_info){12, 32, csq_sgemm_avx512_12x2_noprefetch, 3, 0};
+        default: return (csq_sgemm_kernel_info){12, 32, csq_sgemm_avx512_12x2, 3, 16};
         }
     }
     if (level >= 2) {
         switch (variant) {
-        case 1: return (csq_sgemm_kernel_info){4, 24, csq_sgemm_avx2_4x3, 2};
-        default: return (csq_sgemm_kernel_info){6, 16, csq_sgemm_avx2_6x2, 2};
+        case 1: return (csq_sgemm_kernel_info){4, 24, csq_sgemm_avx2_4x3, 2, 0};
+        default: return (csq_sgemm_kernel_info){6, 16, csq_sgemm_avx2_6x2, 2, 0};
         }
     }
 #endif

@@ -15,6 +15,9 @@ enum GEMMBenchmark {
                            --best (report the fastest sample instead of the median)   --kc N (depth block)
                            --tune (sweep tile shapes and kc/mc at 1024, 1 thread)
                            --compare-splits (packed grid against the row split, interleaved, best samples)
+                           --compare-variants 0,4 (micro-kernel variants, interleaved, CPU time)
+                           --compare-kc 192,256,384, --compare-mc 144,288 (blocking, likewise)
+                           --torch-python PATH (also time torch.mm with that Python, e.g. a CPU PyTorch venv)
         """
 
     /// One product: `op(A)` is m x k, `op(B)` is k x n.
@@ -38,6 +41,10 @@ enum GEMMBenchmark {
         var kc: Int? = nil
         var compareSplits = false
         var best = false
+        var torchPython: String? = nil
+        var compareVariants: [Int]? = nil
+        var compareKC: [Int]? = nil
+        var compareMC: [Int]? = nil
     }
 
     static func parse(_ arguments: [String]) -> Options? {
@@ -59,6 +66,10 @@ enum GEMMBenchmark {
             case "--best": options.best = true
             case "--compare-splits": options.compareSplits = true
             case "--kc": guard let v = iterator.next().flatMap({ Int($0) }), v > 0 else { return nil }; options.kc = v
+            case "--compare-variants": guard let v = integers(iterator.next()) else { return nil }; options.compareVariants = v
+            case "--compare-kc": guard let v = integers(iterator.next()) else { return nil }; options.compareKC = v
+            case "--compare-mc": guard let v = integers(iterator.next()) else { return nil }; options.compareMC = v
+            case "--torch-python": guard let v = iterator.next(), !v.isEmpty else { return nil }; options.torchPython = v
             case "--only": guard let v = iterator.next(), !v.isEmpty else { return nil }; options.only = v
             default: return nil
             }
@@ -78,9 +89,26 @@ enum GEMMBenchmark {
         cases.append(Case(label: "784x256 b128 fwd X·Wᵀ", m: 128, n: 256, k: 784, transposeA: false, transposeB: true))
         cases.append(Case(label: "784x256 b128 dW=dYᵀ·X", m: 256, n: 784, k: 128, transposeA: true, transposeB: false))
         cases.append(Case(label: "784x256 b128 dX=dY·W", m: 128, n: 784, k: 256, transposeA: false, transposeB: false))
+        cases += gpt2Cases()
         // A tiny MLP's product (single-threaded by the 2 MFLOP threshold): per-call overhead matters.
         cases.append(Case(label: "small 128x64x32 A·B", m: 128, n: 64, k: 32, transposeA: false, transposeB: false))
         cases.append(Case(label: "small 128x64x32 A·Bᵀ", m: 128, n: 64, k: 32, transposeA: false, transposeB: true))
+        return cases
+    }
+
+    /// The products of one GPT-2-small block (width 768, MLP 3072) on 1024 tokens (batch 8 x 128), as
+    /// `SquisherLayers.TransposedLinear` (Hugging Face `Conv1D`, weight `[in, out]`) computes them:
+    /// forward `X·W` (m = tokens, n = out, k = in), weight gradient `Xᵀ·dY` (m = in, n = out, k = tokens),
+    /// input gradient `dY·Wᵀ` (m = tokens, n = in, k = out).
+    static func gpt2Cases() -> [Case] {
+        let tokens = 1024
+        let layers = [("qkv", 768, 2304), ("attn proj", 768, 768), ("fc", 768, 3072), ("mlp proj", 3072, 768)]
+        var cases: [Case] = []
+        for (name, inputs, outputs) in layers {
+            cases.append(Case(label: "gpt2 \(name) fwd X·W", m: tokens, n: outputs, k: inputs, transposeA: false, transposeB: false))
+            cases.append(Case(label: "gpt2 \(name) dW=Xᵀ·dY", m: inputs, n: outputs, k: tokens, transposeA: true, transposeB: false))
+            cases.append(Case(label: "gpt2 \(name) dX=dY·Wᵀ", m: tokens, n: inputs, k: outputs, transposeA: false, transposeB: true))
+        }
         return cases
     }
 
@@ -138,11 +166,17 @@ enum GEMMBenchmark {
 
     /// Runs numpy on the cases with `threads` OpenBLAS threads: seconds per call by case spec, or an
     /// explanation of why numpy could not run.
-    static func measureNumpy(_ cases: [Case], threads: Int, options: Options) -> Result<[String: Double], NumpyUnavailable> {
+    /// With `torchPython`, runs the same script with that interpreter and `--torch` (`torch.mm`, with
+    /// `torch.set_num_threads(threads)`) instead.
+    static func measureNumpy(
+        _ cases: [Case], threads: Int, options: Options, torchPython: String? = nil
+    ) -> Result<[String: Double], NumpyUnavailable> {
         guard let script = numpyScript() else { return .failure(NumpyUnavailable(reason: "Benchmarks/numpy_gemm.py not found")) }
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script.path, String(options.samples), String(options.minSeconds)] + cases.map(\.spec)
+        process.executableURL = URL(fileURLWithPath: torchPython ?? "/usr/bin/env")
+        let interpreter = torchPython == nil ? ["python3"] : []
+        let backend = torchPython == nil ? [] : ["--torch"]
+        process.arguments = interpreter + [script.path] + backend + [String(options.samples), String(options.minSeconds)] + cases.map(\.spec)
         var environment = ProcessInfo.processInfo.environment
         // Older OpenBLAS builds misbehave on these CPUs, so the environment pins a slower kernel;
         // numpy's own best is measured without those two variables (only in this subprocess).
@@ -156,14 +190,14 @@ enum GEMMBenchmark {
         process.standardOutput = output
         process.standardError = errors
         do { try process.run() } catch {
-            return .failure(NumpyUnavailable(reason: "could not start python3: \(error)"))
+            return .failure(NumpyUnavailable(reason: "could not start \(torchPython ?? "python3"): \(error)"))
         }
         let data = output.fileHandleForReading.readDataToEndOfFile()
         let errorData = errors.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
             let message = String(decoding: errorData, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
-            return .failure(NumpyUnavailable(reason: "python3/numpy failed (status \(process.terminationStatus)): \(message)"))
+            return .failure(NumpyUnavailable(reason: "\(torchPython.map { "\($0) --torch" } ?? "python3/numpy") failed (status \(process.terminationStatus)): \(message)"))
         }
         var results: [String: Double] = [:]
         for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
@@ -171,7 +205,8 @@ enum GEMMBenchmark {
             if fields.count >= 3, fields[0] == "RESULT", let seconds = Double(fields[options.best && fields.count >= 5 ? 4 : 2]) {
                 results[String(fields[1])] = seconds
             } else if fields.first == "INFO" {
-                numpyVersion = fields.dropFirst().joined(separator: " ")
+                let version = fields.dropFirst().joined(separator: " ")
+                if torchPython == nil { numpyVersion = version } else { torchVersion = version }
             }
         }
         return .success(results)
@@ -179,6 +214,7 @@ enum GEMMBenchmark {
 
     struct NumpyUnavailable: Error { let reason: String }
     nonisolated(unsafe) static var numpyVersion = "numpy"
+    nonisolated(unsafe) static var torchVersion = "torch"
 
     static func gflops(_ c: Case, _ seconds: Double) -> String { String(format: "%.1f", c.flops / seconds / 1e9) }
 
@@ -208,7 +244,23 @@ enum GEMMBenchmark {
             compareSplits(cases, options: options)
             return 0
         }
+        if let variants = options.compareVariants {
+            let level = GEMMKernelInfo.cpuISALevel
+            compareConfigurations(
+                variants.map { v in ("\(v): \(GEMMKernelInfo.selected(isaLevel: level, variant: v))", { $0.kernelVariant = v }) },
+                cases, options: options)
+            return 0
+        }
+        if let blocks = options.compareKC {
+            compareConfigurations(blocks.map { kc in ("kc \(kc)", { $0.kc = kc }) }, cases, options: options)
+            return 0
+        }
+        if let blocks = options.compareMC {
+            compareConfigurations(blocks.map { mc in ("mc \(mc)", { $0.mc = mc }) }, cases, options: options)
+            return 0
+        }
         var numpyProblem: String? = nil
+        var torchProblem: String? = nil
         for threads in options.threads {
             var configuration = defaults
             configuration.maximumThreads = threads
@@ -218,32 +270,58 @@ enum GEMMBenchmark {
             // both see the same load from other processes on this shared machine.
             var squisher: [Double] = []
             var numpy: [String: Double]? = options.numpy && numpyProblem == nil ? [:] : nil
+            var torch: [String: Double]? = options.torchPython != nil && torchProblem == nil ? [:] : nil
             for c in cases {
                 squisher.append(measureSquisher(c, configuration: configuration, options: options, best: options.best))
-                guard numpy != nil else { continue }
-                switch measureNumpy([c], threads: threads, options: options) {
-                case .success(let results): numpy?.merge(results) { $1 }
-                case .failure(let problem):
-                    numpyProblem = problem.reason
-                    numpy = nil
-                    print("numpy unavailable, Squisher only: \(problem.reason)")
+                if numpy != nil {
+                    switch measureNumpy([c], threads: threads, options: options) {
+                    case .success(let results): numpy?.merge(results) { $1 }
+                    case .failure(let problem):
+                        numpyProblem = problem.reason
+                        numpy = nil
+                        print("numpy unavailable, Squisher only: \(problem.reason)")
+                    }
+                }
+                if torch != nil {
+                    switch measureNumpy([c], threads: threads, options: options, torchPython: options.torchPython) {
+                    case .success(let results): torch?.merge(results) { $1 }
+                    case .failure(let problem):
+                        torchProblem = problem.reason
+                        torch = nil
+                        print("torch unavailable: \(problem.reason)")
+                    }
                 }
             }
-            print("")
-            print("## \(threads) thread\(threads == 1 ? "" : "s")" + (numpy != nil ? " (\(numpyVersion), OPENBLAS_NUM_THREADS=\(threads))" : ""))
-            print("| case | m x n x k | Squisher GFLOP/s | numpy GFLOP/s | Squisher / numpy | Squisher µs/call | numpy µs/call |")
-            print("|---|---|---:|---:|---:|---:|---:|")
-            for (c, seconds) in zip(cases, squisher) {
-                let np = numpy?[c.spec]
-                let npFlops = np.map { gflops(c, $0) } ?? "-"
-                let ratio = np.map { String(format: "%.2f", $0 / seconds) } ?? "-"
-                let npMicro = np.map { String(format: "%.1f", $0 * 1e6) } ?? "-"
-                print("| \(c.label) | \(c.m)x\(c.n)x\(c.k) | \(gflops(c, seconds)) | \(npFlops) | \(ratio) | \(String(format: "%.1f", seconds * 1e6)) | \(npMicro) |")
-            }
+            printTable(cases: cases, squisher: squisher, numpy: numpy, torch: torch, threads: threads)
         }
         print("")
         print("Load average at end: \(loadAverage())")
         return 0
+    }
+
+    /// Prints one thread count's table: GFLOP/s, ratios against numpy (and torch.mm when measured), µs per call.
+    static func printTable(cases: [Case], squisher: [Double], numpy: [String: Double]?, torch: [String: Double]?, threads: Int) {
+        print("")
+        var title = "## \(threads) thread\(threads == 1 ? "" : "s")"
+        if numpy != nil { title += " (\(numpyVersion), OPENBLAS_NUM_THREADS=\(threads))" }
+        if torch != nil { title += " (\(torchVersion), torch.set_num_threads(\(threads)))" }
+        print(title)
+        let torchHeader = torch == nil ? "" : " torch.mm GFLOP/s | Squisher / torch |"
+        let torchRule = torch == nil ? "" : "---:|---:|"
+        print("| case | m x n x k | Squisher GFLOP/s | numpy GFLOP/s | Squisher / numpy |\(torchHeader) Squisher µs/call | numpy µs/call |")
+        print("|---|---|---:|---:|---:|\(torchRule)---:|---:|")
+        for (c, seconds) in zip(cases, squisher) {
+            let np = numpy?[c.spec]
+            let npFlops = np.map { gflops(c, $0) } ?? "-"
+            let ratio = np.map { String(format: "%.2f", $0 / seconds) } ?? "-"
+            let npMicro = np.map { String(format: "%.1f", $0 * 1e6) } ?? "-"
+            var torchCells = ""
+            if let torch {
+                let t = torch[c.spec]
+                torchCells = " \(t.map { gflops(c, $0) } ?? "-") | \(t.map { String(format: "%.2f", $0 / seconds) } ?? "-") |"
+            }
+            print("| \(c.label) | \(c.m)x\(c.n)x\(c.k) | \(gflops(c, seconds)) | \(npFlops) | \(ratio) |\(torchCells) \(String(format: "%.1f", seconds * 1e6)) | \(npMicro) |")
+        }
     }
 
     /// Sweeps kernel tile shapes and kc/mc at 1024³ (A·B, 1 thread). Configurations are interleaved over
@@ -334,6 +412,43 @@ enum GEMMBenchmark {
                 }
                 print("| \(c.label) | \(threads) | \(gflops(c, wall.grid)) | \(gflops(c, wall.rows)) | \(String(format: "%.2f", wall.rows / wall.grid)) | "
                     + "\(String(format: "%.1f", cpu.grid * 1e6)) | \(String(format: "%.1f", cpu.rows * 1e6)) | \(String(format: "%.2f", cpu.rows / cpu.grid)) |")
+            }
+        }
+    }
+
+    /// Settings side by side on each case (micro-kernel variants, depth blocks: each entry a column label
+    /// and a change to the default configuration), interleaved round by round; each keeps its round with
+    /// the least process CPU time per call (both threads summed), which other processes inflate least.
+    /// Columns: GFLOP/s from that CPU time, per thread.
+    static func compareConfigurations(
+        _ variants: [(label: String, change: (inout GEMMConfiguration) -> Void)], _ cases: [Case], options: Options
+    ) {
+        print("GFLOP/s per thread from the least process CPU time per call of \(options.samples) interleaved rounds")
+        print("| case | threads | " + variants.map(\.label).joined(separator: " | ") + " |")
+        print("|---|---:|" + String(repeating: "---:|", count: variants.count))
+        for threads in options.threads {
+            for c in cases {
+                let configurations = variants.map { variant in
+                    var configuration = GEMMConfiguration(maximumThreads: threads)
+                    if let kc = options.kc { configuration.kc = kc }
+                    variant.change(&configuration)
+                    return configuration
+                }
+                var cpu = [Double](repeating: .infinity, count: variants.count)
+                let calls = max(1, Int(options.minSeconds * 100e9 / c.flops))
+                withOperands(c) { call in
+                    for round in 0..<options.samples {
+                        for offset in 0..<variants.count {
+                            let index = (round + offset) % variants.count
+                            call(configurations[index])
+                            let start = processCPUSeconds()
+                            for _ in 0..<calls { call(configurations[index]) }
+                            cpu[index] = min(cpu[index], (processCPUSeconds() - start) / Double(calls))
+                        }
+                    }
+                }
+                let cells = cpu.map { String(format: "%.1f", c.flops / $0 / 1e9) }
+                print("| \(c.label) | \(threads) | " + cells.joined(separator: " | ") + " |")
             }
         }
     }

@@ -84,6 +84,9 @@ public struct GEMMKernelInfo: Sendable, Hashable, CustomStringConvertible {
     public let tileColumns: Int
     /// Instruction-set level the kernel uses: 0 = portable C, 2 = AVX2 + FMA, 3 = AVX-512F.
     public let isaLevel: Int
+    /// How far ahead, in depth steps, the kernel prefetches its packed `op(A)` and `op(B)` slivers into
+    /// L1 (0 = no software prefetch).
+    public let prefetchDistance: Int
 
     /// The instruction-set level this CPU supports (probed once per process with `cpuid`).
     public static let cpuISALevel: Int = Int(csq_isa_level())
@@ -91,13 +94,15 @@ public struct GEMMKernelInfo: Sendable, Hashable, CustomStringConvertible {
     /// The kernel `gemm` uses for a level and variant (level capped at ``cpuISALevel``).
     public static func selected(isaLevel: Int, variant: Int) -> GEMMKernelInfo {
         let info = csq_sgemm_kernel_for(Int32(min(isaLevel, cpuISALevel)), Int32(variant))
-        return GEMMKernelInfo(tileRows: Int(info.mr), tileColumns: Int(info.nr), isaLevel: Int(info.level))
+        return GEMMKernelInfo(
+            tileRows: Int(info.mr), tileColumns: Int(info.nr), isaLevel: Int(info.level), prefetchDistance: Int(info.prefetch))
     }
 
-    /// The kernel variants available at a level (variant index = position), for tile-shape benchmarks.
+    /// The kernel variants available at a level (variant index = position), for tile-shape benchmarks:
+    /// AVX-512 0 = 12x32, 1 = 14x32, 2 = 6x64, 3 = 8x48 (all with software prefetch), 4 = 12x32 without.
     public static func available(isaLevel: Int) -> [GEMMKernelInfo] {
         let level = min(isaLevel, cpuISALevel)
-        let count = level >= 3 ? 4 : level >= 2 ? 2 : 1
+        let count = level >= 3 ? 5 : level >= 2 ? 2 : 1
         return (0..<count).map { selected(isaLevel: level, variant: $0) }
     }
 
@@ -132,8 +137,10 @@ public struct GEMMKernelInfo: Sendable, Hashable, CustomStringConvertible {
         return best
     }
 
-    /// For example `12x32 AVX-512F + FMA`.
-    public var description: String { "\(tileRows)x\(tileColumns) \(GEMMKernelInfo.isaName(isaLevel))" }
+    /// For example `12x32 AVX-512F + FMA, prefetch 16`.
+    public var description: String {
+        "\(tileRows)x\(tileColumns) \(GEMMKernelInfo.isaName(isaLevel))" + (prefetchDistance > 0 ? ", prefetch \(prefetchDistance)" : "")
+    }
 }
 
 #if canImport(Glibc)

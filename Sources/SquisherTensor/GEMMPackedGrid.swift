@@ -1,31 +1,15 @@
 import CSquisherKernels
 import Dispatch
-import Synchronization
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
-/// Pointers shared by the threads of one grid product: the operands and the packed `op(B)`.
-struct GEMMGridPointers: @unchecked Sendable {
-    let a: UnsafePointer<Float>
-    let b: UnsafePointer<Float>
-    let c: UnsafeMutablePointer<Float>
-    let packedB: UnsafeMutablePointer<Float>
-}
 
 /// The shape of one grid product: tiles, slivers, depth blocks, and how packing and compute are cut
 /// into claimable items.
 struct GEMMGridPlan {
     let mr: Int, nr: Int
-    let kcBlock: Int
-    let depthBlocks: Int
-    let rowTiles: Int, slivers: Int
-    var paddedN: Int { slivers * nr }
-    /// Packing items per depth block: groups of column slivers of `op(B)`.
-    let bGroups: Int
+    /// The shared packed `op(B)`.
+    let panel: GEMMSharedPanelLayout
+    var kcBlock: Int { panel.kcBlock }
+    var slivers: Int { panel.slivers }
+    let rowTiles: Int
     /// Compute units are (row tile, sliver) pairs, tile-major; `chunks` near-equal contiguous runs of them.
     let chunks: Int
     /// Whole row tiles computed together (their `op(A)` rows packed once per depth block, each packed
@@ -36,17 +20,14 @@ struct GEMMGridPlan {
     init(m: Int, n: Int, k: Int, mr: Int, nr: Int, kc: Int, mc: Int, threads: Int) {
         self.mr = mr
         self.nr = nr
-        kcBlock = GEMMPlan.balanced(k, block: kc, multiple: 1)
-        depthBlocks = (k + kcBlock - 1) / kcBlock
+        panel = GEMMSharedPanelLayout(k: k, n: n, nr: nr, kc: kc, threads: threads)
         rowTiles = (m + mr - 1) / mr
-        slivers = (n + nr - 1) / nr
-        bGroups = min(slivers, 2 * threads)
+        let slivers = panel.slivers
         // Four runs per thread: equal work when no thread is delayed, and a delayed thread costs one run.
         chunks = min(rowTiles * slivers, 4 * threads)
         bandTiles = max(1, min(mc / mr, (rowTiles + 4 * threads - 1) / (4 * threads)))
     }
 
-    var packItems: Int { depthBlocks * bGroups }
     var units: Int { rowTiles * slivers }
     /// Scalars of one thread's packed `op(A)` band.
     var bandCount: Int { bandTiles * mr * kcBlock }
@@ -58,27 +39,16 @@ struct GEMMGridPlan {
     }
 }
 
-/// Work counters of one grid product: the next packing item and compute run to claim, and the packing
-/// items finished.
-final class GEMMGridCounters: Sendable {
-    let nextPack = Atomic<Int>(0)
-    let packed = Atomic<Int>(0)
-    let nextChunk = Atomic<Int>(0)
-}
-
 /// Multithreaded product of a mid-sized problem in one dispatch, with `C` split evenly as a grid of
 /// tiles rather than by whole rows:
 ///
-/// 1. The threads claim packing items (one depth block of a group of `nr`-column slivers of `op(B)`)
-///    until none is left, then wait until every claimed item is packed: one shared packed `op(B)`.
+/// 1. The threads pack `op(B)` together (``packSharedPanel(_:transposed:b:ldb:into:counters:)``).
 /// 2. They claim runs of compute units. A unit is one `mr x nr` tile of `C` over the whole depth; the
 ///    units are ordered row tile by row tile, so a run is mostly whole row tiles (computed in bands of
 ///    ``GEMMGridPlan/bandTiles``, whose `op(A)` rows the thread packs itself) plus part of a row tile at
 ///    either end. The runs differ by at most one unit, so two threads that are not disturbed finish
 ///    together whatever the shape: a batch of 128 rows (11 tiles of 12) splits 5.5 : 5.5, where a split
 ///    by whole rows gives 6 : 5.
-///
-/// As in ``gemmSharedPanel``, nothing waits on a thread that has not started, so the wait cannot deadlock.
 func gemmPackedGrid(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float,
     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
@@ -88,29 +58,16 @@ func gemmPackedGrid(
         Int32(min(configuration.isaLevel, GEMMKernelInfo.cpuISALevel)), Int32(configuration.kernelVariant))
     let kernel: csq_sgemm_kernel_fn = info.kernel
     let plan = GEMMGridPlan(m: m, n: n, k: k, mr: Int(info.mr), nr: Int(info.nr), kc: configuration.kc, mc: configuration.mc, threads: threads)
-    // Depth block starting at pc occupies [pc·paddedN, (pc + kcCur)·paddedN), slivers of kcCur x nr.
-    let raw = UnsafeMutableRawPointer.allocate(byteCount: k * plan.paddedN * MemoryLayout<Float>.stride, alignment: 64)
+    let raw = UnsafeMutableRawPointer.allocate(byteCount: plan.panel.count * MemoryLayout<Float>.stride, alignment: 64)
     defer { raw.deallocate() }
-    let shared = GEMMGridPointers(a: a, b: b, c: c, packedB: raw.bindMemory(to: Float.self, capacity: k * plan.paddedN))
-    let counters = GEMMGridCounters()
+    let shared = GEMMSharedPointers(a: a, b: b, c: c, packedB: raw.bindMemory(to: Float.self, capacity: plan.panel.count))
+    let counters = GEMMWorkCounters()
     DispatchQueue.concurrentPerform(iterations: threads) { _ in
-        while true {
-            let item = counters.nextPack.wrappingAdd(1, ordering: .relaxed).oldValue
-            guard item < plan.packItems else { break }
-            let (block, group) = item.quotientAndRemainder(dividingBy: plan.bGroups)
-            let pc = block * plan.kcBlock, kcCur = min(plan.kcBlock, k - pc)
-            let first = plan.slivers * group / plan.bGroups * plan.nr
-            let last = min(n, plan.slivers * (group + 1) / plan.bGroups * plan.nr)
-            packB(
-                transposed: transposeB, b: shared.b, ldb: ldb, row: pc, column: first, depth: kcCur, width: last - first,
-                nr: plan.nr, into: shared.packedB + pc * plan.paddedN + first * kcCur)
-            counters.packed.add(1, ordering: .releasing)
-        }
-        while counters.packed.load(ordering: .acquiring) < plan.packItems { sched_yield() }
+        packSharedPanel(plan.panel, transposed: transposeB, b: shared.b, ldb: ldb, into: shared.packedB, counters: counters)
         withUnsafeTemporaryAllocation(byteCount: plan.bandCount * MemoryLayout<Float>.stride, alignment: 64) { buffer in
             let packedA = buffer.baseAddress!.assumingMemoryBound(to: Float.self)
             while true {
-                let chunk = counters.nextChunk.wrappingAdd(1, ordering: .relaxed).oldValue
+                let chunk = counters.nextCompute.wrappingAdd(1, ordering: .relaxed).oldValue
                 guard chunk < plan.chunks else { break }
                 var units = plan.units * chunk / plan.chunks..<plan.units * (chunk + 1) / plan.chunks
                 while let (tiles, slivers) = nextGridSegment(&units, plan: plan) {
@@ -147,7 +104,7 @@ func nextGridSegment(_ units: inout Range<Int>, plan: GEMMGridPlan) -> (tiles: R
 private func gridCompute(
     tiles: Range<Int>, slivers: Range<Int>, plan: GEMMGridPlan, kernel: csq_sgemm_kernel_fn, transposeA: Bool,
     m: Int, n: Int, k: Int, alpha: Float, lda: Int, beta: Float, ldc: Int,
-    packedA: UnsafeMutablePointer<Float>, _ shared: GEMMGridPointers
+    packedA: UnsafeMutablePointer<Float>, _ shared: GEMMSharedPointers
 ) {
     let (mr, nr) = (plan.mr, plan.nr)
     let firstRow = tiles.lowerBound * mr, rows = min(m, tiles.upperBound * mr) - firstRow
@@ -160,7 +117,7 @@ private func gridCompute(
             mr: mr, into: packedA)
         for sliver in slivers {
             let column = sliver * nr
-            let bSliver = UnsafePointer(shared.packedB + pc * plan.paddedN + column * kcCur)
+            let bSliver = plan.panel.sliver(shared.packedB, depth: pc, column: column)
             for tile in tiles {
                 let row = tile * mr
                 kernel(

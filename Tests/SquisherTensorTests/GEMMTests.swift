@@ -48,51 +48,67 @@ struct GEMMProblem {
     func opB(_ p: Int, _ j: Int) -> Double { Double(transposes.b ? b[j * ldb + p] : b[p * ldb + j]) }
 
     /// Runs `gemm` and checks every element of C (and that padding columns are untouched) against a
-    /// naive Double product. Tolerance per element: the classic forward error bound of a float32 dot
-    /// product, `k·eps32·|alpha|·Σ_p |a_ip||b_pj|`, plus rounding of the beta term `2·eps32·|beta·c_ij|`,
+    /// naive Double product. Tolerance per element: the forward error bound of a float32 dot product of
+    /// length k (k - 1 roundings) plus the rounding of `alpha·sum` and of the final `+ beta·c`, i.e.
+    /// `(k + 1)·eps32·|alpha|·Σ_p |a_ip||b_pj|`, plus rounding of the beta term `2·eps32·|beta·c_ij|`,
     /// plus 1e-30 for exact zeros: a wrong element, a missed depth pass or a stray tile is far outside it.
     func check(alpha: Float, beta: Float, configuration: GEMMConfiguration = .init()) {
-        var out = c
-        a.withUnsafeBufferPointer { pa in
-            b.withUnsafeBufferPointer { pb in
-                out.withUnsafeMutableBufferPointer { pc in
-                    gemm(
-                        transposeA: transposes.a, transposeB: transposes.b, m: shape.m, n: shape.n, k: shape.k,
-                        alpha: alpha, a: pa.baseAddress!, lda: lda, b: pb.baseAddress!, ldb: ldb,
-                        beta: beta, c: pc.baseAddress!, ldc: ldc, configuration: configuration)
-                }
-            }
-        }
+        check(alpha: alpha, beta: beta, configurations: [configuration])
+    }
+
+    /// ``check(alpha:beta:configuration:)`` for several settings on the same problem: the Double reference
+    /// is computed once, then every setting's result is checked against it (the failure names the setting).
+    func check(alpha: Float, beta: Float, configurations: [GEMMConfiguration]) {
         let eps32 = Double(Float.ulpOfOne)
-        var worst = (excess: 0.0, i: -1, j: -1, got: Float(0), expected: 0.0)
-        var paddingChanged = 0
+        var expected = [Double](repeating: 0, count: shape.m * shape.n)
+        var tolerance = expected
         for i in 0..<shape.m {
-            for j in 0..<ldc {
-                let index = i * ldc + j
-                guard j < shape.n else {
-                    if out[index].bitPattern != c[index].bitPattern { paddingChanged += 1 }
-                    continue
-                }
+            for j in 0..<shape.n {
                 var sum = 0.0, magnitude = 0.0
                 for p in 0..<shape.k {
                     let term = opA(i, p) * opB(p, j)
                     sum += term
                     magnitude += abs(term)
                 }
-                let old = beta == 0 ? 0 : Double(beta) * Double(c[index])
-                let expected = Double(alpha) * sum + old
-                let tolerance = Double(shape.k) * eps32 * abs(Double(alpha)) * magnitude + 2 * eps32 * abs(old) + 1e-30
-                let error = abs(Double(out[index]) - expected)
-                let excess = out[index].isFinite ? error / tolerance : .infinity
-                if excess > worst.excess || (excess.isNaN && !worst.excess.isNaN) {
-                    worst = (excess, i, j, out[index], expected)
-                }
+                let old = beta == 0 ? 0 : Double(beta) * Double(c[i * ldc + j])
+                expected[i * shape.n + j] = Double(alpha) * sum + old
+                tolerance[i * shape.n + j] = Double(shape.k + 1) * eps32 * abs(Double(alpha)) * magnitude + 2 * eps32 * abs(old) + 1e-30
             }
         }
-        #expect(
-            worst.excess <= 1,
-            "worst element C[\(worst.i), \(worst.j)] = \(worst.got), expected \(worst.expected) (\(worst.excess)x the tolerance)")
-        #expect(paddingChanged == 0, "\(paddingChanged) scalars in C's padding columns were written")
+        for configuration in configurations {
+            var out = c
+            a.withUnsafeBufferPointer { pa in
+                b.withUnsafeBufferPointer { pb in
+                    out.withUnsafeMutableBufferPointer { pc in
+                        gemm(
+                            transposeA: transposes.a, transposeB: transposes.b, m: shape.m, n: shape.n, k: shape.k,
+                            alpha: alpha, a: pa.baseAddress!, lda: lda, b: pb.baseAddress!, ldb: ldb,
+                            beta: beta, c: pc.baseAddress!, ldc: ldc, configuration: configuration)
+                    }
+                }
+            }
+            var worst = (excess: 0.0, i: -1, j: -1, got: Float(0), expected: 0.0)
+            var paddingChanged = 0
+            for i in 0..<shape.m {
+                for j in 0..<ldc {
+                    let index = i * ldc + j
+                    guard j < shape.n else {
+                        if out[index].bitPattern != c[index].bitPattern { paddingChanged += 1 }
+                        continue
+                    }
+                    let reference = expected[i * shape.n + j]
+                    let error = abs(Double(out[index]) - reference)
+                    let excess = out[index].isFinite ? error / tolerance[i * shape.n + j] : .infinity
+                    if excess > worst.excess || (excess.isNaN && !worst.excess.isNaN) {
+                        worst = (excess, i, j, out[index], reference)
+                    }
+                }
+            }
+            #expect(
+                worst.excess <= 1,
+                "worst element C[\(worst.i), \(worst.j)] = \(worst.got), expected \(worst.expected) (\(worst.excess)x the tolerance) with \(configuration)")
+            #expect(paddingChanged == 0, "\(paddingChanged) scalars in C's padding columns were written with \(configuration)")
+        }
     }
 }
 
@@ -149,20 +165,44 @@ struct GEMMTests {
             GEMMProblem(GEMMShape(m: 97, n: 131, k: 75), transposes, padding: 5, seed: 21),
             GEMMProblem(GEMMShape(m: 13, n: 200, k: 40), transposes, padding: 2, seed: 22),
         ]
-        for problem in problems {
-            for level in [0, 2, 3] where level <= GEMMKernelInfo.cpuISALevel {
-                for variant in GEMMKernelInfo.available(isaLevel: level).indices {
-                    for threads in [1, 2, 3] {
-                        // Grid limit 0: shared packed op(B) or split columns; default: the packed grid.
-                        for gridLimit in [0, 1 << 20] {
-                            let configuration = GEMMConfiguration(
-                                maximumThreads: threads, parallelThresholdFlops: 0, kc: 32, mc: 40, nc: 64,
-                                kernelVariant: variant, isaLevel: level, packedGridLimit: gridLimit)
-                            problem.check(alpha: 0.75, beta: 0.5, configuration: configuration)
-                        }
+        var configurations: [GEMMConfiguration] = []
+        for level in [0, 2, 3] where level <= GEMMKernelInfo.cpuISALevel {
+            for variant in GEMMKernelInfo.available(isaLevel: level).indices {
+                for threads in [1, 2, 3] {
+                    // Grid limit 0: shared packed op(B) or split columns; default: the packed grid.
+                    for gridLimit in [0, 1 << 20] {
+                        configurations.append(GEMMConfiguration(
+                            maximumThreads: threads, parallelThresholdFlops: 0, kc: 32, mc: 40, nc: 64,
+                            kernelVariant: variant, isaLevel: level, packedGridLimit: gridLimit))
                     }
                 }
             }
+        }
+        for problem in problems {
+            problem.check(alpha: 0.75, beta: 0.5, configurations: configurations)
+        }
+    }
+
+    /// The AVX-512 kernels run the depth loop 4 steps at a time with software prefetch, then the 0-3
+    /// remaining steps one by one: every depth 1...9 (each remainder, with and without a whole unrolled
+    /// round) and deep products with several depth blocks (k = 259 at kc 256 is 2 blocks of 130, k = 515
+    /// 3 blocks of 172), for each kernel variant (12x32 with and without prefetch, 14x32, 6x64, 8x48), on
+    /// the shared-panel split (grid limit 0) and the packed grid, 1 to 3 threads. Reference and tolerance:
+    /// ``GEMMProblem/check(alpha:beta:configurations:)``.
+    @Test("unrolled prefetching kernels: every depth remainder", arguments: GEMMTransposes.all)
+    func unrolledDepths(transposes: GEMMTransposes) {
+        let level = GEMMKernelInfo.cpuISALevel
+        let shapes = (1...9).map { GEMMShape(m: 29, n: 45, k: $0) } + [GEMMShape(m: 50, n: 70, k: 259), GEMMShape(m: 37, n: 33, k: 515)]
+        for shape in shapes {
+            let problem = GEMMProblem(shape, transposes, padding: 1, seed: UInt64(40 + shape.k))
+            let configurations = GEMMKernelInfo.available(isaLevel: level).indices.flatMap { variant in
+                [(1, 0), (2, 0), (3, 0), (2, 1 << 20)].map { threads, gridLimit in
+                    GEMMConfiguration(
+                        maximumThreads: threads, parallelThresholdFlops: 0, kernelVariant: variant, isaLevel: level,
+                        packedGridLimit: gridLimit)
+                }
+            }
+            problem.check(alpha: 1.5, beta: -0.75, configurations: configurations)
         }
     }
 

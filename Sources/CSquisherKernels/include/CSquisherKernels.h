@@ -21,11 +21,13 @@ typedef struct {
     int nr;                     ///< Columns of the tile (the packed B sliver width).
     csq_sgemm_kernel_fn kernel; ///< The kernel.
     int level;                  ///< The ISA level the kernel needs (0, 2 or 3).
+    int prefetch;               ///< Software prefetch distance of the A and B slivers, in depth steps (0 = none).
 } csq_sgemm_kernel_info;
 
 /// Returns the micro-kernel for ISA `level` (clamped to what exists; the caller must pass a level the CPU
 /// supports, normally `csq_isa_level()`). `variant` 0 is the default tile shape; other variants exist for
-/// benchmarking tile shapes: AVX-512 1 = 14x32, 2 = 6x64, 3 = 8x48 (0 = 12x32); AVX2 1 = 4x24 (0 = 6x16).
+/// benchmarking tile shapes: AVX-512 1 = 14x32, 2 = 6x64, 3 = 8x48 (0 = 12x32), 4 = 12x32 without software
+/// prefetch (the AVX-512 kernels prefetch 16 depth steps ahead); AVX2 1 = 4x24 (0 = 6x16).
 csq_sgemm_kernel_info csq_sgemm_kernel_for(int level, int variant);
 
 /// Benchmark helper: runs `iterations` rounds of independent FMA chains (no memory traffic) at ISA `level`
