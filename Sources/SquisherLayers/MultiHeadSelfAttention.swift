@@ -12,7 +12,7 @@ import SquisherTensor
 /// Child names are free (dotted names flatten a deeper PyTorch path: BERT's `self.query` and
 /// `output.dense` under `attention`). The core is the child `"core"` (no parameters).
 /// ``attentionMask`` `[N, T]` (1 = token, 0 = padding) applies to the next forward.
-public final class MultiHeadSelfAttention: LayerContainer {
+public final class MultiHeadSelfAttention: ObservedLayerContainer {
     /// Where queries, keys and values come from.
     public enum Projections {
         /// One layer `D -> 3D` (queries, keys, values side by side).
@@ -76,14 +76,6 @@ public final class MultiHeadSelfAttention: LayerContainer {
         (cachedInput, cachedProjected, cachedAttended) = (input, projected, attended)
         guard let output else { return attended }
         return try output.layer.forward(attended, mode: mode)
-    }
-
-    public func backward(_ outputGradient: Tensor, accumulateParameterGradients: Bool) throws(TensorError) -> Tensor {
-        try unobservedBackward(outputGradient, accumulateParameterGradients: accumulateParameterGradients, computeInputGradient: true)
-    }
-
-    public func accumulateParameterGradients(_ outputGradient: Tensor) throws(TensorError) {
-        _ = try unobservedBackward(outputGradient, accumulateParameterGradients: true, computeInputGradient: false)
     }
 
     public func backward(
