@@ -63,7 +63,7 @@ public final class Linear: Layer {
         output.withUnsafeMutableBufferPointer { y in
             if let bias {
                 bias.value.withUnsafeBufferPointer { b in
-                    for r in 0..<rows { (y.baseAddress! + r * outputFeatures).update(from: b.baseAddress!, count: outputFeatures) }
+                    fillBiasRows(b.baseAddress!, width: outputFeatures, rows: rows, into: y.baseAddress!)
                 }
             }
             guard inputFeatures > 0 else { return }

@@ -41,7 +41,7 @@ public final class TransposedLinear: Layer, CustomStringConvertible {
         var output = Tensor(uninitializedShape: Array(input.shape.dropLast()) + [o]) { _ in }  // bias rows, then += x W
         bias.value.withUnsafeBufferPointer { b in
             output.withUnsafeMutableBufferPointer { y in
-                for row in 0..<rows { (y.baseAddress! + row * o).update(from: b.baseAddress!, count: o) }
+                fillBiasRows(b.baseAddress!, width: o, rows: rows, into: y.baseAddress!)
                 input.withUnsafeBufferPointer { x in
                     weight.value.withUnsafeBufferPointer { w in
                         gemm(transposeA: false, transposeB: false, m: rows, n: o, k: inputFeatures,
