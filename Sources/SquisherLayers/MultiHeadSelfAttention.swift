@@ -103,7 +103,8 @@ public final class MultiHeadSelfAttention: ObservedLayerContainer {
                 let g = try child.layer.observedBackward(
                     parts[index], input: input, path: pathPrefix + child.name, accumulateParameterGradients: accumulate,
                     observer: observer, computeInputGradient: computeInputGradient)
-                if computeInputGradient { inputGradient = try inputGradient.map { try $0 + g } ?? g }
+                guard computeInputGradient else { continue }
+                if inputGradient == nil { inputGradient = g } else { try inputGradient!.addScaled(g) }
             }
             return inputGradient ?? Tensor(zeros: [0])
         }
