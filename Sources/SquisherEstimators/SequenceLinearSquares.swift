@@ -3,10 +3,12 @@ import SquisherLayers
 import SquisherTensor
 
 /// `scale · Σ_n G_n ⊙ G_n` for the per-sample gradients `G_n` of an affine map over a sequence
-/// (``SequenceLinearGradients``), without a pass over memory per sample: `G_n` is made in column
-/// blocks that stay in the L2 cache (`rows × width` floats, at most 512 KiB; `width` a multiple of
-/// the GEMM kernel's 32 columns where the layer is wider), and each block is squared into the sums
-/// right after its product.
+/// (``SequenceLinearGradients``), without a pass over memory per sample: `G_n` is made in blocks
+/// that stay in the L2 cache (at most 512 KiB; `width` a multiple of 32 where the layer is wider),
+/// and each block is squared into the sums right after its product. Blocks are columns of `G_n`
+/// when it has at least as many columns as rows, else rows, so that the operand a block's GEMM packs
+/// anew (the whole other side) is the shorter side (GPT-2's `mlp.c_proj`, 3072 x 768: 20 row blocks,
+/// each repacking `Δ_n` of 768 columns, instead of 24 column blocks each repacking `X_n` of 3072).
 ///
 /// With `G_n = A_nᵀ B_n` (`A_n` `[T, rows]`, `B_n` `[T, columns]` strided views of the batch; `X` and
 /// `Δ` in the order of the weight's layout), the work is split over the threads by column blocks
@@ -32,9 +34,13 @@ struct SequenceLinearSquares {
         var weight = [Float](repeating: 0, count: rows * columns)
         let bias = biasSums(outputGradient: outputGradient, scale: scale)
         guard n > 0, t > 0, rows > 0, columns > 0 else { return (weight, bias) }
-        let width = Swift.min(columns, Swift.max(32, Self.blockFloats / rows / 32 * 32))
+        // Blocks run along the longer side of G_n, so the operand each block's GEMM packs again (A_n
+        // for column blocks, B_n for row blocks) is the one along the shorter side.
+        let byRows = rows > columns
+        let extent = Swift.max(32, Self.blockFloats / (byRows ? columns : rows) / 32 * 32)
+        let width = Swift.min(byRows ? rows : columns, extent)
         let positions = activePositions(outputGradient)
-        let blocks = (columns + width - 1) / width
+        let blocks = ((byRows ? rows : columns) + width - 1) / width
         var single = GEMMConfiguration.current
         single.maximumThreads = 1
         let parts = GEMMConfiguration.current.threadParts(for: Swift.max(blocks, n))
@@ -51,17 +57,30 @@ struct SequenceLinearSquares {
                         let pointers = SquaresPointers(a: a, b: b, sums: w.baseAddress!, extra: extra.baseAddress)
                         let configuration = single
                         DispatchQueue.concurrentPerform(iterations: threads) { part in
-                            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: rows * width)
+                            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: width * (byRows ? columns : rows))
                             defer { scratch.deallocate() }
-                            func block(_ column: Int, sample: Int, into sums: UnsafeMutablePointer<Float>) {
-                                let columnCount = Swift.min(width, columns - column), k = positions[sample]
-                                guard k > 0 else { return }
+                            /// Rows `start..<start + width` of G_n (all columns: one contiguous run of the sums).
+                            func rowBlock(_ start: Int, sample: Int, k: Int, into sums: UnsafeMutablePointer<Float>) {
+                                let rowCount = Swift.min(width, rows - start)
+                                gemm(transposeA: true, transposeB: false, m: rowCount, n: columns, k: k,
+                                     a: pointers.a + sample * t * lda + start, lda: lda, b: pointers.b + sample * t * ldb, ldb: ldb,
+                                     c: scratch, ldc: columns, configuration: configuration)
+                                addScaledSquares(count: rowCount * columns, scale: scale, x: scratch, y: sums + start * columns)
+                            }
+                            /// Columns `column..<column + width` of G_n (all rows).
+                            func columnBlock(_ column: Int, sample: Int, k: Int, into sums: UnsafeMutablePointer<Float>) {
+                                let columnCount = Swift.min(width, columns - column)
                                 gemm(transposeA: true, transposeB: false, m: rows, n: columnCount, k: k,
                                      a: pointers.a + sample * t * lda, lda: lda, b: pointers.b + sample * t * ldb + column, ldb: ldb,
                                      c: scratch, ldc: columnCount, configuration: configuration)
                                 for row in 0..<rows {
                                     addScaledSquares(count: columnCount, scale: scale, x: scratch + row * columnCount, y: sums + row * columns + column)
                                 }
+                            }
+                            func block(_ start: Int, sample: Int, into sums: UnsafeMutablePointer<Float>) {
+                                let k = positions[sample]
+                                guard k > 0 else { return }
+                                if byRows { rowBlock(start, sample: sample, k: k, into: sums) } else { columnBlock(start, sample: sample, k: k, into: sums) }
                             }
                             if splitColumns {
                                 for index in stride(from: part, to: blocks, by: threads) {

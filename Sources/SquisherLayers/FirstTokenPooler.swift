@@ -5,7 +5,7 @@ import SquisherTensor
 ///
 /// Child `"dense"` (a ``Linear``, Hugging Face's `pooler.dense`) and the parameterless
 /// `"activation"`. Backward puts the gradient at position 0 and zeros elsewhere.
-public final class FirstTokenPooler: LayerContainer {
+public final class FirstTokenPooler: ObservedLayerContainer {
     public let typeName = "FirstTokenPooler"
     /// The dense layer `D -> D'`.
     public let dense: Linear
@@ -31,10 +31,6 @@ public final class FirstTokenPooler: LayerContainer {
         let projected = try dense.forward(first, mode: mode)
         cache = (input.shape, first, projected)
         return try activation.forward(projected, mode: mode)
-    }
-
-    public func backward(_ outputGradient: Tensor, accumulateParameterGradients: Bool) throws(TensorError) -> Tensor {
-        try unobservedBackward(outputGradient, accumulateParameterGradients: accumulateParameterGradients, computeInputGradient: true)
     }
 
     public func backward(

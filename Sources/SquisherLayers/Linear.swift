@@ -53,32 +53,26 @@ public final class Linear: Layer {
         }
         cachedInput = input
         let rows = input.count / inputFeatures
-        // y = b + x Wᵀ, accumulated onto the bias rows. Products worth threading (>= the GEMM's parallel
-        // threshold, 2 MFLOP by default) go through the packed GEMM (B = W read transposed, beta = 1);
-        // small ones through SIMD row dot products, which need no packing.
-        var output = Tensor(zeros: [rows, outputFeatures])
+        // y = b + x Wᵀ, accumulated onto the bias rows by the packed GEMM (B = W read transposed,
+        // beta = 1); products under the GEMM's parallel threshold run on this thread. The GEMM's
+        // register tiles beat row dot products even for 32-wide layers (one horizontal sum per output).
+        var output = bias == nil
+            ? Tensor(zeros: [rows, outputFeatures])
+            : Tensor(uninitializedShape: [rows, outputFeatures]) { _ in }
         guard output.count > 0 else { return try output.reshaped(Array(input.shape.dropLast()) + [outputFeatures]) }
-        let biasValues = bias?.value.scalars
         output.withUnsafeMutableBufferPointer { y in
-            if let biasValues {
-                for r in 0..<rows { (y.baseAddress! + r * outputFeatures).update(from: biasValues, count: outputFeatures) }
+            if let bias {
+                bias.value.withUnsafeBufferPointer { b in
+                    fillBiasRows(b.baseAddress!, width: outputFeatures, rows: rows, into: y.baseAddress!)
+                }
             }
             guard inputFeatures > 0 else { return }
-            if 2 * rows * inputFeatures * outputFeatures >= GEMMConfiguration.current.parallelThresholdFlops {
-                input.withUnsafeBufferPointer { x in
-                    weight.value.withUnsafeBufferPointer { w in
-                        gemm(
-                            transposeA: false, transposeB: true, m: rows, n: outputFeatures, k: inputFeatures,
-                            a: x.baseAddress!, lda: inputFeatures, b: w.baseAddress!, ldb: inputFeatures,
-                            beta: 1, c: y.baseAddress!, ldc: outputFeatures)
-                    }
-                }
-            } else {
-                input.withUnsafeBufferPointer { x in
-                    weight.value.withUnsafeBufferPointer { w in
-                        accumulateRowProducts(
-                            x.baseAddress!, rows: rows, w.baseAddress!, rows: outputFeatures, length: inputFeatures, into: y.baseAddress!)
-                    }
+            input.withUnsafeBufferPointer { x in
+                weight.value.withUnsafeBufferPointer { w in
+                    gemm(
+                        transposeA: false, transposeB: true, m: rows, n: outputFeatures, k: inputFeatures,
+                        a: x.baseAddress!, lda: inputFeatures, b: w.baseAddress!, ldb: inputFeatures,
+                        beta: 1, c: y.baseAddress!, ldc: outputFeatures)
                 }
             }
         }
@@ -122,6 +116,21 @@ public final class Linear: Layer {
             }
         }
         guard computeInputGradient else { return nil }
-        return try Tensor.matmul(g, weight.value).reshaped(input.shape)
+        return inputGradient(g, rows: rows, shape: input.shape)
+    }
+
+    /// `dL/dx = g · W` (`[rows, out] x [out, in]`) written by the GEMM into a fresh tensor of `shape`
+    /// (no zero fill: beta = 0 overwrites every element).
+    private func inputGradient(_ g: Tensor, rows: Int, shape: [Int]) -> Tensor {
+        Tensor(uninitializedShape: shape) { dx in
+            guard dx.count > 0 else { return }
+            guard outputFeatures > 0 else { dx.update(repeating: 0); return }
+            g.withUnsafeBufferPointer { dy in
+                weight.value.withUnsafeBufferPointer { w in
+                    gemm(transposeA: false, transposeB: false, m: rows, n: inputFeatures, k: outputFeatures,
+                         a: dy.baseAddress!, lda: outputFeatures, b: w.baseAddress!, ldb: inputFeatures, beta: 0, c: dx.baseAddress!, ldc: inputFeatures)
+                }
+            }
+        }
     }
 }

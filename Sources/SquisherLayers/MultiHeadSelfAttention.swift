@@ -12,7 +12,7 @@ import SquisherTensor
 /// Child names are free (dotted names flatten a deeper PyTorch path: BERT's `self.query` and
 /// `output.dense` under `attention`). The core is the child `"core"` (no parameters).
 /// ``attentionMask`` `[N, T]` (1 = token, 0 = padding) applies to the next forward.
-public final class MultiHeadSelfAttention: LayerContainer {
+public final class MultiHeadSelfAttention: ObservedLayerContainer {
     /// Where queries, keys and values come from.
     public enum Projections {
         /// One layer `D -> 3D` (queries, keys, values side by side).
@@ -78,14 +78,6 @@ public final class MultiHeadSelfAttention: LayerContainer {
         return try output.layer.forward(attended, mode: mode)
     }
 
-    public func backward(_ outputGradient: Tensor, accumulateParameterGradients: Bool) throws(TensorError) -> Tensor {
-        try unobservedBackward(outputGradient, accumulateParameterGradients: accumulateParameterGradients, computeInputGradient: true)
-    }
-
-    public func accumulateParameterGradients(_ outputGradient: Tensor) throws(TensorError) {
-        _ = try unobservedBackward(outputGradient, accumulateParameterGradients: true, computeInputGradient: false)
-    }
-
     public func backward(
         _ outputGradient: Tensor, accumulateParameterGradients accumulate: Bool,
         observer: (any BackwardObserver)?, computeInputGradient: Bool, pathPrefix: String
@@ -111,7 +103,8 @@ public final class MultiHeadSelfAttention: LayerContainer {
                 let g = try child.layer.observedBackward(
                     parts[index], input: input, path: pathPrefix + child.name, accumulateParameterGradients: accumulate,
                     observer: observer, computeInputGradient: computeInputGradient)
-                if computeInputGradient { inputGradient = try inputGradient.map { try $0 + g } ?? g }
+                guard computeInputGradient else { continue }
+                if inputGradient == nil { inputGradient = g } else { try inputGradient!.addScaled(g) }
             }
             return inputGradient ?? Tensor(zeros: [0])
         }

@@ -20,8 +20,16 @@ public final class Parameter {
         self.requiresGradient = requiresGradient
     }
 
-    /// Sets the gradient to zeros.
-    public func zeroGradient() { gradient.zero() }
+    /// Sets the gradient to zeros (split over the threads for large parameters).
+    public func zeroGradient() {
+        gradient.withUnsafeMutableBufferPointer { g in
+            guard let base = g.baseAddress else { return }
+            let target = SendablePointer(base)
+            parallelChunks(count: g.count, minimumPerThread: 1 << 17) { start, end in
+                (target.pointer + start).update(repeating: 0, count: end - start)
+            }
+        }
+    }
 
     /// Replaces the value, checking the shape (used when loading a state dict).
     /// - Throws: ``TensorError/shapeMismatch(operation:expected:actual:)`` naming `name`.

@@ -8,7 +8,7 @@ import SquisherTensor
 /// pass `bodyName` to match a PyTorch module's attribute name.
 /// Backward: `dL/dx = dL/dy + body'ᵀ dL/dy`; the body is observed like any child (see
 /// ``LayerContainer``), so per-sample estimators see every parameter inside it.
-public final class Residual: LayerContainer {
+public final class Residual: ObservedLayerContainer {
     public let typeName = "Residual"
     /// The wrapped layer.
     public let body: any Layer
@@ -33,14 +33,6 @@ public final class Residual: LayerContainer {
         try output.checkShape(input.shape, "Residual(\(body.typeName)): the body's output must keep the input shape")
         cachedInput = input
         return try input + output
-    }
-
-    public func backward(_ outputGradient: Tensor, accumulateParameterGradients: Bool) throws(TensorError) -> Tensor {
-        try unobservedBackward(outputGradient, accumulateParameterGradients: accumulateParameterGradients, computeInputGradient: true)
-    }
-
-    public func accumulateParameterGradients(_ outputGradient: Tensor) throws(TensorError) {
-        _ = try unobservedBackward(outputGradient, accumulateParameterGradients: true, computeInputGradient: false)
     }
 
     public func backward(

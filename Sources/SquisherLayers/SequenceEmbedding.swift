@@ -11,7 +11,7 @@ import SquisherTensor
 ///   rule sums a sample's rows over the positions where they occur) and the norm, under free names
 ///   (`"wte"`, `"wpe"`; `"word_embeddings"`, `"position_embeddings"`, `"token_type_embeddings"`, `"LayerNorm"`).
 /// The ids are data: the input gradient is zeros.
-public final class SequenceEmbedding: LayerContainer {
+public final class SequenceEmbedding: ObservedLayerContainer {
     public let typeName = "SequenceEmbedding"
     /// The token table `[vocabulary, D]`.
     public let token: (name: String, layer: Embedding)
@@ -69,10 +69,6 @@ public final class SequenceEmbedding: LayerContainer {
         cache = (input, positions, types, sum)
         guard let norm else { return sum }
         return try norm.layer.forward(sum, mode: mode)
-    }
-
-    public func backward(_ outputGradient: Tensor, accumulateParameterGradients: Bool) throws(TensorError) -> Tensor {
-        try unobservedBackward(outputGradient, accumulateParameterGradients: accumulateParameterGradients, computeInputGradient: true)
     }
 
     public func backward(

@@ -4,7 +4,7 @@ import SquisherTensor
 ///
 /// Children are named `"0"`, `"1"`, ... by default (PyTorch's naming), or explicitly
 /// (`("fc1", Linear(...))`), so parameter names match a PyTorch model's `state_dict()` keys.
-public final class Sequential: LayerContainer {
+public final class Sequential: ObservedLayerContainer {
     public let typeName = "Sequential"
     public private(set) var children: [(name: String, layer: any Layer)]
     public var localParameters: [(name: String, parameter: Parameter)] { [] }
@@ -49,17 +49,6 @@ public final class Sequential: LayerContainer {
     /// The model's output for a batch in evaluation mode.
     public func callAsFunction(_ input: Tensor) throws(TensorError) -> Tensor {
         try forward(input, mode: .evaluation)
-    }
-
-    /// Backward for training: accumulates every parameter gradient and skips the first layer's
-    /// input gradient (the model's input is data), as `backward(_:accumulateParameterGradients:
-    /// observer:computeInputGradient:)` with `true`, no observer and `computeInputGradient: false`.
-    public func accumulateParameterGradients(_ outputGradient: Tensor) throws(TensorError) {
-        _ = try unobservedBackward(outputGradient, accumulateParameterGradients: true, computeInputGradient: false)
-    }
-
-    public func backward(_ outputGradient: Tensor, accumulateParameterGradients: Bool) throws(TensorError) -> Tensor {
-        try unobservedBackward(outputGradient, accumulateParameterGradients: accumulateParameterGradients, computeInputGradient: true)
     }
 
     /// Backward through the last forward, calling `observer` for every leaf layer (recursively

@@ -11,7 +11,7 @@ import SquisherTensor
 /// `attention, norm1, mlp..., norm2`. The MLP's layers are children of the block itself under
 /// their own (possibly dotted) names: GPT-2's `mlp.c_fc`, `mlp.act`, `mlp.c_proj`; BERT's
 /// `intermediate.dense`, `intermediate.act`, `output.dense`. Every child is observed.
-public final class TransformerBlock: LayerContainer {
+public final class TransformerBlock: ObservedLayerContainer {
     /// Where the normalizations sit relative to the residual additions.
     public enum Arrangement: String, Sendable, Hashable {
         /// Normalize each sublayer's input (GPT-2).
@@ -82,10 +82,6 @@ public final class TransformerBlock: LayerContainer {
             cache = (x, residual1, h, h, residual2)
             return try norm2.layer.forward(residual2, mode: mode)
         }
-    }
-
-    public func backward(_ outputGradient: Tensor, accumulateParameterGradients: Bool) throws(TensorError) -> Tensor {
-        try unobservedBackward(outputGradient, accumulateParameterGradients: accumulateParameterGradients, computeInputGradient: true)
     }
 
     public func backward(

@@ -41,7 +41,7 @@ public final class TransposedLinear: Layer, CustomStringConvertible {
         var output = Tensor(uninitializedShape: Array(input.shape.dropLast()) + [o]) { _ in }  // bias rows, then += x W
         bias.value.withUnsafeBufferPointer { b in
             output.withUnsafeMutableBufferPointer { y in
-                for row in 0..<rows { (y.baseAddress! + row * o).update(from: b.baseAddress!, count: o) }
+                fillBiasRows(b.baseAddress!, width: o, rows: rows, into: y.baseAddress!)
                 input.withUnsafeBufferPointer { x in
                     weight.value.withUnsafeBufferPointer { w in
                         gemm(transposeA: false, transposeB: false, m: rows, n: o, k: inputFeatures,
@@ -80,6 +80,16 @@ public final class TransposedLinear: Layer, CustomStringConvertible {
             try bias.gradient.addScaled(outputGradient.reshaped([rows, o]).sumOverLeadingAxis())
         }
         guard computeInputGradient else { return nil }
-        return try Tensor.matmul(outputGradient.reshaped([rows, o]), weight.value, transposeB: true).reshaped(input.shape)
+        // dX = Δ Wᵀ written by the GEMM into a fresh tensor (beta = 0 overwrites it: no zero fill).
+        return Tensor(uninitializedShape: input.shape) { dx in
+            guard dx.count > 0 else { return }
+            guard o > 0 else { dx.update(repeating: 0); return }
+            outputGradient.withUnsafeBufferPointer { dy in
+                weight.value.withUnsafeBufferPointer { w in
+                    gemm(transposeA: false, transposeB: true, m: rows, n: i, k: o,
+                         a: dy.baseAddress!, lda: o, b: w.baseAddress!, ldb: o, beta: 0, c: dx.baseAddress!, ldc: i)
+                }
+            }
+        }
     }
 }

@@ -14,7 +14,7 @@ import SquisherTensor
 /// Input: ids `[N, T]`, or `[N, K, T]` with the `attention_mask` and `token_type_ids`
 /// (``SequenceModelInput``). Output: logits `[N, num_labels]`. Evaluation only (no dropout).
 /// The loss is ``loss``: per-sample cross-entropy on one label per sequence.
-public final class BertForSequenceClassification: LayerContainer {
+public final class BertForSequenceClassification: ObservedLayerContainer {
     public let typeName = "BertForSequenceClassification"
     /// `bert.embeddings`.
     public let embeddings: SequenceEmbedding
@@ -85,14 +85,6 @@ public final class BertForSequenceClassification: LayerContainer {
         let pooled = try pooler.forward(hidden, mode: mode)
         cache = (input.shape, hidden, pooled)
         return try classifier.forward(pooled, mode: mode)
-    }
-
-    public func backward(_ outputGradient: Tensor, accumulateParameterGradients: Bool) throws(TensorError) -> Tensor {
-        try unobservedBackward(outputGradient, accumulateParameterGradients: accumulateParameterGradients, computeInputGradient: true)
-    }
-
-    public func accumulateParameterGradients(_ outputGradient: Tensor) throws(TensorError) {
-        _ = try unobservedBackward(outputGradient, accumulateParameterGradients: true, computeInputGradient: false)
     }
 
     public func backward(

@@ -14,7 +14,7 @@ import SquisherTensor
 /// logits `[N, T, vocabulary]`. Evaluation only (no dropout). The loss is ``loss``: per-token
 /// cross-entropy, shifted inside (labels are the input ids, `-100` ignored), each sequence's loss
 /// the sum over its predicted tokens.
-public final class GPT2LMHeadModel: LayerContainer {
+public final class GPT2LMHeadModel: ObservedLayerContainer {
     public let typeName = "GPT2LMHeadModel"
     /// `wte` and `wpe`.
     public let embeddings: SequenceEmbedding
@@ -84,14 +84,6 @@ public final class GPT2LMHeadModel: LayerContainer {
         let normed = try finalNorm.forward(hidden, mode: mode)
         cache = (input.shape, hidden, normed)
         return try head.forward(normed, mode: mode)
-    }
-
-    public func backward(_ outputGradient: Tensor, accumulateParameterGradients: Bool) throws(TensorError) -> Tensor {
-        try unobservedBackward(outputGradient, accumulateParameterGradients: accumulateParameterGradients, computeInputGradient: true)
-    }
-
-    public func accumulateParameterGradients(_ outputGradient: Tensor) throws(TensorError) {
-        _ = try unobservedBackward(outputGradient, accumulateParameterGradients: true, computeInputGradient: false)
     }
 
     public func backward(

@@ -23,8 +23,9 @@ import SquisherTensor
 /// State (``state``): `exp_avg`, `exp_avg_sq`, and `max_exp_avg_sq` with AMSGrad, per parameter,
 /// each of the parameter's shape, plus the per-parameter `step`.
 ///
-/// - Complexity: O(parameters) per step; the inner loop calls `fmaf` twice per element (exactness
-///   over speed: on baseline x86-64 without FMA in the target it is a libm call).
+/// - Complexity: O(parameters) per step, one pass over the gradient, moments and parameter per step
+///   (the decoupled decay is applied in the same pass), split over the threads; AMSGrad runs one
+///   element at a time on one thread.
 ///
 /// [1]: Li, Dangel, Tam, Raffel 2025, Fishers for Free?
 public final class Adam: Optimizer {
@@ -57,6 +58,11 @@ public final class Adam: Optimizer {
         var maxExpAvgSq: Tensor?
     }
     private var slots: [String: Slot] = [:]
+
+    /// The float32 scalars of one parameter's update, as PyTorch's kernel receives them.
+    struct Constants: Sendable {
+        var sign, l2, oneMinusBeta1, oneMinusBeta2, beta2, negativeStepSize, biasCorrection2Sqrt, eps: Float
+    }
 
     /// Creates Adam (`decoupledWeightDecay: false`) or AdamW (`true`) over named parameters.
     /// - Throws: ``TensorError/invalidArgument(argument:reason:)`` naming the argument for a
@@ -164,50 +170,71 @@ public final class Adam: Optimizer {
                 expAvg: Tensor(zeros: parameter.value.shape), expAvgSq: Tensor(zeros: parameter.value.shape),
                 maxExpAvgSq: amsgrad ? Tensor(zeros: parameter.value.shape) : nil)
             slot.step += 1
-            if weightDecay != 0 && decoupledWeightDecay {
-                parameter.value.scale(by: Float(1 - lr * weightDecay))  // param.mul_(1 - lr * weight_decay)
-            }
+            let decay = weightDecay != 0 && decoupledWeightDecay ? Float(1 - lr * weightDecay) : nil  // param.mul_(1 - lr * weight_decay)
             let l2 = decoupledWeightDecay ? Float(0) : Float(weightDecay)
-            let sign: Float = maximize ? -1 : 1
             let step = Double(slot.step)
             let biasCorrection1 = 1 - Foundation.pow(beta1, step)  // Python's beta1 ** step (libm pow)
             let biasCorrection2 = 1 - Foundation.pow(beta2, step)
-            let negativeStepSize = Float(-(lr / biasCorrection1))
-            let biasCorrection2Sqrt = Float(biasCorrection2.squareRoot())
-            let eps = self.eps
-            var maxExpAvgSq = slot.maxExpAvgSq.take()
-            gradient.withUnsafeBufferPointer { g in
-                slot.expAvg.withUnsafeMutableBufferPointer { m in
-                    slot.expAvgSq.withUnsafeMutableBufferPointer { v in
-                        parameter.value.withUnsafeMutableBufferPointer { theta in
-                            func moments(_ i: Int) {
-                                var gi = sign * g[i]
-                                if l2 != 0 { gi = gi.addingProduct(theta[i], l2) }  // grad.add(param, alpha=weight_decay)
-                                m[i] = m[i].addingProduct(oneMinusBeta1, gi - m[i])           // lerp_, one rounding
-                                v[i] = (v[i] * beta2Float).addingProduct(oneMinusBeta2 * gi, gi)  // mul_ then addcmul_
-                            }
-                            if maxExpAvgSq != nil {
-                                maxExpAvgSq!.withUnsafeMutableBufferPointer { vm in
-                                    for i in 0..<g.count {
-                                        moments(i)
-                                        vm[i] = max(vm[i], v[i])  // torch.maximum(max_exp_avg_sq, exp_avg_sq)
-                                        let denominator = vm[i].squareRoot() / biasCorrection2Sqrt + eps
-                                        theta[i] = (negativeStepSize * m[i]) / denominator + theta[i]  // addcdiv_
-                                    }
-                                }
-                            } else {
-                                // The same operations in C (SIMD, FMA instructions instead of libm `fmaf` calls; bit-identical).
-                                csq_adam_update(
-                                    g.count, g.baseAddress, m.baseAddress, v.baseAddress, theta.baseAddress, sign, l2,
-                                    oneMinusBeta1, oneMinusBeta2, beta2Float, negativeStepSize, biasCorrection2Sqrt, eps)
+            let constants = Constants(
+                sign: maximize ? -1 : 1, l2: l2, oneMinusBeta1: oneMinusBeta1, oneMinusBeta2: oneMinusBeta2, beta2: beta2Float,
+                negativeStepSize: Float(-(lr / biasCorrection1)), biasCorrection2Sqrt: Float(biasCorrection2.squareRoot()), eps: eps)
+            if slot.maxExpAvgSq != nil {
+                if let decay { parameter.value.scale(by: decay) }
+                Self.updateAMSGrad(gradient: gradient, slot: &slot, theta: &parameter.value, constants)
+            } else {
+                Self.update(gradient: gradient, slot: &slot, theta: &parameter.value, decay: decay, constants)
+            }
+            slots[name] = slot
+        }
+        stepCount += 1
+    }
+
+    /// The update without AMSGrad, split over the threads in contiguous chunks (every element is
+    /// independent, so the result is the same bits at any thread count). Each chunk first applies the
+    /// decoupled decay `θ ← θ·decay` (when given) and then the moments and step, one pass over memory.
+    private static func update(gradient: Tensor, slot: inout Slot, theta: inout Tensor, decay: Float?, _ k: Constants) {
+        gradient.withUnsafeBufferPointer { g in
+            slot.expAvg.withUnsafeMutableBufferPointer { m in
+                slot.expAvgSq.withUnsafeMutableBufferPointer { v in
+                    theta.withUnsafeMutableBufferPointer { t in
+                        guard let gBase = g.baseAddress else { return }
+                        let (gp, mp, vp, tp) = (SendablePointer(gBase), SendablePointer(m.baseAddress!), SendablePointer(v.baseAddress!), SendablePointer(t.baseAddress!))
+                        parallelChunks(count: g.count, minimumPerThread: 1 << 16) { start, end in
+                            let count = end - start
+                            if let decay { for i in start..<end { tp.pointer[i] *= decay } }  // vectorized by the compiler
+                            // The element-wise rule in C (SIMD, FMA instructions instead of libm `fmaf` calls; bit-identical).
+                            csq_adam_update(
+                                count, gp.pointer + start, mp.pointer + start, vp.pointer + start, tp.pointer + start, k.sign, k.l2,
+                                k.oneMinusBeta1, k.oneMinusBeta2, k.beta2, k.negativeStepSize, k.biasCorrection2Sqrt, k.eps)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The update with AMSGrad (`max_exp_avg_sq`), one element at a time in Swift.
+    private static func updateAMSGrad(gradient: Tensor, slot: inout Slot, theta parameter: inout Tensor, _ k: Constants) {
+        var maxExpAvgSq = slot.maxExpAvgSq.take()!
+        gradient.withUnsafeBufferPointer { g in
+            slot.expAvg.withUnsafeMutableBufferPointer { m in
+                slot.expAvgSq.withUnsafeMutableBufferPointer { v in
+                    parameter.withUnsafeMutableBufferPointer { theta in
+                        maxExpAvgSq.withUnsafeMutableBufferPointer { vm in
+                            for i in 0..<g.count {
+                                var gi = k.sign * g[i]
+                                if k.l2 != 0 { gi = gi.addingProduct(theta[i], k.l2) }  // grad.add(param, alpha=weight_decay)
+                                m[i] = m[i].addingProduct(k.oneMinusBeta1, gi - m[i])           // lerp_, one rounding
+                                v[i] = (v[i] * k.beta2).addingProduct(k.oneMinusBeta2 * gi, gi)  // mul_ then addcmul_
+                                vm[i] = max(vm[i], v[i])  // torch.maximum(max_exp_avg_sq, exp_avg_sq)
+                                let denominator = vm[i].squareRoot() / k.biasCorrection2Sqrt + k.eps
+                                theta[i] = (k.negativeStepSize * m[i]) / denominator + theta[i]  // addcdiv_
                             }
                         }
                     }
                 }
             }
-            slot.maxExpAvgSq = maxExpAvgSq
-            slots[name] = slot
         }
-        stepCount += 1
+        slot.maxExpAvgSq = maxExpAvgSq
     }
 }

@@ -1,3 +1,4 @@
+import Dispatch
 import SquisherLayers
 import SquisherTensor
 
@@ -127,6 +128,21 @@ enum Lanes {
 }
 
 extension Tensor {
-    /// True when every element is finite; a SIMD pass (``Tensor/isFinite`` walks the array).
-    var allFinite: Bool { withUnsafeBufferPointer { Lanes.allFinite($0) } }
+    /// True when every element is finite; a SIMD pass (``Tensor/isFinite`` walks the array), split
+    /// over the threads (``GEMMConfiguration/maximumThreads``) for tensors of 128 Ki elements and more.
+    var allFinite: Bool {
+        withUnsafeBufferPointer { buffer in
+            let parts = Swift.max(1, Swift.min(GEMMConfiguration.current.maximumThreads, buffer.count >> 17))
+            guard parts > 1, let base = buffer.baseAddress else { return Lanes.allFinite(buffer) }
+            var finite = [Bool](repeating: true, count: parts)
+            finite.withUnsafeMutableBufferPointer { flags in
+                let (source, results, count) = (SendablePointer(base), SendablePointer(flags.baseAddress!), buffer.count)
+                DispatchQueue.concurrentPerform(iterations: parts) { part in
+                    let start = count * part / parts, end = count * (part + 1) / parts
+                    results.pointer[part] = Lanes.allFinite(UnsafeBufferPointer(start: source.pointer + start, count: end - start))
+                }
+            }
+            return !finite.contains(false)
+        }
+    }
 }

@@ -45,6 +45,20 @@ struct SequenceLinearSquaresTests {
         #expect(biasDeviation.normwise < 1e-5, "bias: \(biasDeviation)")
     }
 
+    @Test("Conv1D 1000 -> 600 (sums of 1000 rows, 600 columns: 6 row blocks of 192, the last 40 rows, split by blocks)")
+    func rowSplit() throws {
+        var generator = SplitMix64(seed: 33)
+        let layer = TransposedLinear(inputFeatures: 1000, outputFeatures: 600, generator: &generator)
+        let x = Tensor.normal(shape: [5, 3, 1000], using: &generator), d = Tensor.normal(shape: [5, 3, 600], using: &generator)
+        var sums: [String: Tensor] = [:]
+        _ = try TransposedLinearSquaredGradientRule().accumulateSquaredGradients(layer: layer, input: x, outputGradient: d, scale: 2, into: &sums)
+        let (weight, bias) = Self.reference(x, d)
+        let weightDeviation = Deviation(try #require(sums["weight"]).scalars, weight.map { 2 * $0 })
+        let biasDeviation = Deviation(try #require(sums["bias"]).scalars, bias.map { 2 * $0 })
+        #expect(weightDeviation.normwise < 1e-5, "weight: \(weightDeviation)")
+        #expect(biasDeviation.normwise < 1e-5, "bias: \(biasDeviation)")
+    }
+
     @Test("Linear 70 -> 40 (one column block, split by samples: 2 + 3 per thread)")
     func sampleSplit() throws {
         var generator = SplitMix64(seed: 32)
