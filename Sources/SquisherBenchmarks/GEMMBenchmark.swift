@@ -133,24 +133,11 @@ enum GEMMBenchmark {
 
     /// Seconds per call of Squisher's gemm on random operands.
     static func measureSquisher(_ c: Case, configuration: GEMMConfiguration, options: Options, best: Bool = false) -> Double {
-        var rng = SplitMix64(seed: 1)
-        let a = (0..<(c.m * c.k)).map { _ in rng.nextUniformFloat() * 2 - 1 }
-        let b = (0..<(c.k * c.n)).map { _ in rng.nextUniformFloat() * 2 - 1 }
-        var out = [Float](repeating: 0, count: c.m * c.n)
-        let lda = c.transposeA ? c.m : c.k
-        let ldb = c.transposeB ? c.k : c.n
-        return a.withUnsafeBufferPointer { pa in
-            b.withUnsafeBufferPointer { pb in
-                out.withUnsafeMutableBufferPointer { pc in
-                    time(samples: options.samples, minSeconds: options.minSeconds, best: best) {
-                        gemm(
-                            transposeA: c.transposeA, transposeB: c.transposeB, m: c.m, n: c.n, k: c.k,
-                            a: pa.baseAddress!, lda: lda, b: pb.baseAddress!, ldb: ldb, c: pc.baseAddress!, ldc: c.n,
-                            configuration: configuration)
-                    }
-                }
-            }
+        var seconds = 0.0
+        withOperands(c) { run in
+            seconds = time(samples: options.samples, minSeconds: options.minSeconds, best: best) { run(configuration) }
         }
+        return seconds
     }
 
     /// The numpy script, found next to this source file's package or in the current directory.
@@ -233,7 +220,7 @@ enum GEMMBenchmark {
             print(String(format: "Measured float32 FMA peak: %.1f GFLOP/s per core (%.1f on %d cores)",
                          peak / 1e9, peak * Double(GEMMConfiguration.processorCount) / 1e9, GEMMConfiguration.processorCount))
         }
-        print("Load average at start: \(loadAverage())")
+        print("Load average at start: \(PeerProcess.loadAverage())")
         print("Protocol: median of \(options.samples) samples, each >= \(options.minSeconds) s of calls, after warm-up; numpy in the same run")
         if options.tune {
             tune(options: options)
@@ -295,7 +282,7 @@ enum GEMMBenchmark {
             printTable(cases: cases, squisher: squisher, numpy: numpy, torch: torch, threads: threads)
         }
         print("")
-        print("Load average at end: \(loadAverage())")
+        print("Load average at end: \(PeerProcess.loadAverage())")
         return 0
     }
 
@@ -482,11 +469,6 @@ enum GEMMBenchmark {
         return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
     }
 
-    /// The 1, 5 and 15 minute load averages (from /proc/loadavg): other processes on this shared machine.
-    static func loadAverage() -> String {
-        guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return "unknown" }
-        return text.split(separator: " ").prefix(3).joined(separator: " ")
-    }
 
     /// CPU time consumed by the calling thread, in seconds.
     static func threadCPUSeconds() -> Double {
