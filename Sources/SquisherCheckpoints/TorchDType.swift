@@ -123,6 +123,13 @@ public struct TorchTensor: Sendable, Hashable {
             for piece in pieces { scalars += piece.source.floats(piece.range) }
             return Tensor(uncheckedShape: shape, scalars: scalars)
         case .tiles(let tiles):
+            if rowTiles(tiles) != nil {  // dimension-0 shards: each decodes straight into its rows
+                let scalars = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+                    decode(0..<count, into: buffer)
+                    initialized = count
+                }
+                return Tensor(uncheckedShape: shape, scalars: scalars)
+            }
             var scalars = [Float](repeating: 0, count: count)
             for tile in tiles { Self.place(tile.source.tensor.scalars, sizes: tile.source.shape, at: tile.offsets, in: &scalars, size: shape) }
             return Tensor(uncheckedShape: shape, scalars: scalars)
@@ -176,7 +183,11 @@ public struct TorchTensor: Sendable, Hashable {
         for row in 0..<(inner == 0 ? 0 : block.count / inner) {
             var target = 0
             for axis in size.indices { target += (offsets[axis] + index[axis]) * strides[axis] }
-            for j in 0..<inner { scalars[target + j] = block[row * inner + j] }
+            scalars.withUnsafeMutableBufferPointer { out in
+                block.withUnsafeBufferPointer { source in
+                    (out.baseAddress! + target).update(from: source.baseAddress! + row * inner, count: inner)
+                }
+            }
             var axis = sizes.count - 2
             while axis >= 0 {
                 index[axis] += 1

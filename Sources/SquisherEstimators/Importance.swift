@@ -29,7 +29,7 @@ public struct Importance: Sendable, Equatable {
     ///   negative or non-finite entry.
     public init(values: NamedTensors, estimator: String, conventions: [String: String] = [:], cost: EstimationCost = .free) throws(TensorError) {
         for (name, tensor) in values {
-            if let bad = tensor.scalars.firstIndex(where: { !($0 >= 0) || !$0.isFinite }) {
+            if let bad = tensor.scalars.withUnsafeBufferPointer(FloatScan.firstNegativeOrNonFinite) {
                 throw .invalidArgument(argument: "importance of '\(name)'", reason: "entry \(bad) is \(tensor.scalars[bad]); importances must be finite and >= 0")
             }
         }
