@@ -47,6 +47,9 @@ public final class Linear: Layer {
         [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
     }
 
+    /// Forward products of fewer rows than this use SIMD row dot products instead of the GEMM.
+    static let rowProductLimit = 4
+
     public func forward(_ input: Tensor, mode: LayerMode) throws(TensorError) -> Tensor {
         guard input.rank >= 2, input.shape.last == inputFeatures else {
             throw .shapeMismatch(operation: "Linear(\(inputFeatures)->\(outputFeatures)) forward", expected: "input [N, ..., \(inputFeatures)]", actual: input.shape)
@@ -55,7 +58,9 @@ public final class Linear: Layer {
         let rows = input.count / inputFeatures
         // y = b + x Wᵀ, accumulated onto the bias rows by the packed GEMM (B = W read transposed,
         // beta = 1); products under the GEMM's parallel threshold run on this thread. The GEMM's
-        // register tiles beat row dot products even for 32-wide layers (one horizontal sum per output).
+        // register tiles beat row dot products even for 32-wide layers (one horizontal sum per output),
+        // except for one to three rows (a per-sample loop, online prediction): packing W would then cost
+        // more than reading it once per row.
         var output = bias == nil
             ? Tensor(zeros: [rows, outputFeatures])
             : Tensor(uninitializedShape: [rows, outputFeatures]) { _ in }
@@ -69,10 +74,14 @@ public final class Linear: Layer {
             guard inputFeatures > 0 else { return }
             input.withUnsafeBufferPointer { x in
                 weight.value.withUnsafeBufferPointer { w in
-                    gemm(
-                        transposeA: false, transposeB: true, m: rows, n: outputFeatures, k: inputFeatures,
-                        a: x.baseAddress!, lda: inputFeatures, b: w.baseAddress!, ldb: inputFeatures,
-                        beta: 1, c: y.baseAddress!, ldc: outputFeatures)
+                    if rows < Self.rowProductLimit {
+                        accumulateRowProducts(x.baseAddress!, rows: rows, w.baseAddress!, rows: outputFeatures, length: inputFeatures, into: y.baseAddress!)
+                    } else {
+                        gemm(
+                            transposeA: false, transposeB: true, m: rows, n: outputFeatures, k: inputFeatures,
+                            a: x.baseAddress!, lda: inputFeatures, b: w.baseAddress!, ldb: inputFeatures,
+                            beta: 1, c: y.baseAddress!, ldc: outputFeatures)
+                    }
                 }
             }
         }

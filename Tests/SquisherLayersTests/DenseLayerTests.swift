@@ -14,6 +14,27 @@ struct DenseLayerTests {
         }
     }
 
+    /// One to three rows take the row dot products, four and more the GEMM: both must give
+    /// `b + x Wᵀ`. Reference in Double; tolerance 1e-5 relative to Σ|x||w| + |b| (float32 sums of 37 terms).
+    @Test("Linear forward on 1 to 6 rows (row products and GEMM) equals b + x Wᵀ", arguments: 1...6)
+    func linearForwardRows(rows: Int) throws {
+        var generator = SplitMix64(seed: UInt64(30 + rows))
+        let layer = Linear(inputFeatures: 37, outputFeatures: 13, generator: &generator)
+        let input = Tensor.uniform(shape: [rows, 37], low: -1, high: 1, using: &generator)
+        let output = try layer.forward(input, mode: .evaluation)
+        let w = layer.weight.value.scalars, b = layer.bias!.value.scalars, x = input.scalars
+        for r in 0..<rows {
+            for j in 0..<13 {
+                var exact = Double(b[j]), scale = abs(Double(b[j]))
+                for p in 0..<37 {
+                    exact += Double(x[r * 37 + p]) * Double(w[j * 37 + p])
+                    scale += abs(Double(x[r * 37 + p]) * Double(w[j * 37 + p]))
+                }
+                #expect(abs(Double(output.scalars[r * 13 + j]) - exact) <= 1e-5 * scale, "row \(r) output \(j)")
+            }
+        }
+    }
+
     @Test("Linear's parameter-only backward (first layer of a model) accumulates the same bits as the full backward")
     func linearParameterOnlyBackward() throws {
         var generator = SplitMix64(seed: 22)
