@@ -143,17 +143,25 @@ func gemmSerial(
 ) {
     let plan = GEMMPlan(configuration: configuration, m: m, n: n, k: k)
     let byteCount = (plan.packedACount + plan.packedBCount) * MemoryLayout<Float>.stride + 64
-    // Small products get their panels on the stack (no heap allocation); large ones on the heap.
-    withUnsafeTemporaryAllocation(byteCount: byteCount, alignment: 64) { raw in
-        let base = raw.baseAddress!.assumingMemoryBound(to: Float.self)
-        let packedA = base
-        let packedB = base + GEMMPlan.roundUp(plan.packedACount, to: 16)
+    func run(_ base: UnsafeMutablePointer<Float>) {
         gemmSerialLoops(
             transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
             a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc,
-            plan: plan, packedA: packedA, packedB: packedB)
+            plan: plan, packedA: base, packedB: base + GEMMPlan.roundUp(plan.packedACount, to: 16))
+    }
+    // Small products get their panels on the stack (no heap allocation); large ones a cached buffer.
+    if byteCount <= scratchStackLimit {
+        withUnsafeTemporaryAllocation(byteCount: byteCount, alignment: 64) { raw in
+            run(raw.baseAddress!.assumingMemoryBound(to: Float.self))
+        }
+    } else {
+        GEMMScratch.withBuffer(floats: byteCount / MemoryLayout<Float>.stride + 1) { run($0) }
     }
 }
+
+/// Packing buffers of at most this many bytes are temporary allocations (on the stack when small);
+/// larger ones come from ``GEMMScratch``.
+let scratchStackLimit = 64 << 10
 
 @inline(__always)
 func gemmSerialLoops(
