@@ -30,7 +30,7 @@ struct GEMMPlan {
         // Blocks never exceed the problem (so small products allocate little) and are balanced: k = 784
         // with kc = 256 runs 4 passes of 196, not 3 of 256 and one of 16; likewise for mc and nc, which are
         // rounded up to whole tiles.
-        kc = GEMMPlan.balanced(k, block: configuration.kc, multiple: 1)
+        kc = GEMMPlan.balanced(k, block: configuration.depthBlock(m: m, n: n), multiple: 1)
         mc = GEMMPlan.balanced(m, block: configuration.mc, multiple: mr)
         nc = GEMMPlan.balanced(n, block: configuration.nc, multiple: nr)
     }

@@ -57,7 +57,7 @@ func gemmPackedGrid(
     let info = csq_sgemm_kernel_for(
         Int32(min(configuration.isaLevel, GEMMKernelInfo.cpuISALevel)), Int32(configuration.kernelVariant))
     let kernel: csq_sgemm_kernel_fn = info.kernel
-    let plan = GEMMGridPlan(m: m, n: n, k: k, mr: Int(info.mr), nr: Int(info.nr), kc: configuration.kc, mc: configuration.mc, threads: threads)
+    let plan = GEMMGridPlan(m: m, n: n, k: k, mr: Int(info.mr), nr: Int(info.nr), kc: configuration.depthBlock(m: m, n: n), mc: configuration.mc, threads: threads)
     GEMMScratch.withBuffer(floats: plan.panel.count) { packedB in
         let shared = GEMMSharedPointers(a: a, b: b, c: c, packedB: packedB)
         let counters = GEMMWorkCounters()

@@ -29,7 +29,7 @@ func gemmSharedPanel(
         Int32(min(configuration.isaLevel, GEMMKernelInfo.cpuISALevel)), Int32(configuration.kernelVariant))
     let (mr, nr) = (Int(info.mr), Int(info.nr))
     let kernel: csq_sgemm_kernel_fn = info.kernel
-    let layout = GEMMSharedPanelLayout(k: k, n: n, nr: nr, kc: configuration.kc, threads: threads)
+    let layout = GEMMSharedPanelLayout(k: k, n: n, nr: nr, kc: configuration.depthBlock(m: m, n: n), threads: threads)
     let kcBlock = layout.kcBlock
     // Compute items: bands of whole row tiles, about 4 per thread, at most the mc block.
     let rowTiles = (m + mr - 1) / mr

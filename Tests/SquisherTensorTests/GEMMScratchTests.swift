@@ -85,3 +85,37 @@ private final class ConcurrentResults: Sendable {
     func store(_ index: Int, _ value: [Float]) { slots.withLock { $0[index] = value } }
     func value(_ index: Int) -> [Float] { slots.withLock { $0[index] } }
 }
+
+/// The depth block switches to ``GEMMConfiguration/largeOutputKC`` for products with a large `C`.
+@Suite("GEMM depth block by output size")
+struct GEMMDepthBlockTests {
+    /// The rule itself: `kc` below the threshold, `largeOutputKC` from it, `kc` when it is 0.
+    @Test("depth block rule")
+    func rule() {
+        var configuration = GEMMConfiguration(kc: 256, largeOutputKC: 512, largeOutputScalars: 1 << 18)
+        #expect(configuration.depthBlock(m: 128, n: 256) == 256)
+        #expect(configuration.depthBlock(m: 512, n: 512) == 512)
+        #expect(configuration.depthBlock(m: 3072, n: 768) == 512)
+        configuration.largeOutputKC = 0
+        #expect(configuration.depthBlock(m: 3072, n: 768) == 256)
+        configuration.setDepthBlock(96)
+        #expect(configuration.depthBlock(m: 1, n: 1) == 96 && configuration.depthBlock(m: 3072, n: 768) == 96)
+    }
+
+    /// Products on each side of a lowered threshold (600 elements of C), with depth blocks 16 and 56, so
+    /// both rules give several depth passes (k = 150: 10 passes of 15 or 3 of 50), on the serial product, the
+    /// shared packed `op(B)` and the packed grid, every transposition. Reference and tolerance:
+    /// ``GEMMProblem/check(alpha:beta:configurations:)``.
+    @Test("products on both sides of the threshold", arguments: GEMMTransposes.all)
+    func bothSides(transposes: GEMMTransposes) {
+        let configurations = [(1, 1 << 20), (2, 0), (2, 1 << 20)].map { threads, gridLimit in
+            GEMMConfiguration(
+                maximumThreads: threads, parallelThresholdFlops: 0, kc: 16, packedGridLimit: gridLimit,
+                largeOutputKC: 56, largeOutputScalars: 600)
+        }
+        for (index, shape) in [GEMMShape(m: 20, n: 29, k: 150), GEMMShape(m: 37, n: 41, k: 150)].enumerated() {
+            GEMMProblem(shape, transposes, padding: 2, seed: 90 + UInt64(index))
+                .check(alpha: 0.75, beta: 1.5, configurations: configurations)
+        }
+    }
+}
