@@ -12,7 +12,7 @@ enum GEMMBenchmark {
         options: --threads 1,2   --samples 7   --min-seconds 0.05   --no-numpy
                            --sizes 256,512,1024   --only TEXT (cases whose label contains TEXT)
                            --grid-limit N (GEMMConfiguration.packedGridLimit; 0 = no grid split)
-                           --best (report the fastest sample instead of the median)   --kc N (depth block)
+                           --best (report the fastest sample instead of the median)   --kc N (depth block, all products)
                            --tune (sweep tile shapes and kc/mc at 1024, 1 thread)
                            --compare-splits (packed grid against the row split, interleaved, best samples)
                            --compare-variants 0,4 (micro-kernel variants, interleaved, CPU time)
@@ -215,7 +215,7 @@ enum GEMMBenchmark {
         let kernel = GEMMKernelInfo.selected(isaLevel: defaults.isaLevel, variant: defaults.kernelVariant)
         print("# Matrix multiply (float32, row-major), squisher-bench gemm")
         print("CPU: \(cpuModelName()), \(GEMMConfiguration.processorCount) cores")
-        print("ISA level used: \(level) (\(GEMMKernelInfo.isaName(level))), micro-kernel \(kernel), kc \(defaults.kc), mc \(defaults.mc), nc \(defaults.nc)")
+        print("ISA level used: \(level) (\(GEMMKernelInfo.isaName(level))), micro-kernel \(kernel), kc \(defaults.kc) (\(defaults.largeOutputKC) from \(defaults.largeOutputScalars) elements of C), mc \(defaults.mc), nc \(defaults.nc)")
         if let peak = GEMMKernelInfo.measuredPeakFlopsPerSecond(isaLevel: level) {
             print(String(format: "Measured float32 FMA peak: %.1f GFLOP/s per core (%.1f on %d cores)",
                          peak / 1e9, peak * Double(GEMMConfiguration.processorCount) / 1e9, GEMMConfiguration.processorCount))
@@ -239,7 +239,7 @@ enum GEMMBenchmark {
             return 0
         }
         if let blocks = options.compareKC {
-            compareConfigurations(blocks.map { kc in ("kc \(kc)", { $0.kc = kc }) }, cases, options: options)
+            compareConfigurations(blocks.map { kc in ("kc \(kc)", { $0.setDepthBlock(kc) }) }, cases, options: options)
             return 0
         }
         if let blocks = options.compareMC {
@@ -252,7 +252,7 @@ enum GEMMBenchmark {
             var configuration = defaults
             configuration.maximumThreads = threads
             if let limit = options.gridLimit { configuration.packedGridLimit = limit }
-            if let kc = options.kc { configuration.kc = kc }
+            if let kc = options.kc { configuration.setDepthBlock(kc) }
             // Each case runs on both sides back to back (numpy in a fresh process per case), so that
             // both see the same load from other processes on this shared machine.
             var squisher: [Double] = []
@@ -319,10 +319,11 @@ enum GEMMBenchmark {
         let level = GEMMKernelInfo.cpuISALevel
         var configurations: [(GEMMKernelInfo, GEMMConfiguration)] = []
         for (variant, kernel) in GEMMKernelInfo.available(isaLevel: level).enumerated() {
-            for kc in [128, 192, 256, 384] {
+            for kc in [128, 192, 256, 384, 512] {
                 for mcTiles in [12, 24] {
-                    let configuration = GEMMConfiguration(
-                        maximumThreads: 1, kc: kc, mc: mcTiles * kernel.tileRows, kernelVariant: variant, isaLevel: level)
+                    var configuration = GEMMConfiguration(
+                        maximumThreads: 1, mc: mcTiles * kernel.tileRows, kernelVariant: variant, isaLevel: level)
+                    configuration.setDepthBlock(kc)
                     configurations.append((kernel, configuration))
                 }
             }
@@ -373,7 +374,7 @@ enum GEMMBenchmark {
         for threads in options.threads where threads > 1 {
             for c in cases {
                 var grid = GEMMConfiguration(maximumThreads: threads)
-                if let kc = options.kc { grid.kc = kc }
+                if let kc = options.kc { grid.setDepthBlock(kc) }
                 var rows = grid
                 rows.packedGridLimit = 0
                 var wall = (grid: Double.infinity, rows: Double.infinity)
@@ -417,7 +418,7 @@ enum GEMMBenchmark {
             for c in cases {
                 let configurations = variants.map { variant in
                     var configuration = GEMMConfiguration(maximumThreads: threads)
-                    if let kc = options.kc { configuration.kc = kc }
+                    if let kc = options.kc { configuration.setDepthBlock(kc) }
                     variant.change(&configuration)
                     return configuration
                 }

@@ -21,8 +21,15 @@ public struct GEMMConfiguration: Sendable, Hashable {
     public func threadParts(for items: Int) -> Int { Swift.max(1, Swift.min(maximumThreads, items)) }
     /// Products with fewer flops (`2·m·n·k`) than this run single-threaded.
     public var parallelThresholdFlops: Int
-    /// Depth of a packed panel (the `k` extent of one pass), in scalars.
+    /// Depth of a packed panel (the `k` extent of one pass), in scalars, for products whose `C` has fewer
+    /// than ``largeOutputScalars`` elements.
     public var kc: Int
+    /// Depth of a packed panel for products whose `C` has at least ``largeOutputScalars`` elements (0 = use
+    /// ``kc`` for every product). Such a `C` does not stay in L2 between depth passes, so fewer, deeper
+    /// passes save reloads of it (the `op(B)` sliver then outgrows L1 and streams from L2 with prefetch).
+    public var largeOutputKC: Int
+    /// Elements of `C` (`m·n`) from which ``largeOutputKC`` applies.
+    public var largeOutputScalars: Int
     /// Rows of `op(A)` packed per block (kept in L2), in scalars; rounded up to the tile height.
     public var mc: Int
     /// Columns of `op(B)` packed per panel, in scalars; rounded up to the tile width.
@@ -39,21 +46,36 @@ public struct GEMMConfiguration: Sendable, Hashable {
     /// 11 row tiles); larger ones split whole rows. Both share one packed `op(B)`. 0 turns the grid off.
     public var packedGridLimit: Int
 
-    /// The default settings: all cores, 2 MFLOP threshold, `kc = 256`, `mc = 144`, `nc = 4096`,
-    /// packed-grid limit 2^20 scalars (4 MiB).
+    /// The default settings: all cores, 2 MFLOP threshold, `kc = 256` (512 from 2^18 elements of `C`, 1 MiB),
+    /// `mc = 144`, `nc = 4096`, packed-grid limit 2^20 scalars (4 MiB).
     public init(
         maximumThreads: Int = GEMMConfiguration.processorCount, parallelThresholdFlops: Int = 2_000_000,
         kc: Int = 256, mc: Int = 144, nc: Int = 4096, kernelVariant: Int = 0,
-        isaLevel: Int = GEMMKernelInfo.cpuISALevel, packedGridLimit: Int = 1 << 20
+        isaLevel: Int = GEMMKernelInfo.cpuISALevel, packedGridLimit: Int = 1 << 20,
+        largeOutputKC: Int = 512, largeOutputScalars: Int = 1 << 18
     ) {
         self.maximumThreads = maximumThreads
         self.parallelThresholdFlops = parallelThresholdFlops
         self.kc = kc
+        self.largeOutputKC = largeOutputKC
+        self.largeOutputScalars = largeOutputScalars
         self.mc = mc
         self.nc = nc
         self.kernelVariant = kernelVariant
         self.isaLevel = isaLevel
         self.packedGridLimit = packedGridLimit
+    }
+
+    /// The depth block of an `m x n` product: ``largeOutputKC`` when it is set and `m·n` reaches
+    /// ``largeOutputScalars``, else ``kc`` (at least 1).
+    public func depthBlock(m: Int, n: Int) -> Int {
+        Swift.max(1, largeOutputKC > 0 && m * n >= largeOutputScalars ? largeOutputKC : kc)
+    }
+
+    /// Sets ``kc`` and ``largeOutputKC`` to one depth block for every product (for blocking benchmarks).
+    public mutating func setDepthBlock(_ depth: Int) {
+        kc = depth
+        largeOutputKC = depth
     }
 
     /// The number of active processors (cores) of this machine.

@@ -30,7 +30,7 @@ struct GEMMPlan {
         // Blocks never exceed the problem (so small products allocate little) and are balanced: k = 784
         // with kc = 256 runs 4 passes of 196, not 3 of 256 and one of 16; likewise for mc and nc, which are
         // rounded up to whole tiles.
-        kc = GEMMPlan.balanced(k, block: configuration.kc, multiple: 1)
+        kc = GEMMPlan.balanced(k, block: configuration.depthBlock(m: m, n: n), multiple: 1)
         mc = GEMMPlan.balanced(m, block: configuration.mc, multiple: mr)
         nc = GEMMPlan.balanced(n, block: configuration.nc, multiple: nr)
     }
@@ -143,17 +143,25 @@ func gemmSerial(
 ) {
     let plan = GEMMPlan(configuration: configuration, m: m, n: n, k: k)
     let byteCount = (plan.packedACount + plan.packedBCount) * MemoryLayout<Float>.stride + 64
-    // Small products get their panels on the stack (no heap allocation); large ones on the heap.
-    withUnsafeTemporaryAllocation(byteCount: byteCount, alignment: 64) { raw in
-        let base = raw.baseAddress!.assumingMemoryBound(to: Float.self)
-        let packedA = base
-        let packedB = base + GEMMPlan.roundUp(plan.packedACount, to: 16)
+    func run(_ base: UnsafeMutablePointer<Float>) {
         gemmSerialLoops(
             transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
             a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc,
-            plan: plan, packedA: packedA, packedB: packedB)
+            plan: plan, packedA: base, packedB: base + GEMMPlan.roundUp(plan.packedACount, to: 16))
+    }
+    // Small products get their panels on the stack (no heap allocation); large ones a cached buffer.
+    if byteCount <= scratchStackLimit {
+        withUnsafeTemporaryAllocation(byteCount: byteCount, alignment: 64) { raw in
+            run(raw.baseAddress!.assumingMemoryBound(to: Float.self))
+        }
+    } else {
+        GEMMScratch.withBuffer(floats: byteCount / MemoryLayout<Float>.stride + 1) { run($0) }
     }
 }
+
+/// Packing buffers of at most this many bytes are temporary allocations (on the stack when small);
+/// larger ones come from ``GEMMScratch``.
+let scratchStackLimit = 64 << 10
 
 @inline(__always)
 func gemmSerialLoops(

@@ -57,23 +57,22 @@ func gemmPackedGrid(
     let info = csq_sgemm_kernel_for(
         Int32(min(configuration.isaLevel, GEMMKernelInfo.cpuISALevel)), Int32(configuration.kernelVariant))
     let kernel: csq_sgemm_kernel_fn = info.kernel
-    let plan = GEMMGridPlan(m: m, n: n, k: k, mr: Int(info.mr), nr: Int(info.nr), kc: configuration.kc, mc: configuration.mc, threads: threads)
-    let raw = UnsafeMutableRawPointer.allocate(byteCount: plan.panel.count * MemoryLayout<Float>.stride, alignment: 64)
-    defer { raw.deallocate() }
-    let shared = GEMMSharedPointers(a: a, b: b, c: c, packedB: raw.bindMemory(to: Float.self, capacity: plan.panel.count))
-    let counters = GEMMWorkCounters()
-    DispatchQueue.concurrentPerform(iterations: threads) { _ in
-        packSharedPanel(plan.panel, transposed: transposeB, b: shared.b, ldb: ldb, into: shared.packedB, counters: counters)
-        withUnsafeTemporaryAllocation(byteCount: plan.bandCount * MemoryLayout<Float>.stride, alignment: 64) { buffer in
-            let packedA = buffer.baseAddress!.assumingMemoryBound(to: Float.self)
-            while true {
-                let chunk = counters.nextCompute.wrappingAdd(1, ordering: .relaxed).oldValue
-                guard chunk < plan.chunks else { break }
-                var units = plan.units * chunk / plan.chunks..<plan.units * (chunk + 1) / plan.chunks
-                while let (tiles, slivers) = nextGridSegment(&units, plan: plan) {
-                    gridCompute(
-                        tiles: tiles, slivers: slivers, plan: plan, kernel: kernel, transposeA: transposeA, m: m, n: n,
-                        k: k, alpha: alpha, lda: lda, beta: beta, ldc: ldc, packedA: packedA, shared)
+    let plan = GEMMGridPlan(m: m, n: n, k: k, mr: Int(info.mr), nr: Int(info.nr), kc: configuration.depthBlock(m: m, n: n), mc: configuration.mc, threads: threads)
+    GEMMScratch.withBuffer(floats: plan.panel.count) { packedB in
+        let shared = GEMMSharedPointers(a: a, b: b, c: c, packedB: packedB)
+        let counters = GEMMWorkCounters()
+        DispatchQueue.concurrentPerform(iterations: threads) { _ in
+            packSharedPanel(plan.panel, transposed: transposeB, b: shared.b, ldb: ldb, into: shared.packedB, counters: counters)
+            GEMMScratch.withBuffer(floats: plan.bandCount) { packedA in
+                while true {
+                    let chunk = counters.nextCompute.wrappingAdd(1, ordering: .relaxed).oldValue
+                    guard chunk < plan.chunks else { break }
+                    var units = plan.units * chunk / plan.chunks..<plan.units * (chunk + 1) / plan.chunks
+                    while let (tiles, slivers) = nextGridSegment(&units, plan: plan) {
+                        gridCompute(
+                            tiles: tiles, slivers: slivers, plan: plan, kernel: kernel, transposeA: transposeA, m: m, n: n,
+                            k: k, alpha: alpha, lda: lda, beta: beta, ldc: ldc, packedA: packedA, shared)
+                    }
                 }
             }
         }

@@ -29,48 +29,62 @@ func gemmSharedPanel(
         Int32(min(configuration.isaLevel, GEMMKernelInfo.cpuISALevel)), Int32(configuration.kernelVariant))
     let (mr, nr) = (Int(info.mr), Int(info.nr))
     let kernel: csq_sgemm_kernel_fn = info.kernel
-    let layout = GEMMSharedPanelLayout(k: k, n: n, nr: nr, kc: configuration.kc, threads: threads)
+    let layout = GEMMSharedPanelLayout(k: k, n: n, nr: nr, kc: configuration.depthBlock(m: m, n: n), threads: threads)
     let kcBlock = layout.kcBlock
     // Compute items: bands of whole row tiles, about 4 per thread, at most the mc block.
     let rowTiles = (m + mr - 1) / mr
     let tilesPerBand = max(1, min(max(1, configuration.mc / mr), (rowTiles + 4 * threads - 1) / (4 * threads)))
     let bands = (rowTiles + tilesPerBand - 1) / tilesPerBand
     let bandRows = tilesPerBand * mr
-    let raw = UnsafeMutableRawPointer.allocate(byteCount: layout.count * MemoryLayout<Float>.stride, alignment: 64)
-    defer { raw.deallocate() }
-    let shared = GEMMSharedPointers(a: a, b: b, c: c, packedB: raw.bindMemory(to: Float.self, capacity: layout.count))
-    let counters = GEMMWorkCounters()
-    DispatchQueue.concurrentPerform(iterations: threads) { _ in
-        packSharedPanel(layout, transposed: transposeB, b: shared.b, ldb: ldb, into: shared.packedB, counters: counters)
-        withUnsafeTemporaryAllocation(byteCount: bandRows * kcBlock * MemoryLayout<Float>.stride, alignment: 64) { buffer in
-            let packedA = buffer.baseAddress!.assumingMemoryBound(to: Float.self)
-            while true {
-                let band = counters.nextCompute.wrappingAdd(1, ordering: .relaxed).oldValue
-                guard band < bands else { break }
-                let first = band * bandRows, rows = min(m, first + bandRows) - first
-                var pc = 0
-                while pc < k {
-                    let kcCur = min(kcBlock, k - pc)
-                    let passBeta: Float = pc == 0 ? beta : 1
-                    packA(
-                        transposed: transposeA, a: shared.a, lda: lda, row: first, column: pc, height: rows,
-                        depth: kcCur, mr: mr, into: packedA)
-                    var jr = 0
-                    while jr < n {
-                        let nrCur = min(nr, n - jr)
-                        let bSliver = layout.sliver(shared.packedB, depth: pc, column: jr)
-                        var ir = 0
-                        while ir < rows {
-                            kernel(
-                                kcCur, UnsafePointer(packedA + ir * kcCur), bSliver,
-                                shared.c + (first + ir) * ldc + jr, ldc, min(mr, rows - ir), nrCur, alpha, passBeta)
-                            ir += mr
-                        }
-                        jr += nr
-                    }
-                    pc += kcBlock
+    GEMMScratch.withBuffer(floats: layout.count) { packedB in
+        let shared = GEMMSharedPointers(a: a, b: b, c: c, packedB: packedB)
+        let counters = GEMMWorkCounters()
+        DispatchQueue.concurrentPerform(iterations: threads) { _ in
+            packSharedPanel(layout, transposed: transposeB, b: shared.b, ldb: ldb, into: shared.packedB, counters: counters)
+            GEMMScratch.withBuffer(floats: bandRows * kcBlock) { packedA in
+                while true {
+                    let band = counters.nextCompute.wrappingAdd(1, ordering: .relaxed).oldValue
+                    guard band < bands else { break }
+                    let first = band * bandRows
+                    sharedPanelBand(
+                        rows: first..<min(m, first + bandRows), layout: layout, kernel: kernel, mr: mr,
+                        transposeA: transposeA, n: n, alpha: alpha, lda: lda, beta: beta, ldc: ldc, packedA: packedA, shared)
                 }
             }
         }
+    }
+}
+
+/// Computes one band of ``gemmSharedPanel``: the rows `rows` of `C` (whole `mr` tiles but the last), all
+/// columns, over the whole depth. For each depth block (the first applies `beta`), the band's rows of
+/// `op(A)` are packed into `packedA`, then each packed sliver of `op(B)` is multiplied with every tile.
+@inline(__always)
+private func sharedPanelBand(
+    rows: Range<Int>, layout: GEMMSharedPanelLayout, kernel: csq_sgemm_kernel_fn, mr: Int, transposeA: Bool,
+    n: Int, alpha: Float, lda: Int, beta: Float, ldc: Int, packedA: UnsafeMutablePointer<Float>,
+    _ shared: GEMMSharedPointers
+) {
+    let (first, height, nr, k) = (rows.lowerBound, rows.count, layout.nr, layout.k)
+    var pc = 0
+    while pc < k {
+        let kcCur = min(layout.kcBlock, k - pc)
+        let passBeta: Float = pc == 0 ? beta : 1
+        packA(
+            transposed: transposeA, a: shared.a, lda: lda, row: first, column: pc, height: height, depth: kcCur,
+            mr: mr, into: packedA)
+        var jr = 0
+        while jr < n {
+            let nrCur = min(nr, n - jr)
+            let bSliver = layout.sliver(shared.packedB, depth: pc, column: jr)
+            var ir = 0
+            while ir < height {
+                kernel(
+                    kcCur, UnsafePointer(packedA + ir * kcCur), bSliver, shared.c + (first + ir) * ldc + jr, ldc,
+                    min(mr, height - ir), nrCur, alpha, passBeta)
+                ir += mr
+            }
+            jr += nr
+        }
+        pc += layout.kcBlock
     }
 }
