@@ -28,7 +28,7 @@ public struct CommandOutput: Sendable {
 }
 
 /// One `squisher` subcommand.
-public protocol Subcommand {
+public protocol Subcommand: Sendable {
     /// The verb (`"compare"`).
     static var name: String { get }
     /// One line for the overview.

@@ -3,24 +3,6 @@ import SquisherTensor
 import Synchronization
 import Testing
 
-extension GEMMProblem {
-    /// C after `gemm` of this problem with a configuration (C starts as the problem's `c`).
-    func run(alpha: Float, beta: Float, configuration: GEMMConfiguration) -> [Float] {
-        var out = c
-        a.withUnsafeBufferPointer { pa in
-            b.withUnsafeBufferPointer { pb in
-                out.withUnsafeMutableBufferPointer { pc in
-                    gemm(
-                        transposeA: transposes.a, transposeB: transposes.b, m: shape.m, n: shape.n, k: shape.k,
-                        alpha: alpha, a: pa.baseAddress!, lda: lda, b: pb.baseAddress!, ldb: ldb,
-                        beta: beta, c: pc.baseAddress!, ldc: ldc, configuration: configuration)
-                }
-            }
-        }
-        return out
-    }
-}
-
 /// `gemm` keeps its large packing buffers between products (a process-wide cache): a product must never
 /// see what an earlier product of another shape left in them, and products running at the same time must
 /// never share one.

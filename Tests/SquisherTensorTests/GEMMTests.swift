@@ -76,17 +76,7 @@ struct GEMMProblem {
             }
         }
         for configuration in configurations {
-            var out = c
-            a.withUnsafeBufferPointer { pa in
-                b.withUnsafeBufferPointer { pb in
-                    out.withUnsafeMutableBufferPointer { pc in
-                        gemm(
-                            transposeA: transposes.a, transposeB: transposes.b, m: shape.m, n: shape.n, k: shape.k,
-                            alpha: alpha, a: pa.baseAddress!, lda: lda, b: pb.baseAddress!, ldb: ldb,
-                            beta: beta, c: pc.baseAddress!, ldc: ldc, configuration: configuration)
-                    }
-                }
-            }
+            let out = run(alpha: alpha, beta: beta, configuration: configuration)
             var worst = (excess: 0.0, i: -1, j: -1, got: Float(0), expected: 0.0)
             var paddingChanged = 0
             for i in 0..<shape.m {
@@ -270,5 +260,23 @@ struct GEMMTests {
     @Test("Tensor.matmul rejects mismatched inner dimensions")
     func mismatch() {
         #expect(throws: TensorError.self) { try Tensor.matmul(Tensor(zeros: [2, 3]), Tensor(zeros: [4, 2])) }
+    }
+}
+
+extension GEMMProblem {
+    /// C after `gemm` of this problem with a configuration (C starts as the problem's `c`).
+    func run(alpha: Float, beta: Float, configuration: GEMMConfiguration) -> [Float] {
+        var out = c
+        a.withUnsafeBufferPointer { pa in
+            b.withUnsafeBufferPointer { pb in
+                out.withUnsafeMutableBufferPointer { pc in
+                    gemm(
+                        transposeA: transposes.a, transposeB: transposes.b, m: shape.m, n: shape.n, k: shape.k,
+                        alpha: alpha, a: pa.baseAddress!, lda: lda, b: pb.baseAddress!, ldb: ldb,
+                        beta: beta, c: pc.baseAddress!, ldc: ldc, configuration: configuration)
+                }
+            }
+        }
+        return out
     }
 }
