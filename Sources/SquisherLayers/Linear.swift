@@ -125,21 +125,7 @@ public final class Linear: Layer {
             }
         }
         guard computeInputGradient else { return nil }
-        return inputGradient(g, rows: rows, shape: input.shape)
-    }
-
-    /// `dL/dx = g · W` (`[rows, out] x [out, in]`) written by the GEMM into a fresh tensor of `shape`
-    /// (no zero fill: beta = 0 overwrites every element).
-    private func inputGradient(_ g: Tensor, rows: Int, shape: [Int]) -> Tensor {
-        Tensor(uninitializedShape: shape) { dx in
-            guard dx.count > 0 else { return }
-            guard outputFeatures > 0 else { dx.update(repeating: 0); return }
-            g.withUnsafeBufferPointer { dy in
-                weight.value.withUnsafeBufferPointer { w in
-                    gemm(transposeA: false, transposeB: false, m: rows, n: inputFeatures, k: outputFeatures,
-                         a: dy.baseAddress!, lda: outputFeatures, b: w.baseAddress!, ldb: inputFeatures, beta: 0, c: dx.baseAddress!, ldc: inputFeatures)
-                }
-            }
-        }
+        // dL/dx = g · W (`[rows, out] x [out, in]`).
+        return try Tensor.matmul(g, weight.value).reshaped(input.shape)
     }
 }

@@ -80,16 +80,7 @@ public final class TransposedLinear: Layer, CustomStringConvertible {
             try bias.gradient.addScaled(outputGradient.reshaped([rows, o]).sumOverLeadingAxis())
         }
         guard computeInputGradient else { return nil }
-        // dX = Δ Wᵀ written by the GEMM into a fresh tensor (beta = 0 overwrites it: no zero fill).
-        return Tensor(uninitializedShape: input.shape) { dx in
-            guard dx.count > 0 else { return }
-            guard o > 0 else { dx.update(repeating: 0); return }
-            outputGradient.withUnsafeBufferPointer { dy in
-                weight.value.withUnsafeBufferPointer { w in
-                    gemm(transposeA: false, transposeB: true, m: rows, n: i, k: o,
-                         a: dy.baseAddress!, lda: o, b: w.baseAddress!, ldb: o, beta: 0, c: dx.baseAddress!, ldc: i)
-                }
-            }
-        }
+        // dX = Δ Wᵀ (`[rows, out] x [out, in]`).
+        return try Tensor.matmul(outputGradient.reshaped([rows, o]), weight.value, transposeB: true).reshaped(input.shape)
     }
 }

@@ -62,22 +62,18 @@ extension Tensor {
                 operation: "matmul", expected: "inner dimension \(k) in the right operand (left is \(a.shape), transposeA \(transposeA), transposeB \(transposeB))",
                 actual: b.shape)
         }
-        var result = Tensor(zeros: [m, n])
         // Empty operands have no base address; with m·n == 0 there is nothing to write, and with
-        // k == 0 the zero-initialized result is already the answer.
-        guard m > 0, n > 0, k > 0 else { return result }
-        a.withUnsafeBufferPointer { pa in
-            b.withUnsafeBufferPointer { pb in
-                result.withUnsafeMutableBufferPointer { pc in
-                    guard let aBase = pa.baseAddress, let bBase = pb.baseAddress, let cBase = pc.baseAddress else {
-                        return
-                    }
+        // k == 0 the product is zero.
+        guard m > 0, n > 0, k > 0 else { return Tensor(zeros: [m, n]) }
+        // The GEMM with beta = 0 writes every element without reading it: no zero fill first.
+        return Tensor(uninitializedShape: [m, n]) { pc in
+            a.withUnsafeBufferPointer { pa in
+                b.withUnsafeBufferPointer { pb in
                     gemm(
                         transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
-                        a: aBase, lda: a.shape[1], b: bBase, ldb: b.shape[1], c: cBase, ldc: n)
+                        a: pa.baseAddress!, lda: a.shape[1], b: pb.baseAddress!, ldb: b.shape[1], beta: 0, c: pc.baseAddress!, ldc: n)
                 }
             }
         }
-        return result
     }
 }
