@@ -30,6 +30,18 @@ static inline void csq_store_partial(const float *acc, long accStride, float *c,
     }
 }
 
+/// Adds `scale * acc * acc` (rounded as `(scale * acc) * acc + C`, no fused multiply-add) to a partial tile
+/// of C: the rounding of computing the product into memory and then adding its scaled squares.
+static inline void csq_add_squares_partial(const float *acc, long accStride, float *c, long ldc, long mr,
+                                           long nr, float scale) {
+#pragma clang fp contract(off)
+    for (long i = 0; i < mr; i++) {
+        float *row = c + i * ldc;
+        const float *src = acc + i * accStride;
+        for (long j = 0; j < nr; j++) row[j] = (scale * src[j]) * src[j] + row[j];
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Portable kernel (baseline x86-64 / other architectures): 4 x 16, plain C the compiler vectorizes.
 #define CSQ_P_MR 4
@@ -97,7 +109,7 @@ static void csq_sgemm_avx2_##MR##x##NV(long kc, const float *restrict a, const f
 // AVX-512F: MR x (16 * NV) tiles in zmm registers (32 of them), A broadcast, B loaded. With PF (PFB) > 0,
 // the depth loop is unrolled by 4 and each depth step prefetches the A (B) sliver PF (PFB) steps ahead
 // into L1 (measured 0-15% faster than none on the GPT-2 block products; BENCHMARKS.md, "Matrix multiply").
-#define CSQ_DEFINE_AVX512(NAME, MR, NV, PF, PFB)                                                        \
+#define CSQ_DEFINE_AVX512(NAME, MR, NV, PF, PFB, SQ)                                                        \
 __attribute__((target("avx512f,avx512dq,fma")))                                                         \
 static void NAME(long kc, const float *restrict a, const float *restrict b,                             \
                  float *restrict c, long ldc, long mr, long nr, float alpha, float beta) {              \
@@ -137,6 +149,22 @@ static void NAME(long kc, const float *restrict a, const float *restrict b,     
         b += 16 * NV;                                                                                    \
     }                                                                                                    \
     __m512 va = _mm512_set1_ps(alpha);                                                                   \
+    if (SQ) {                                                                                            \
+        /* C += (alpha * acc) * acc, beta ignored (csq_sgemm_squares_kernel_for). */                     \
+        if (mr == MR && nr == 16 * NV) {                                                                 \
+            CSQ_UNROLL for (int i = 0; i < MR; i++) CSQ_UNROLL for (int v = 0; v < NV; v++) {            \
+                float *cp = c + i * ldc + 16 * v;                                                        \
+                __m512 square = _mm512_mul_ps(_mm512_mul_ps(va, acc[i][v]), acc[i][v]);                  \
+                _mm512_storeu_ps(cp, _mm512_add_ps(square, _mm512_loadu_ps(cp)));                        \
+            }                                                                                            \
+        } else {                                                                                         \
+            float tile[MR * 16 * NV];                                                                    \
+            CSQ_UNROLL for (int i = 0; i < MR; i++) CSQ_UNROLL for (int v = 0; v < NV; v++)              \
+                _mm512_storeu_ps(tile + i * 16 * NV + 16 * v, acc[i][v]);                                \
+            csq_add_squares_partial(tile, 16 * NV, c, ldc, mr, nr, alpha);                               \
+        }                                                                                                \
+        return;                                                                                          \
+    }                                                                                                    \
     if (mr == MR && nr == 16 * NV) {                                                                     \
         if (beta == 0.0f) {                                                                              \
             CSQ_UNROLL for (int i = 0; i < MR; i++) CSQ_UNROLL for (int v = 0; v < NV; v++)              \
@@ -160,11 +188,13 @@ CSQ_DEFINE_AVX2(6, 2)
 CSQ_DEFINE_AVX2(4, 3)
 // Prefetch distance 16 depth steps (768 B of A, 2 KiB of B ahead), measured against none and 8, 32, and
 // A only (BENCHMARKS.md, "Matrix multiply"); the 12x32 kernel without prefetch stays as variant 4.
-CSQ_DEFINE_AVX512(csq_sgemm_avx512_12x2, 12, 2, 16, 16)
-CSQ_DEFINE_AVX512(csq_sgemm_avx512_14x2, 14, 2, 16, 16)
-CSQ_DEFINE_AVX512(csq_sgemm_avx512_6x4, 6, 4, 16, 16)
-CSQ_DEFINE_AVX512(csq_sgemm_avx512_8x3, 8, 3, 16, 16)
-CSQ_DEFINE_AVX512(csq_sgemm_avx512_12x2_noprefetch, 12, 2, 0, 0)
+CSQ_DEFINE_AVX512(csq_sgemm_avx512_12x2, 12, 2, 16, 16, 0)
+CSQ_DEFINE_AVX512(csq_sgemm_avx512_14x2, 14, 2, 16, 16, 0)
+CSQ_DEFINE_AVX512(csq_sgemm_avx512_6x4, 6, 4, 16, 16, 0)
+CSQ_DEFINE_AVX512(csq_sgemm_avx512_8x3, 8, 3, 16, 16, 0)
+CSQ_DEFINE_AVX512(csq_sgemm_avx512_12x2_noprefetch, 12, 2, 0, 0, 0)
+// The default tile shape with the squares epilogue (csq_sgemm_squares_kernel_for).
+CSQ_DEFINE_AVX512(csq_sgemm_avx512_12x2_squares, 12, 2, 16, 16, 1)
 #endif
 
 csq_sgemm_kernel_info csq_sgemm_kernel_for(int level, int variant) {
@@ -188,6 +218,14 @@ csq_sgemm_kernel_info csq_sgemm_kernel_for(int level, int variant) {
 #endif
     (void)variant;
     return portable;
+}
+
+csq_sgemm_kernel_info csq_sgemm_squares_kernel_for(int level) {
+#ifdef CSQ_X86
+    if (level >= 3) return (csq_sgemm_kernel_info){12, 32, csq_sgemm_avx512_12x2_squares, 3, 16};
+#endif
+    (void)level;
+    return (csq_sgemm_kernel_info){0, 0, 0, 0, 0};
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,9 +3,12 @@ import SquisherLayers
 import SquisherTensor
 
 /// `scale · Σ_n G_n ⊙ G_n` for the per-sample gradients `G_n` of an affine map over a sequence
-/// (``SequenceLinearGradients``), without a pass over memory per sample: `G_n` is made in blocks
-/// that stay in the L2 cache (at most 512 KiB; `width` a multiple of 32 where the layer is wider),
-/// and each block is squared into the sums right after its product. Blocks are columns of `G_n`
+/// (``SequenceLinearGradients``), without a pass over memory per sample: the sums are made in blocks
+/// that stay in the L2 cache (at most 512 KiB; `width` a multiple of 32 where the layer is wider)
+/// while the samples pass over them. On AVX-512 CPUs the micro-kernel squares each tile of a block of
+/// `G_n` in registers and adds it to the sums (``gemmAddScaledSquares(transposeA:transposeB:m:n:k:scale:a:lda:b:ldb:sums:ldSums:configuration:)``),
+/// so `G_n` is never stored; elsewhere the block is computed into a scratch buffer and squared into
+/// the sums right after its product (the same rounding either way). Blocks are columns of `G_n`
 /// when it has at least as many columns as rows, else rows, so that the operand a block's GEMM packs
 /// anew (the whole other side) is the shorter side (GPT-2's `mlp.c_proj`, 3072 x 768: 20 row blocks,
 /// each repacking `Δ_n` of 768 columns, instead of 24 column blocks each repacking `X_n` of 3072).
@@ -62,17 +65,28 @@ struct SequenceLinearSquares {
                             /// Rows `start..<start + width` of G_n (all columns: one contiguous run of the sums).
                             func rowBlock(_ start: Int, sample: Int, k: Int, into sums: UnsafeMutablePointer<Float>) {
                                 let rowCount = Swift.min(width, rows - start)
+                                let a: UnsafePointer<Float> = pointers.a + sample * t * lda + start
+                                let b: UnsafePointer<Float> = pointers.b + sample * t * ldb
+                                let target: UnsafeMutablePointer<Float> = sums + start * columns
+                                if gemmAddScaledSquares(
+                                    transposeA: true, transposeB: false, m: rowCount, n: columns, k: k, scale: scale,
+                                    a: a, lda: lda, b: b, ldb: ldb, sums: target, ldSums: columns, configuration: configuration)
+                                { return }
                                 gemm(transposeA: true, transposeB: false, m: rowCount, n: columns, k: k,
-                                     a: pointers.a + sample * t * lda + start, lda: lda, b: pointers.b + sample * t * ldb, ldb: ldb,
-                                     c: scratch, ldc: columns, configuration: configuration)
+                                     a: a, lda: lda, b: b, ldb: ldb, c: scratch, ldc: columns, configuration: configuration)
                                 addScaledSquares(count: rowCount * columns, scale: scale, x: scratch, y: sums + start * columns)
                             }
                             /// Columns `column..<column + width` of G_n (all rows).
                             func columnBlock(_ column: Int, sample: Int, k: Int, into sums: UnsafeMutablePointer<Float>) {
                                 let columnCount = Swift.min(width, columns - column)
+                                let a: UnsafePointer<Float> = pointers.a + sample * t * lda
+                                let b: UnsafePointer<Float> = pointers.b + sample * t * ldb + column
+                                if gemmAddScaledSquares(
+                                    transposeA: true, transposeB: false, m: rows, n: columnCount, k: k, scale: scale,
+                                    a: a, lda: lda, b: b, ldb: ldb, sums: sums + column, ldSums: columns, configuration: configuration)
+                                { return }
                                 gemm(transposeA: true, transposeB: false, m: rows, n: columnCount, k: k,
-                                     a: pointers.a + sample * t * lda, lda: lda, b: pointers.b + sample * t * ldb + column, ldb: ldb,
-                                     c: scratch, ldc: columnCount, configuration: configuration)
+                                     a: a, lda: lda, b: b, ldb: ldb, c: scratch, ldc: columnCount, configuration: configuration)
                                 for row in 0..<rows {
                                     addScaledSquares(count: columnCount, scale: scale, x: scratch + row * columnCount, y: sums + row * columns + column)
                                 }

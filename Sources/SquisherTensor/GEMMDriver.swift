@@ -20,6 +20,8 @@ struct GEMMPlan {
     let kc: Int
     let mc: Int
     let nc: Int
+    /// Whether the operands are packed by the AVX-512 packing kernels (the kernel's ISA level is 3).
+    let vectorPacking: Bool
 
     init(configuration: GEMMConfiguration, m: Int, n: Int, k: Int) {
         let info = csq_sgemm_kernel_for(
@@ -27,6 +29,7 @@ struct GEMMPlan {
         kernel = info.kernel
         mr = Int(info.mr)
         nr = Int(info.nr)
+        vectorPacking = info.level >= 3
         // Blocks never exceed the problem (so small products allocate little) and are balanced: k = 784
         // with kc = 256 runs 4 passes of 196, not 3 of 256 and one of 16; likewise for mc and nc, which are
         // rounded up to whole tiles.
@@ -180,14 +183,14 @@ func gemmSerialLoops(
             let kcCur = min(plan.kc, k - pc)
             packB(
                 transposed: transposeB, b: b, ldb: ldb, row: pc, column: jc, depth: kcCur, width: ncCur,
-                nr: nr, into: packedB)
+                nr: nr, vectorized: plan.vectorPacking, into: packedB)
             let passBeta: Float = pc == 0 ? beta : 1
             var ic = 0
             while ic < m {
                 let mcCur = min(plan.mc, m - ic)
                 packA(
                     transposed: transposeA, a: a, lda: lda, row: ic, column: pc, height: mcCur, depth: kcCur,
-                    mr: mr, into: packedA)
+                    mr: mr, vectorized: plan.vectorPacking, into: packedA)
                 var jr = 0
                 while jr < ncCur {
                     let nrCur = min(nr, ncCur - jr)
@@ -212,17 +215,24 @@ func gemmSerialLoops(
 
 /// Packs `op(B)[row ..< row+depth, column ..< column+width]` into slivers of `nr` columns: sliver `s`
 /// starts at `s·nr·depth` and holds, for each depth index `p`, `nr` consecutive scalars (zero-padded).
-/// `op(B)[p, j]` is `b[p·ldb + j]`, or `b[j·ldb + p]` when transposed.
+/// `op(B)[p, j]` is `b[p·ldb + j]`, or `b[j·ldb + p]` when transposed. `vectorized` (AVX-512 CPUs only)
+/// runs the AVX-512 packing kernels instead of the 4-wide Swift loops.
 @inline(__always)
 func packB(
     transposed: Bool, b: UnsafePointer<Float>, ldb: Int, row: Int, column: Int, depth: Int, width: Int,
-    nr: Int, into packed: UnsafeMutablePointer<Float>
+    nr: Int, vectorized: Bool, into packed: UnsafeMutablePointer<Float>
 ) {
+    if vectorized, !transposed {
+        csq_pack_copy_avx512(b + row * ldb + column, ldb, depth, width, nr, packed)
+        return
+    }
     var j0 = 0
     while j0 < width {
         let w = min(nr, width - j0)
         let dst = packed + j0 * depth
-        if !transposed {
+        if vectorized {
+            csq_pack_transpose_avx512(b + (column + j0) * ldb + row, ldb, w, depth, nr, dst)
+        } else if !transposed {
             let src = b + row * ldb + column + j0
             if w == nr && nr % 16 == 0 {
                 for p in 0..<depth {
@@ -247,17 +257,24 @@ func packB(
 
 /// Packs `op(A)[row ..< row+height, column ..< column+depth]` into slivers of `mr` rows: sliver `s`
 /// starts at `s·mr·depth` and holds, for each depth index `p`, `mr` consecutive scalars (zero-padded).
-/// `op(A)[i, p]` is `a[i·lda + p]`, or `a[p·lda + i]` when transposed.
+/// `op(A)[i, p]` is `a[i·lda + p]`, or `a[p·lda + i]` when transposed. `vectorized` (AVX-512 CPUs only)
+/// runs the AVX-512 packing kernels instead of the 4-wide Swift loops.
 @inline(__always)
 func packA(
     transposed: Bool, a: UnsafePointer<Float>, lda: Int, row: Int, column: Int, height: Int, depth: Int,
-    mr: Int, into packed: UnsafeMutablePointer<Float>
+    mr: Int, vectorized: Bool, into packed: UnsafeMutablePointer<Float>
 ) {
+    if vectorized, transposed {
+        csq_pack_copy_avx512(a + column * lda + row, lda, depth, height, mr, packed)
+        return
+    }
     var i0 = 0
     while i0 < height {
         let h = min(mr, height - i0)
         let dst = packed + i0 * depth
-        if transposed {
+        if vectorized {
+            csq_pack_transpose_avx512(a + (row + i0) * lda + column, lda, h, depth, mr, dst)
+        } else if transposed {
             let src = a + column * lda + row + i0
             if h == mr && mr % 4 == 0 {
                 for p in 0..<depth {

@@ -17,10 +17,10 @@ struct GEMMGridPlan {
     /// the `mc` block (as the bands of ``gemmSharedPanel``).
     let bandTiles: Int
 
-    init(m: Int, n: Int, k: Int, mr: Int, nr: Int, kc: Int, mc: Int, threads: Int) {
+    init(m: Int, n: Int, k: Int, mr: Int, nr: Int, kc: Int, mc: Int, threads: Int, vectorPacking: Bool) {
         self.mr = mr
         self.nr = nr
-        panel = GEMMSharedPanelLayout(k: k, n: n, nr: nr, kc: kc, threads: threads)
+        panel = GEMMSharedPanelLayout(k: k, n: n, nr: nr, kc: kc, threads: threads, vectorPacking: vectorPacking)
         rowTiles = (m + mr - 1) / mr
         let slivers = panel.slivers
         // Four runs per thread: equal work when no thread is delayed, and a delayed thread costs one run.
@@ -57,7 +57,8 @@ func gemmPackedGrid(
     let info = csq_sgemm_kernel_for(
         Int32(min(configuration.isaLevel, GEMMKernelInfo.cpuISALevel)), Int32(configuration.kernelVariant))
     let kernel: csq_sgemm_kernel_fn = info.kernel
-    let plan = GEMMGridPlan(m: m, n: n, k: k, mr: Int(info.mr), nr: Int(info.nr), kc: configuration.depthBlock(m: m, n: n), mc: configuration.mc, threads: threads)
+    let plan = GEMMGridPlan(m: m, n: n, k: k, mr: Int(info.mr), nr: Int(info.nr), kc: configuration.depthBlock(m: m, n: n), mc: configuration.mc, threads: threads,
+        vectorPacking: info.level >= 3)
     GEMMScratch.withBuffer(floats: plan.panel.count) { packedB in
         let shared = GEMMSharedPointers(a: a, b: b, c: c, packedB: packedB)
         let counters = GEMMWorkCounters()
@@ -113,7 +114,7 @@ private func gridCompute(
         let passBeta: Float = pc == 0 ? beta : 1
         packA(
             transposed: transposeA, a: shared.a, lda: lda, row: firstRow, column: pc, height: rows, depth: kcCur,
-            mr: mr, into: packedA)
+            mr: mr, vectorized: plan.panel.vectorPacking, into: packedA)
         for sliver in slivers {
             let column = sliver * nr
             let bSliver = plan.panel.sliver(shared.packedB, depth: pc, column: column)

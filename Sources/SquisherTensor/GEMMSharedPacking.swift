@@ -29,12 +29,15 @@ struct GEMMSharedPanelLayout {
     var paddedN: Int { slivers * nr }
     /// Packing items per depth block: groups of column slivers (about 2 per thread).
     let groups: Int
+    /// Whether the AVX-512 packing kernels pack the panel (``GEMMPlan/vectorPacking``).
+    let vectorPacking: Bool
     var packItems: Int { depthBlocks * groups }
     /// Scalars of the packed copy.
     var count: Int { k * paddedN }
 
-    init(k: Int, n: Int, nr: Int, kc: Int, threads: Int) {
+    init(k: Int, n: Int, nr: Int, kc: Int, threads: Int, vectorPacking: Bool) {
         self.k = k
+        self.vectorPacking = vectorPacking
         self.n = n
         self.nr = nr
         kcBlock = GEMMPlan.balanced(k, block: kc, multiple: 1)
@@ -69,7 +72,7 @@ func packSharedPanel(
         let last = min(layout.n, layout.slivers * (group + 1) / layout.groups * layout.nr)
         packB(
             transposed: transposed, b: b, ldb: ldb, row: pc, column: first, depth: kcCur, width: last - first,
-            nr: layout.nr, into: packed + pc * layout.paddedN + first * kcCur)
+            nr: layout.nr, vectorized: layout.vectorPacking, into: packed + pc * layout.paddedN + first * kcCur)
         counters.packed.add(1, ordering: .releasing)
     }
     while counters.packed.load(ordering: .acquiring) < layout.packItems { sched_yield() }

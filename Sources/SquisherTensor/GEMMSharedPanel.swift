@@ -29,12 +29,14 @@ func gemmSharedPanel(
         Int32(min(configuration.isaLevel, GEMMKernelInfo.cpuISALevel)), Int32(configuration.kernelVariant))
     let (mr, nr) = (Int(info.mr), Int(info.nr))
     let kernel: csq_sgemm_kernel_fn = info.kernel
-    let layout = GEMMSharedPanelLayout(k: k, n: n, nr: nr, kc: configuration.depthBlock(m: m, n: n), threads: threads)
+    let layout = GEMMSharedPanelLayout(
+        k: k, n: n, nr: nr, kc: configuration.depthBlock(m: m, n: n), threads: threads, vectorPacking: info.level >= 3)
     let kcBlock = layout.kcBlock
     // Compute items: bands of whole row tiles, about 4 per thread, at most the mc block.
     let rowTiles = (m + mr - 1) / mr
     let tilesPerBand = max(1, min(max(1, configuration.mc / mr), (rowTiles + 4 * threads - 1) / (4 * threads)))
-    let bands = (rowTiles + tilesPerBand - 1) / tilesPerBand
+    let bandStarts = guidedBandStarts(rowTiles: rowTiles, largest: tilesPerBand, threads: threads)
+    let bands = bandStarts.count - 1
     let bandRows = tilesPerBand * mr
     GEMMScratch.withBuffer(floats: layout.count) { packedB in
         let shared = GEMMSharedPointers(a: a, b: b, c: c, packedB: packedB)
@@ -45,9 +47,9 @@ func gemmSharedPanel(
                 while true {
                     let band = counters.nextCompute.wrappingAdd(1, ordering: .relaxed).oldValue
                     guard band < bands else { break }
-                    let first = band * bandRows
+                    let first = bandStarts[band] * mr
                     sharedPanelBand(
-                        rows: first..<min(m, first + bandRows), layout: layout, kernel: kernel, mr: mr,
+                        rows: first..<min(m, bandStarts[band + 1] * mr), layout: layout, kernel: kernel, mr: mr,
                         transposeA: transposeA, n: n, alpha: alpha, lda: lda, beta: beta, ldc: ldc, packedA: packedA, shared)
                 }
             }
@@ -71,7 +73,7 @@ private func sharedPanelBand(
         let passBeta: Float = pc == 0 ? beta : 1
         packA(
             transposed: transposeA, a: shared.a, lda: lda, row: first, column: pc, height: height, depth: kcCur,
-            mr: mr, into: packedA)
+            mr: mr, vectorized: layout.vectorPacking, into: packedA)
         var jr = 0
         while jr < n {
             let nrCur = min(nr, n - jr)
@@ -87,4 +89,18 @@ private func sharedPanelBand(
         }
         pc += layout.kcBlock
     }
+}
+
+/// Row-tile boundaries of the compute bands: bands of `largest` tiles while much work is left, then
+/// shrinking (each about a share of what is left over `2 · threads`), so the last bands the threads
+/// claim are short and the threads finish together.
+func guidedBandStarts(rowTiles: Int, largest: Int, threads: Int) -> [Int] {
+    var starts = [0]
+    var next = 0
+    while next < rowTiles {
+        let remaining = rowTiles - next
+        next += max(1, min(largest, (remaining + 2 * threads - 1) / (2 * threads)))
+        starts.append(next)
+    }
+    return starts
 }

@@ -30,6 +30,23 @@ typedef struct {
 /// prefetch (the AVX-512 kernels prefetch 16 depth steps ahead); AVX2 1 = 4x24 (0 = 6x16).
 csq_sgemm_kernel_info csq_sgemm_kernel_for(int level, int variant);
 
+/// The micro-kernel with the squares epilogue for ISA `level`, or one with `kernel == NULL` where there is
+/// none (below AVX-512): it computes the same tile `acc = sum_p a[p*MR + i] * b[p*NR + j]` and adds
+/// `(alpha * acc) * acc` to `C[i, j]` (two roundings of the products, then the sum; no fused multiply-add,
+/// so the result is that of storing `acc` and adding its scaled squares); `beta` is ignored.
+csq_sgemm_kernel_info csq_sgemm_squares_kernel_for(int level);
+
+/// Packs rows for the GEMM micro-kernels (AVX-512F; call only at ISA level 3) into slivers of `width`
+/// columns: sliver `s` starts at `s*width*depth`; for `p < depth`, `dst[s*width*depth + p*width + j] =
+/// src[p*ld + s*width + j]` where `s*width + j < count`, and `0` in the rest of the last sliver.
+/// Used for op(B) slivers of a non-transposed B and op(A) slivers of a transposed A.
+void csq_pack_copy_avx512(const float *src, long ld, long depth, long count, long width, float *dst);
+
+/// Packs lines transposed for the GEMM micro-kernels (AVX-512F; call only at ISA level 3): for `p < depth`,
+/// `dst[p*width + l] = src[l*ld + p]` for `l < lines` and `0` for `lines <= l < width`.
+/// Used for op(A) slivers of a non-transposed A and op(B) slivers of a transposed B.
+void csq_pack_transpose_avx512(const float *src, long ld, long lines, long depth, long width, float *dst);
+
 /// Benchmark helper: runs `iterations` rounds of independent FMA chains (no memory traffic) at ISA `level`
 /// (2 or 3) and stores the flop count in `*flops` (0 for levels without FMA); returns a checksum.
 /// Timing it gives the core's float32 FMA peak.
