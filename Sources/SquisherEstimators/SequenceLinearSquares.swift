@@ -5,13 +5,14 @@ import SquisherTensor
 /// `scale · Σ_n G_n ⊙ G_n` for the per-sample gradients `G_n` of an affine map over a sequence
 /// (``SequenceLinearGradients``), without a pass over memory per sample: the sums are made in blocks
 /// that stay in the L2 cache (at most 512 KiB; `width` a multiple of 32 where the layer is wider)
-/// while the samples pass over them. On AVX-512 CPUs the micro-kernel squares each tile of a block of
-/// `G_n` in registers and adds it to the sums (``gemmAddScaledSquares(transposeA:transposeB:m:n:k:scale:a:lda:b:ldb:sums:ldSums:configuration:)``),
-/// so `G_n` is never stored; elsewhere the block is computed into a scratch buffer and squared into
-/// the sums right after its product (the same rounding either way). Blocks are columns of `G_n`
-/// when it has at least as many columns as rows, else rows, so that the operand a block's GEMM packs
-/// anew (the whole other side) is the shorter side (GPT-2's `mlp.c_proj`, 3072 x 768: 20 row blocks,
-/// each repacking `Δ_n` of 768 columns, instead of 24 column blocks each repacking `X_n` of 3072).
+/// while the samples pass over them. Blocks are columns of `G_n` when it has at least as many columns
+/// as rows, else rows, so that the operand every block of a sample shares (the whole other side) is
+/// the shorter one (GPT-2's `mlp.c_proj`, 3072 x 768: 20 row blocks sharing `Δ_n` of 768 columns).
+///
+/// On AVX-512 CPUs the micro-kernel squares each tile of `G_n` in registers and adds it to the sums
+/// (``GEMMSquaresKernel``), so `G_n` is never stored, and each sample's shared operand is packed once
+/// for all its blocks (up to ``packedOperandsLimit``). Elsewhere each block of `G_n` is computed into
+/// a scratch buffer and squared into the sums right after its product (the same rounding).
 ///
 /// With `G_n = A_nᵀ B_n` (`A_n` `[T, rows]`, `B_n` `[T, columns]` strided views of the batch; `X` and
 /// `Δ` in the order of the weight's layout), the work is split over the threads by column blocks
@@ -28,6 +29,9 @@ struct SequenceLinearSquares {
 
     /// Floats of one block of `G_n` (512 KiB).
     static let blockFloats = 128 * 1024
+    /// Most floats of the operands packed once per sample for all blocks (32 MiB); larger batches pack
+    /// them per block.
+    static let packedOperandsLimit = 8 << 20
 
     func sums(input: Tensor, outputGradient: Tensor, scale: Float) -> (weight: [Float], bias: [Float]) {
         let g = gradients
@@ -59,8 +63,32 @@ struct SequenceLinearSquares {
                         let (lda, ldb) = g.transposed ? (i, o) : (o, i)
                         let pointers = SquaresPointers(a: a, b: b, sums: w.baseAddress!, extra: extra.baseAddress)
                         let configuration = single
+                        // AVX-512: the product's tiles are squared in registers (GEMMSquaresKernel). The operand
+                        // every block of a sample shares (A_n over all rows for column blocks, B_n over all
+                        // columns for row blocks) is packed once per sample, by all threads, before the blocks.
+                        let squares = t <= gemmSquaresMaximumDepth ? GEMMSquaresKernel(configuration: configuration) : nil
+                        let sharedCount = squares.map { byRows ? $0.packedBCount(n: columns, k: t) : $0.packedACount(m: rows, k: t) } ?? 0
+                        let shared = squares != nil && n * sharedCount <= Self.packedOperandsLimit
+                            ? UnsafeMutablePointer<Float>.allocate(capacity: n * sharedCount) : nil
+                        defer { shared?.deallocate() }
+                        if let squares, let shared {
+                            let packed = SharedOperands(base: shared)
+                            DispatchQueue.concurrentPerform(iterations: parts) { part in
+                                for sample in (n * part / parts)..<(n * (part + 1) / parts) where positions[sample] > 0 {
+                                    let into = packed.base + sample * sharedCount
+                                    if byRows {
+                                        squares.packB(transposed: false, n: columns, k: positions[sample], b: pointers.b + sample * t * ldb, ldb: ldb, into: into)
+                                    } else {
+                                        squares.packA(transposed: true, m: rows, k: positions[sample], a: pointers.a + sample * t * lda, lda: lda, into: into)
+                                    }
+                                }
+                            }
+                        }
+                        let packedShared = shared.map { SharedOperands(base: $0) }
                         DispatchQueue.concurrentPerform(iterations: threads) { part in
-                            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: width * (byRows ? columns : rows))
+                            // A block's own packed operand, or (without the squares kernel) its block of G_n.
+                            let scratchCount = squares.map { byRows ? $0.packedACount(m: width, k: t) : $0.packedBCount(n: width, k: t) } ?? 0
+                            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(scratchCount, width * (byRows ? columns : rows)))
                             defer { scratch.deallocate() }
                             /// Rows `start..<start + width` of G_n (all columns: one contiguous run of the sums).
                             func rowBlock(_ start: Int, sample: Int, k: Int, into sums: UnsafeMutablePointer<Float>) {
@@ -68,27 +96,41 @@ struct SequenceLinearSquares {
                                 let a: UnsafePointer<Float> = pointers.a + sample * t * lda + start
                                 let b: UnsafePointer<Float> = pointers.b + sample * t * ldb
                                 let target: UnsafeMutablePointer<Float> = sums + start * columns
-                                if gemmAddScaledSquares(
-                                    transposeA: true, transposeB: false, m: rowCount, n: columns, k: k, scale: scale,
-                                    a: a, lda: lda, b: b, ldb: ldb, sums: target, ldSums: columns, configuration: configuration)
-                                { return }
-                                gemm(transposeA: true, transposeB: false, m: rowCount, n: columns, k: k,
-                                     a: a, lda: lda, b: b, ldb: ldb, c: scratch, ldc: columns, configuration: configuration)
-                                addScaledSquares(count: rowCount * columns, scale: scale, x: scratch, y: sums + start * columns)
+                                if let squares, let packedShared {
+                                    squares.packA(transposed: true, m: rowCount, k: k, a: a, lda: lda, into: scratch)
+                                    squares.addScaledSquares(
+                                        packedA: scratch, m: rowCount, packedB: packedShared.base + sample * sharedCount, n: columns, k: k,
+                                        scale: scale, sums: target, ldSums: columns)
+                                } else if let squares {
+                                    squares.addScaledSquares(
+                                        transposeA: true, transposeB: false, m: rowCount, n: columns, k: k, scale: scale,
+                                        a: a, lda: lda, b: b, ldb: ldb, sums: target, ldSums: columns)
+                                } else {
+                                    gemm(transposeA: true, transposeB: false, m: rowCount, n: columns, k: k,
+                                         a: a, lda: lda, b: b, ldb: ldb, c: scratch, ldc: columns, configuration: configuration)
+                                    addScaledSquares(count: rowCount * columns, scale: scale, x: scratch, y: target)
+                                }
                             }
                             /// Columns `column..<column + width` of G_n (all rows).
                             func columnBlock(_ column: Int, sample: Int, k: Int, into sums: UnsafeMutablePointer<Float>) {
                                 let columnCount = Swift.min(width, columns - column)
                                 let a: UnsafePointer<Float> = pointers.a + sample * t * lda
                                 let b: UnsafePointer<Float> = pointers.b + sample * t * ldb + column
-                                if gemmAddScaledSquares(
-                                    transposeA: true, transposeB: false, m: rows, n: columnCount, k: k, scale: scale,
-                                    a: a, lda: lda, b: b, ldb: ldb, sums: sums + column, ldSums: columns, configuration: configuration)
-                                { return }
-                                gemm(transposeA: true, transposeB: false, m: rows, n: columnCount, k: k,
-                                     a: a, lda: lda, b: b, ldb: ldb, c: scratch, ldc: columnCount, configuration: configuration)
-                                for row in 0..<rows {
-                                    addScaledSquares(count: columnCount, scale: scale, x: scratch + row * columnCount, y: sums + row * columns + column)
+                                if let squares, let packedShared {
+                                    squares.packB(transposed: false, n: columnCount, k: k, b: b, ldb: ldb, into: scratch)
+                                    squares.addScaledSquares(
+                                        packedA: packedShared.base + sample * sharedCount, m: rows, packedB: scratch, n: columnCount, k: k,
+                                        scale: scale, sums: sums + column, ldSums: columns)
+                                } else if let squares {
+                                    squares.addScaledSquares(
+                                        transposeA: true, transposeB: false, m: rows, n: columnCount, k: k, scale: scale,
+                                        a: a, lda: lda, b: b, ldb: ldb, sums: sums + column, ldSums: columns)
+                                } else {
+                                    gemm(transposeA: true, transposeB: false, m: rows, n: columnCount, k: k,
+                                         a: a, lda: lda, b: b, ldb: ldb, c: scratch, ldc: columnCount, configuration: configuration)
+                                    for row in 0..<rows {
+                                        addScaledSquares(count: columnCount, scale: scale, x: scratch + row * columnCount, y: sums + row * columns + column)
+                                    }
                                 }
                             }
                             func block(_ start: Int, sample: Int, into sums: UnsafeMutablePointer<Float>) {
@@ -152,6 +194,12 @@ struct SequenceLinearSquares {
         }
         return sums
     }
+}
+
+/// The operands packed once per sample, handed to the threads of ``SequenceLinearSquares`` (each
+/// sample's packed copy is written by one thread, then only read).
+private struct SharedOperands: @unchecked Sendable {
+    let base: UnsafeMutablePointer<Float>
 }
 
 /// Raw pointers handed to the threads of ``SequenceLinearSquares``; each writes only its own

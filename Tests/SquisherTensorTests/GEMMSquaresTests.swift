@@ -52,6 +52,35 @@ struct GEMMSquaresTests {
         let expected = Self.reference(problem, scale: 0.375)
         let differing = zip(sums, expected).filter { $0.bitPattern != $1.bitPattern }.count
         #expect(differing == 0, "\(differing) of \(sums.count) scalars (padding included) differ from gemm then squares")
+        // The same from operands packed beforehand, in column blocks of one and two slivers (as the
+        // per-sample squares use them: a packed op(A) shared by the blocks of a packed op(B)).
+        let packed = try #require(GEMMSquaresKernel(configuration: GEMMConfiguration(maximumThreads: 1)))
+        var blocked = problem.c
+        var packedA = [Float](repeating: .nan, count: packed.packedACount(m: shape.m, k: shape.k))
+        var packedB = [Float](repeating: .nan, count: packed.packedBCount(n: shape.n, k: shape.k))
+        problem.a.withUnsafeBufferPointer { a in
+            problem.b.withUnsafeBufferPointer { b in
+                packedA.withUnsafeMutableBufferPointer { pa in
+                    packedB.withUnsafeMutableBufferPointer { pb in
+                        blocked.withUnsafeMutableBufferPointer { out in
+                            packed.packA(transposed: transposes.a, m: shape.m, k: shape.k, a: a.baseAddress!, lda: problem.lda, into: pa.baseAddress!)
+                            packed.packB(transposed: transposes.b, n: shape.n, k: shape.k, b: b.baseAddress!, ldb: problem.ldb, into: pb.baseAddress!)
+                            var column = 0, slivers = 1
+                            while column < shape.n {
+                                let width = min(shape.n - column, slivers * packed.tileColumns)
+                                packed.addScaledSquares(
+                                    packedA: pa.baseAddress!, m: shape.m, packedB: pb.baseAddress! + column * shape.k, n: width, k: shape.k,
+                                    scale: 0.375, sums: out.baseAddress! + column, ldSums: problem.ldc)
+                                column += width
+                                slivers = 3 - slivers
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let differingBlocked = zip(blocked, expected).filter { $0.bitPattern != $1.bitPattern }.count
+        #expect(differingBlocked == 0, "\(differingBlocked) scalars differ with operands packed beforehand")
     }
 
     /// Deeper than a `gemm` depth pass (k = 700, one pass here, three there): against Double, within
