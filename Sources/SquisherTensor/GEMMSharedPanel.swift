@@ -15,8 +15,9 @@ struct GEMMSharedPointers: @unchecked Sendable {
 /// Multithreaded product with one shared packed copy of all of `op(B)`, in one dispatch:
 ///
 /// 1. The threads pack `op(B)` together (``packSharedPanel(_:transposed:b:ldb:into:counters:)``).
-/// 2. They claim compute items (bands of a few `mr`-row tiles of C, all columns and depths) from a
-///    second counter, packing only that band's rows of `op(A)`.
+/// 2. They claim compute items (bands of a few `mr`-row tiles of C, all columns and depths; the last
+///    bands thinner, ``guidedBandStarts(rowTiles:largest:threads:)``) from a second counter, packing only
+///    that band's rows of `op(A)`.
 ///
 /// The items are several per thread, so a thread that the OS delays (this machine is shared) costs
 /// only its current item, and mid-sized products split finely.
@@ -32,7 +33,8 @@ func gemmSharedPanel(
     let layout = GEMMSharedPanelLayout(
         k: k, n: n, nr: nr, kc: configuration.depthBlock(m: m, n: n), threads: threads, vectorPacking: info.level >= 3)
     let kcBlock = layout.kcBlock
-    // Compute items: bands of whole row tiles, about 4 per thread, at most the mc block.
+    // Compute items: bands of whole row tiles, about 4 per thread and at most the mc block, shrinking
+    // towards the end (guidedBandStarts).
     let rowTiles = (m + mr - 1) / mr
     let tilesPerBand = max(1, min(max(1, configuration.mc / mr), (rowTiles + 4 * threads - 1) / (4 * threads)))
     let bandStarts = guidedBandStarts(rowTiles: rowTiles, largest: tilesPerBand, threads: threads)
