@@ -111,7 +111,13 @@ public struct PerSampleRuleRegistry: Sendable {
 /// `D = Σ_pass scale·Δ⊙Δ` (`[N, out]`) and does one product `Dᵀ(X⊙X)` per batch (bias: `Σ_n D_n`);
 /// inputs with extra axes keep the per-pass path.
 public struct LinearSquaredGradientRule: PassSummableSquaredGradientRule, PerSampleGradientRule {
-    public init() {}
+    /// Settings of the sums of squares' products over sequences (nil: ``GEMMConfiguration/current``):
+    /// an instruction-set level below 3 runs them as on a CPU without AVX-512.
+    public let products: GEMMConfiguration?
+
+    public init(products: GEMMConfiguration? = nil) {
+        self.products = products
+    }
 
     public func perSampleGradients(layer: any Layer, input: Tensor, outputGradient: Tensor) throws -> [String: PerSampleGradients] {
         guard let linear = layer as? Linear else { throw TensorError.invalidArgument(argument: "layer", reason: "expected Linear, got \(layer.typeName)") }
@@ -144,7 +150,8 @@ public struct LinearSquaredGradientRule: PassSummableSquaredGradientRule, PerSam
             }
         } else {
             let sums = try SequenceLinearGradients(
-                samples: n, positions: positions, inFeatures: inFeatures, outFeatures: outFeatures, transposed: false
+                samples: n, positions: positions, inFeatures: inFeatures, outFeatures: outFeatures, transposed: false,
+                products: products
             ).squaredSums(input: input, outputGradient: outputGradient, scale: scale)
             temporaryBytes = 4 * (2 * outFeatures * inFeatures + 2 * outFeatures)
             if linear.weight.requiresGradient {

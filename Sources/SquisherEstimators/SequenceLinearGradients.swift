@@ -14,6 +14,8 @@ struct SequenceLinearGradients {
     let samples: Int, positions: Int, inFeatures: Int, outFeatures: Int
     /// Weight stored `[in, out]` (HF Conv1D) instead of `[out, in]`.
     let transposed: Bool
+    /// Settings of the products of the sums of squares (nil: ``GEMMConfiguration/current``).
+    var products: GEMMConfiguration? = nil
 
     /// Bytes of the two scratch buffers.
     var scratchBytes: Int { 4 * (inFeatures * outFeatures + outFeatures) }

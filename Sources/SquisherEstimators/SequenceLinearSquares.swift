@@ -48,9 +48,10 @@ struct SequenceLinearSquares {
         let width = Swift.min(byRows ? rows : columns, extent)
         let positions = activePositions(outputGradient)
         let blocks = ((byRows ? rows : columns) + width - 1) / width
-        var single = GEMMConfiguration.current
+        let products = g.products ?? GEMMConfiguration.current
+        var single = products
         single.maximumThreads = 1
-        let parts = GEMMConfiguration.current.threadParts(for: Swift.max(blocks, n))
+        let parts = products.threadParts(for: Swift.max(blocks, n))
         let splitColumns = blocks >= 2 * parts || n < parts
         let threads = splitColumns ? Swift.min(parts, blocks) : parts
         // Sample split: every thread but the first adds into its own copy of the sums.

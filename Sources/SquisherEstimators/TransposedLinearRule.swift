@@ -6,7 +6,13 @@ import SquisherTensor
 /// `[N, in]` the sum of squares is one product `(X⊙X)ᵀ(Δ⊙Δ)`.
 /// Per-sample gradients (``PerSampleGradientRule``) are made one sample at a time.
 public struct TransposedLinearSquaredGradientRule: PerSampleGradientRule {
-    public init() {}
+    /// Settings of the sums of squares' products over sequences (nil: ``GEMMConfiguration/current``):
+    /// an instruction-set level below 3 runs them as on a CPU without AVX-512.
+    public let products: GEMMConfiguration?
+
+    public init(products: GEMMConfiguration? = nil) {
+        self.products = products
+    }
 
     private func layer(_ layer: any Layer) throws -> TransposedLinear {
         guard let linear = layer as? TransposedLinear else {
@@ -19,7 +25,7 @@ public struct TransposedLinearSquaredGradientRule: PerSampleGradientRule {
         let n = input.shape.first ?? 0
         return SequenceLinearGradients(
             samples: n, positions: input.count / max(n * linear.inputFeatures, 1), inFeatures: linear.inputFeatures,
-            outFeatures: linear.outputFeatures, transposed: true)
+            outFeatures: linear.outputFeatures, transposed: true, products: products)
     }
 
     public func accumulateSquaredGradients(
