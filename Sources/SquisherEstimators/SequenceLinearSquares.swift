@@ -176,25 +176,41 @@ struct SequenceLinearSquares {
         }
     }
 
-    /// `scale · Σ_n (Σ_t Δ_n[t])²`, `[out]`.
+    /// `scale · Σ_n (Σ_t Δ_n[t])²`, `[out]`: each sample's sum over positions on the threads (samples
+    /// split between them), then the scaled squares added in sample order (the same rounding on any
+    /// number of threads).
     private func biasSums(outputGradient: Tensor, scale: Float) -> [Float] {
         let (n, t, o) = (gradients.samples, gradients.positions, gradients.outFeatures)
         var sums = [Float](repeating: 0, count: o)
-        guard o > 0 else { return sums }
-        var sample = [Float](repeating: 0, count: o)
+        guard o > 0, n > 0 else { return sums }
+        var samples = [Float](repeating: 0, count: n * o)
+        let parts = (gradients.products ?? GEMMConfiguration.current).threadParts(for: n)
         outputGradient.withUnsafeBufferPointer { d in
-            sums.withUnsafeMutableBufferPointer { total in
-                sample.withUnsafeMutableBufferPointer { s in
-                    for index in 0..<n {
-                        s.update(repeating: 0)
-                        for position in 0..<t { axpy(count: o, alpha: 1, x: d.baseAddress! + (index * t + position) * o, y: s.baseAddress!) }
-                        addScaledSquares(count: o, scale: scale, x: s.baseAddress!, y: total.baseAddress!)
+            samples.withUnsafeMutableBufferPointer { s in
+                let pointers = BiasSumPointers(outputGradient: d.baseAddress!, sampleSums: s.baseAddress!)
+                DispatchQueue.concurrentPerform(iterations: parts) { part in
+                    for index in (n * part / parts)..<(n * (part + 1) / parts) {
+                        for position in 0..<t {
+                            axpy(count: o, alpha: 1, x: pointers.outputGradient + (index * t + position) * o, y: pointers.sampleSums + index * o)
+                        }
                     }
                 }
             }
         }
+        samples.withUnsafeBufferPointer { s in
+            sums.withUnsafeMutableBufferPointer { total in
+                for index in 0..<n { addScaledSquares(count: o, scale: scale, x: s.baseAddress! + index * o, y: total.baseAddress!) }
+            }
+        }
         return sums
     }
+}
+
+/// The output gradient `[N, T, out]` and the per-sample sums `[N, out]` of ``SequenceLinearSquares``'s
+/// bias sums, handed to the threads (each writes only its own samples' sums).
+private struct BiasSumPointers: @unchecked Sendable {
+    let outputGradient: UnsafePointer<Float>
+    let sampleSums: UnsafeMutablePointer<Float>
 }
 
 /// The operands packed once per sample, handed to the threads of ``SequenceLinearSquares`` (each
