@@ -106,6 +106,20 @@ static void csq_sgemm_avx2_##MR##x##NV(long kc, const float *restrict a, const f
 }
 
 // ---------------------------------------------------------------------------------------------
+// One depth step of the AVX-512 kernels: NV zmm loads of the B sliver, MR broadcasts of the A sliver,
+// MR x NV FMAs into the accumulators `acc`; then both sliver pointers move one step on.
+#define CSQ_AVX512_DEPTH_STEP(MR, NV)                                                                    \
+    do {                                                                                                 \
+        __m512 bv[NV];                                                                                   \
+        CSQ_UNROLL for (int v = 0; v < NV; v++) bv[v] = _mm512_loadu_ps(b + 16 * v);                     \
+        CSQ_UNROLL for (int i = 0; i < MR; i++) {                                                        \
+            __m512 ai = _mm512_set1_ps(a[i]);                                                            \
+            CSQ_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);   \
+        }                                                                                                \
+        a += MR;                                                                                         \
+        b += 16 * NV;                                                                                    \
+    } while (0)
+
 // AVX-512F: MR x (16 * NV) tiles in zmm registers (32 of them), A broadcast, B loaded. With PF (PFB) > 0,
 // the depth loop is unrolled by 4 and each depth step prefetches the A (B) sliver PF (PFB) steps ahead
 // into L1 (measured 0-15% faster than none on the GPT-2 block products; BENCHMARKS.md, "Matrix multiply").
@@ -127,26 +141,12 @@ static void NAME(long kc, const float *restrict a, const float *restrict b,     
                 if (PF > 0) _mm_prefetch((const char *)(a + PF * MR), _MM_HINT_T0);                      \
                 if (PFB > 0) CSQ_UNROLL for (int v = 0; v < NV; v++)                                     \
                     _mm_prefetch((const char *)(b + PFB * 16 * NV + 16 * v), _MM_HINT_T0);             \
-                __m512 bv[NV];                                                                           \
-                CSQ_UNROLL for (int v = 0; v < NV; v++) bv[v] = _mm512_loadu_ps(b + 16 * v);             \
-                CSQ_UNROLL for (int i = 0; i < MR; i++) {                                                \
-                    __m512 ai = _mm512_set1_ps(a[i]);                                                    \
-                    CSQ_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]); \
-                }                                                                                        \
-                a += MR;                                                                                 \
-                b += 16 * NV;                                                                            \
+                CSQ_AVX512_DEPTH_STEP(MR, NV);                                                           \
             }                                                                                            \
         }                                                                                                \
     }                                                                                                    \
     for (; p < kc; p++) {                                                                                \
-        __m512 bv[NV];                                                                                   \
-        CSQ_UNROLL for (int v = 0; v < NV; v++) bv[v] = _mm512_loadu_ps(b + 16 * v);                     \
-        CSQ_UNROLL for (int i = 0; i < MR; i++) {                                                        \
-            __m512 ai = _mm512_set1_ps(a[i]);                                                            \
-            CSQ_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);   \
-        }                                                                                                \
-        a += MR;                                                                                         \
-        b += 16 * NV;                                                                                    \
+        CSQ_AVX512_DEPTH_STEP(MR, NV);                                                                   \
     }                                                                                                    \
     __m512 va = _mm512_set1_ps(alpha);                                                                   \
     if (SQ) {                                                                                            \

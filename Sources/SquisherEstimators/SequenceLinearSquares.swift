@@ -39,16 +39,16 @@ struct SequenceLinearSquares {
         // G = A_nᵀ B_n: [in, out] = X_nᵀ Δ_n (HF Conv1D) or [out, in] = Δ_nᵀ X_n (Linear).
         let (rows, columns) = g.transposed ? (i, o) : (o, i)
         var weight = [Float](repeating: 0, count: rows * columns)
-        let bias = biasSums(outputGradient: outputGradient, scale: scale)
+        let products = g.products ?? GEMMConfiguration.current
+        let bias = biasSums(outputGradient: outputGradient, scale: scale, products: products)
         guard n > 0, t > 0, rows > 0, columns > 0 else { return (weight, bias) }
-        // Blocks run along the longer side of G_n, so the operand each block's GEMM packs again (A_n
+        // Blocks run along the longer side of G_n, so the operand every block of a sample shares (A_n
         // for column blocks, B_n for row blocks) is the one along the shorter side.
         let byRows = rows > columns
         let extent = Swift.max(32, Self.blockFloats / (byRows ? columns : rows) / 32 * 32)
         let width = Swift.min(byRows ? rows : columns, extent)
         let positions = activePositions(outputGradient)
         let blocks = ((byRows ? rows : columns) + width - 1) / width
-        let products = g.products ?? GEMMConfiguration.current
         var single = products
         single.maximumThreads = 1
         let parts = products.threadParts(for: Swift.max(blocks, n))
@@ -179,12 +179,12 @@ struct SequenceLinearSquares {
     /// `scale · Σ_n (Σ_t Δ_n[t])²`, `[out]`: each sample's sum over positions on the threads (samples
     /// split between them), then the scaled squares added in sample order (the same rounding on any
     /// number of threads).
-    private func biasSums(outputGradient: Tensor, scale: Float) -> [Float] {
+    private func biasSums(outputGradient: Tensor, scale: Float, products: GEMMConfiguration) -> [Float] {
         let (n, t, o) = (gradients.samples, gradients.positions, gradients.outFeatures)
         var sums = [Float](repeating: 0, count: o)
         guard o > 0, n > 0 else { return sums }
         var samples = [Float](repeating: 0, count: n * o)
-        let parts = (gradients.products ?? GEMMConfiguration.current).threadParts(for: n)
+        let parts = products.threadParts(for: n)
         outputGradient.withUnsafeBufferPointer { d in
             samples.withUnsafeMutableBufferPointer { s in
                 let pointers = BiasSumPointers(outputGradient: d.baseAddress!, sampleSums: s.baseAddress!)
