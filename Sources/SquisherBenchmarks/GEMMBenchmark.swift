@@ -13,6 +13,7 @@ enum GEMMBenchmark {
                            --sizes 256,512,1024   --only TEXT (cases whose label contains TEXT)
                            --grid-limit N (GEMMConfiguration.packedGridLimit; 0 = no grid split)
                            --best (report the fastest sample instead of the median)   --kc N (depth block, all products)
+                           --cold MiB (rotate operand copies of about MiB in all: operands read from memory)
                            --tune (sweep tile shapes and kc/mc at 1024, 1 thread)
                            --compare-splits (packed grid against the row split, interleaved, best samples)
                            --compare-variants 0,4 (micro-kernel variants, interleaved, CPU time)
@@ -45,6 +46,8 @@ enum GEMMBenchmark {
         var compareVariants: [Int]? = nil
         var compareKC: [Int]? = nil
         var compareMC: [Int]? = nil
+        /// Operand copies to rotate through, about this many MiB in all (0: one set, cache-warm).
+        var coldMiB = 0
     }
 
     static func parse(_ arguments: [String]) -> Options? {
@@ -64,6 +67,7 @@ enum GEMMBenchmark {
             case "--tune": options.tune = true
             case "--grid-limit": guard let v = iterator.next().flatMap({ Int($0) }), v >= 0 else { return nil }; options.gridLimit = v
             case "--best": options.best = true
+            case "--cold": guard let v = iterator.next().flatMap({ Int($0) }), v >= 0 else { return nil }; options.coldMiB = v
             case "--compare-splits": options.compareSplits = true
             case "--kc": guard let v = iterator.next().flatMap({ Int($0) }), v > 0 else { return nil }; options.kc = v
             case "--compare-variants": guard let v = integers(iterator.next()) else { return nil }; options.compareVariants = v
@@ -134,7 +138,7 @@ enum GEMMBenchmark {
     /// Seconds per call of Squisher's gemm on random operands.
     static func measureSquisher(_ c: Case, configuration: GEMMConfiguration, options: Options, best: Bool = false) -> Double {
         var seconds = 0.0
-        withOperands(c) { run in
+        withOperands(c, coldMiB: options.coldMiB) { run in
             seconds = time(samples: options.samples, minSeconds: options.minSeconds, best: best) { run(configuration) }
         }
         return seconds
@@ -442,21 +446,30 @@ enum GEMMBenchmark {
     }
 
     /// Calls `body` with a function that runs Squisher's gemm of case `c` on fixed random operands.
-    static func withOperands(_ c: Case, _ body: ((GEMMConfiguration) -> Void) -> Void) {
+    ///
+    /// With `coldMiB > 0`, enough copies of the operands and the output to fill about that many MiB,
+    /// used in turn by successive calls: each call then reads its operands from memory and writes an
+    /// output that is not in cache, as a layer of a real training pass does.
+    static func withOperands(_ c: Case, coldMiB: Int = 0, _ body: ((GEMMConfiguration) -> Void) -> Void) {
         var rng = SplitMix64(seed: 1)
-        let a = (0..<(c.m * c.k)).map { _ in rng.nextUniformFloat() * 2 - 1 }
-        let b = (0..<(c.k * c.n)).map { _ in rng.nextUniformFloat() * 2 - 1 }
-        var out = [Float](repeating: 0, count: c.m * c.n)
+        let setBytes = 4 * (c.m * c.k + c.k * c.n + c.m * c.n)
+        let copies = max(1, coldMiB << 20 / max(1, setBytes))
+        let a = (0..<(c.m * c.k * copies)).map { _ in rng.nextUniformFloat() * 2 - 1 }
+        let b = (0..<(c.k * c.n * copies)).map { _ in rng.nextUniformFloat() * 2 - 1 }
+        var out = [Float](repeating: 0, count: c.m * c.n * copies)
         let lda = c.transposeA ? c.m : c.k
         let ldb = c.transposeB ? c.k : c.n
+        var next = 0
         a.withUnsafeBufferPointer { pa in
             b.withUnsafeBufferPointer { pb in
                 out.withUnsafeMutableBufferPointer { pc in
                     body { configuration in
+                        let copy = next % copies
+                        next += 1
                         gemm(
                             transposeA: c.transposeA, transposeB: c.transposeB, m: c.m, n: c.n, k: c.k,
-                            a: pa.baseAddress!, lda: lda, b: pb.baseAddress!, ldb: ldb, c: pc.baseAddress!, ldc: c.n,
-                            configuration: configuration)
+                            a: pa.baseAddress! + copy * c.m * c.k, lda: lda, b: pb.baseAddress! + copy * c.k * c.n, ldb: ldb,
+                            c: pc.baseAddress! + copy * c.m * c.n, ldc: c.n, configuration: configuration)
                     }
                 }
             }
