@@ -1,3 +1,4 @@
+import CSquisherKernels
 import SquisherTensor
 
 /// The Gaussian error linear unit, element-wise, as PyTorch's `nn.GELU(approximate=...)`:
@@ -9,7 +10,8 @@ import SquisherTensor
 ///
 /// Any input shape. Evaluated 16 lanes at a time (``VectorMath``: `Φ` from a Chebyshev `erfc` fit
 /// with fractional error below 1.2e-7, the tanh form as `x · sigmoid(2u)`, both accurate in relative
-/// terms in the negative tail), the elements split over ``GEMMConfiguration/maximumThreads`` threads.
+/// terms in the negative tail; the same formulas in one AVX-512 register with fused multiply-adds on
+/// CPUs that have it, ``kernelISALevel``), the elements split over ``GEMMConfiguration/maximumThreads`` threads.
 /// The forward keeps `gelu'(x)` (one tensor of the input's size), so each backward is one product.
 public final class GELU: Layer, CustomStringConvertible {
     /// Which formula to evaluate (PyTorch's `approximate` argument).
@@ -26,6 +28,11 @@ public final class GELU: Layer, CustomStringConvertible {
     public var localParameters: [(name: String, parameter: Parameter)] { [] }
     /// The input shape and `gelu'(x)` of the last forward.
     private var cached: (shape: [Int], derivative: Tensor)?
+
+    /// Instruction-set level of the forward's kernel: 3 (the default where the CPU has AVX-512F) runs the
+    /// C kernel `csq_gelu_avx512`, lower levels the portable Swift lanes (0 = portable, as
+    /// ``GEMMConfiguration/isaLevel``). Lowering it is for tests and benchmarks; the two agree to a few ulp.
+    public var kernelISALevel: Int = GEMMKernelInfo.cpuISALevel
 
     /// Creates the layer; the default is the exact form, as PyTorch.
     public init(approximate: Approximation = .none) { self.approximate = approximate }
@@ -44,6 +51,7 @@ public final class GELU: Layer, CustomStringConvertible {
             return input
         }
         let approximate = approximate
+        let vectorKernel = min(kernelISALevel, GEMMKernelInfo.cpuISALevel) >= 3
         var derivative = Tensor(zeros: [0])
         let output = Tensor(uninitializedShape: input.shape) { out in
             derivative = Tensor(uninitializedShape: input.shape) { slope in
@@ -51,6 +59,10 @@ public final class GELU: Layer, CustomStringConvertible {
                     let (source, values, slopes) = (SendablePointer(x.baseAddress!), SendablePointer(out.baseAddress!), SendablePointer(slope.baseAddress!))
                     parallelChunks(count: x.count) { start, end in
                         let (x, y, dy) = (source.pointer + start, values.pointer + start, slopes.pointer + start)
+                        if vectorKernel {
+                            csq_gelu_avx512(end - start, x, y, dy, approximate == .tanh ? 1 : 0)
+                            return
+                        }
                         switch approximate {
                         case .none: VectorMath.mapWithDerivative(count: end - start, x, y, dy, GELU.exact)
                         case .tanh: VectorMath.mapWithDerivative(count: end - start, x, y, dy, GELU.tanhForm)

@@ -23,9 +23,16 @@ struct GELUAccuracyTests {
         return (x * s, s + 2 * x * s * (1 - s) * c * (1 + 3 * 0.044715 * x * x))
     }
 
-    @Test("forward and backward within 1e-5 relative over [-9, 9]", arguments: [GELU.Approximation.none, .tanh])
-    func accuracy(_ approximation: GELU.Approximation) throws {
+    /// Every formula at every kernel level this CPU runs: the AVX-512 C kernel (3, where available) and
+    /// the portable Swift lanes (0).
+    static let cases: [(GELU.Approximation, Int)] = [GELU.Approximation.none, .tanh].flatMap { form in
+        Set([GEMMKernelInfo.cpuISALevel, 0]).sorted().map { (form, $0) }
+    }
+
+    @Test("forward and backward within 1e-5 relative over [-9, 9]", arguments: cases)
+    func accuracy(_ approximation: GELU.Approximation, level: Int) throws {
         let layer = GELU(approximate: approximation)
+        layer.kernelISALevel = level
         let input = try Tensor(shape: [1, Self.inputs.count], scalars: Self.inputs)
         let output = try layer.forward(input, mode: .training)
         let gradient = try layer.backward(Tensor(repeating: 1, shape: input.shape), accumulateParameterGradients: false)
@@ -42,15 +49,16 @@ struct GELUAccuracyTests {
             if valueError > worst.value { worst = (valueError, x) }
             if derivativeError > worstDerivative.value { worstDerivative = (derivativeError, x) }
         }
-        #expect(worst.value < 1e-5, "worst forward relative error \(worst.value) at x = \(worst.at)")
-        #expect(worstDerivative.value < 1e-5, "worst backward error \(worstDerivative.value) at x = \(worstDerivative.at)")
+        #expect(worst.value < 1e-5, "level \(level): worst forward relative error \(worst.value) at x = \(worst.at)")
+        #expect(worstDerivative.value < 1e-5, "level \(level): worst backward error \(worstDerivative.value) at x = \(worstDerivative.at)")
     }
 
     @Test("saturation: no NaN or infinity for huge inputs; exact limits x and 0")
     func saturation() throws {
         let input = try Tensor(shape: [1, 4], scalars: [-1e4, -100, 100, 1e4])
-        for approximation in [GELU.Approximation.none, .tanh] {
+        for (approximation, level) in Self.cases {
             let layer = GELU(approximate: approximation)
+            layer.kernelISALevel = level
             let output = try layer.forward(input, mode: .training)
             #expect(output.isFinite)
             #expect(output.scalars[2] == 100 && output.scalars[3] == 1e4, "\(approximation): gelu(x) = x for large x")
@@ -58,6 +66,9 @@ struct GELUAccuracyTests {
             let gradient = try layer.backward(Tensor(repeating: 1, shape: input.shape), accumulateParameterGradients: false)
             // Exactly 0 at -1e4: exp underflows to 0 there (never to a tiny or subnormal number).
             #expect(gradient.isFinite && gradient.scalars[3] == 1 && gradient.scalars[0] == 0)
+            // A NaN input stays NaN (the clamp of exp's argument must not turn it into a bound).
+            let nan = try layer.forward(Tensor(shape: [1, 2], scalars: [.nan, 1]), mode: .training)
+            #expect(nan.scalars[0].isNaN && nan.scalars[1].isFinite, "\(approximation), level \(level): NaN must propagate")
         }
     }
 }
