@@ -1,4 +1,4 @@
-// AVX-512 GELU with its derivative (see CSquisherKernels.h). The Swift build targets baseline x86-64,
+// AVX-512 GELU with its derivative and softmax rows forward and backward (see CSquisherKernels.h). The Swift build targets baseline x86-64,
 // where SquisherLayers' 16-lane `VectorMath` runs as four SSE vectors without FMA; these are the same
 // formulas (Cephes `expf`, Numerical Recipes' `erfcc`, the tanh form as `x · sigmoid(2u)`) in one
 // AVX-512 register with fused multiply-adds, so results differ from the Swift path by a few ulp.
@@ -84,7 +84,54 @@ void csq_gelu_avx512(long n, const float *x, float *y, float *dy, int tanhForm) 
     }
 }
 
+/// The horizontal sum of `v`'s lanes in double, added to `sum`.
+CSQ_ACT_TARGET static inline __m512d csq_add_lanes_pd(__m512d sum, __m512 v) {
+    sum = _mm512_add_pd(sum, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+    return _mm512_add_pd(sum, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+}
+
+CSQ_ACT_TARGET
+void csq_softmax_row_avx512(float *row, long count, long total) {
+    __m512 maximum = _mm512_set1_ps(-__builtin_inff());
+    for (long i = 0; i < count; i += 16) {
+        __mmask16 lanes = count - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (count - i)) - 1u);
+        maximum = _mm512_mask_max_ps(maximum, lanes, maximum, _mm512_maskz_loadu_ps(lanes, row + i));
+    }
+    __m512 shift = _mm512_set1_ps(_mm512_reduce_max_ps(maximum));
+    __m512d sum = _mm512_setzero_pd();
+    for (long i = 0; i < count; i += 16) {
+        __mmask16 lanes = count - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (count - i)) - 1u);
+        __m512 e = _mm512_maskz_mov_ps(lanes, csq_exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(lanes, row + i), shift)));
+        _mm512_mask_storeu_ps(row + i, lanes, e);
+        sum = csq_add_lanes_pd(sum, e);
+    }
+    __m512 inverse = _mm512_set1_ps((float)(1.0 / _mm512_reduce_add_pd(sum)));
+    for (long i = 0; i < count; i += 16) {
+        __mmask16 lanes = count - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (count - i)) - 1u);
+        _mm512_mask_storeu_ps(row + i, lanes, _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, row + i), inverse));
+    }
+    for (long i = count; i < total; i++) row[i] = 0.0f;
+}
+
+CSQ_ACT_TARGET
+void csq_softmax_backward_row_avx512(const float *p, float *g, long count) {
+    __m512 dot = _mm512_setzero_ps();
+    for (long i = 0; i < count; i += 16) {
+        __mmask16 lanes = count - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (count - i)) - 1u);
+        dot = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(lanes, p + i), _mm512_maskz_loadu_ps(lanes, g + i), dot);
+    }
+    __m512 d = _mm512_set1_ps(_mm512_reduce_add_ps(dot));
+    for (long i = 0; i < count; i += 16) {
+        __mmask16 lanes = count - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (count - i)) - 1u);
+        __m512 pv = _mm512_maskz_loadu_ps(lanes, p + i), gv = _mm512_maskz_loadu_ps(lanes, g + i);
+        _mm512_mask_storeu_ps(g + i, lanes, _mm512_mul_ps(pv, _mm512_sub_ps(gv, d)));
+    }
+}
+
 #else
+
+void csq_softmax_row_avx512(float *row, long count, long total) { (void)row; (void)count; (void)total; }
+void csq_softmax_backward_row_avx512(const float *p, float *g, long count) { (void)p; (void)g; (void)count; }
 
 void csq_gelu_avx512(long n, const float *x, float *y, float *dy, int tanhForm) {
     (void)n; (void)x; (void)y; (void)dy; (void)tanhForm;

@@ -1,3 +1,4 @@
+import CSquisherKernels
 import Dispatch
 import SquisherTensor
 
@@ -17,7 +18,8 @@ import SquisherTensor
 ///
 /// Backward (per sample and head): `dV = Pᵀ dO`, `dP = dO Vᵀ`, `dS = P ⊙ (dP − rowsum(P ⊙ dP))`,
 /// `dQ = dS K / √d`, `dK = dSᵀ Q / √d`. Products run through the packed GEMM on strided views of
-/// the input; samples × heads are spread over the cores.
+/// the input; samples × heads are spread over the cores. The unmasked softmax rows and the softmax
+/// backward run in AVX-512 C kernels where the CPU has them (``kernelISALevel``).
 public final class ScaledDotProductAttention: Layer, CustomStringConvertible {
     public let typeName = "ScaledDotProductAttention"
     /// The number of heads `H`.
@@ -27,6 +29,10 @@ public final class ScaledDotProductAttention: Layer, CustomStringConvertible {
     /// Per-sample key mask `[N, T]` (1 = attend, 0 = padding) for the **next** forward, or nil for
     /// no padding. Set by the model from its input before each forward.
     public var attentionMask: Tensor?
+    /// Instruction-set level of the softmax rows: 3 (the default where the CPU has AVX-512F) runs the C
+    /// kernels `csq_softmax_row_avx512` / `csq_softmax_backward_row_avx512`, lower levels the Swift loops
+    /// (as ``GEMMConfiguration/isaLevel``). Lowering it is for tests and benchmarks.
+    public var kernelISALevel: Int = GEMMKernelInfo.cpuISALevel
     public var localParameters: [(name: String, parameter: Parameter)] { [] }
 
     private var cachedInput: Tensor?
@@ -64,6 +70,7 @@ public final class ScaledDotProductAttention: Layer, CustomStringConvertible {
         var output = Tensor(uninitializedShape: [n, t, d]) { _ in }
         let keep: [Bool]? = attentionMask.map { $0.scalars.map { $0 != 0 } }
         let causal = causal, single = Self.singleThreaded, parts = GEMMConfiguration.current.threadParts(for: n * h)
+        let vectorKernels = min(kernelISALevel, GEMMKernelInfo.cpuISALevel) >= 3
         input.withUnsafeBufferPointer { x in
             probabilities.withUnsafeMutableBufferPointer { p in
                 output.withUnsafeMutableBufferPointer { o in
@@ -78,6 +85,8 @@ public final class ScaledDotProductAttention: Layer, CustomStringConvertible {
                             for query in 0..<t {
                                 if let keep {
                                     Self.maskedSoftmax(pp + query * t, count: causal ? query + 1 : t, total: t) { keep[sample * t + $0] }
+                                } else if vectorKernels {
+                                    csq_softmax_row_avx512(pp + query * t, causal ? query + 1 : t, t)
                                 } else {
                                     Self.softmax(pp + query * t, count: causal ? query + 1 : t, total: t)
                                 }
@@ -148,6 +157,7 @@ public final class ScaledDotProductAttention: Layer, CustomStringConvertible {
         let h = heads, hd = d / h, scale = 1 / Float(hd).squareRoot()
         var inputGradient = Tensor(uninitializedShape: input.shape) { _ in }  // dQ, dK, dV blocks all written (beta = 0)
         let single = Self.singleThreaded, parts = GEMMConfiguration.current.threadParts(for: n * h)
+        let vectorKernels = min(kernelISALevel, GEMMKernelInfo.cpuISALevel) >= 3
         input.withUnsafeBufferPointer { x in
             probabilities.withUnsafeBufferPointer { p in
                 outputGradient.withUnsafeBufferPointer { dy in
@@ -167,6 +177,10 @@ public final class ScaledDotProductAttention: Layer, CustomStringConvertible {
                                 gemm(transposeA: false, transposeB: true, m: t, n: t, k: hd, a: g, lda: d, b: v, ldb: 3 * d, c: ds, ldc: t, configuration: single)
                                 for query in 0..<t {
                                     let prow = pp + query * t, drow = ds + query * t
+                                    if vectorKernels {
+                                        csq_softmax_backward_row_avx512(prow, drow, t)
+                                        continue
+                                    }
                                     var dot: Float = 0
                                     for s in 0..<t { dot = prow[s] * drow[s] + dot }
                                     for s in 0..<t { drow[s] = prow[s] * (drow[s] - dot) }

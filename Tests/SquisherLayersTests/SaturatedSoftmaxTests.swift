@@ -30,12 +30,16 @@ struct SaturatedSoftmaxTests {
     @Test("causal attention with scores 300 apart: probabilities exactly 0 or normal")
     func attention() throws {
         // One sample, T = 3, one head of width 1: q = k = [0, 20, -20], so scores q_t k_s span ±400.
-        let layer = try ScaledDotProductAttention(heads: 1, causal: true)
-        let x = try Tensor(shape: [1, 3, 3], scalars: [0, 0, 1, 20, 20, 2, -20, -20, 3])
-        _ = try layer.forward(x, mode: .evaluation)
-        let p = try #require(layer.probabilities).scalars
-        #expect(p.allSatisfy { $0 == 0 || $0 >= Float.leastNormalMagnitude }, "\(p)")
-        // Row 2 (query -20) over keys [0, 20, -20]: scores [0, -400, 400] → [e^-400, e^-800, 1] → [0, 0, 1].
-        #expect(Array(p[6..<9]) == [0, 0, 1])
+        // At every softmax kernel level this CPU runs (AVX-512 C rows, Swift loops).
+        for level in Set([GEMMKernelInfo.cpuISALevel, 0]).sorted() {
+            let layer = try ScaledDotProductAttention(heads: 1, causal: true)
+            layer.kernelISALevel = level
+            let x = try Tensor(shape: [1, 3, 3], scalars: [0, 0, 1, 20, 20, 2, -20, -20, 3])
+            _ = try layer.forward(x, mode: .evaluation)
+            let p = try #require(layer.probabilities).scalars
+            #expect(p.allSatisfy { $0 == 0 || $0 >= Float.leastNormalMagnitude }, "level \(level): \(p)")
+            // Row 2 (query -20) over keys [0, 20, -20]: scores [0, -400, 400] → [e^-400, e^-800, 1] → [0, 0, 1].
+            #expect(Array(p[6..<9]) == [0, 0, 1], "level \(level)")
+        }
     }
 }

@@ -17,11 +17,16 @@ struct TransformerLayerTests {
         }
     }
 
-    @Test("scaled dot-product attention, causal and bidirectional, with and without a padding mask", arguments: [false, true])
-    func attentionCore(causal: Bool) throws {
+    /// The softmax kernel levels this CPU runs: the AVX-512 C rows (3, where available) and the Swift loops (0).
+    static let kernelLevels = Set([GEMMKernelInfo.cpuISALevel, 0]).sorted()
+
+    @Test("scaled dot-product attention, causal and bidirectional, with and without a padding mask",
+          arguments: [false, true], kernelLevels)
+    func attentionCore(causal: Bool, level: Int) throws {
         var generator = SplitMix64(seed: causal ? 402 : 403)
         let (n, t, d, heads) = (2, 4, 4, 2)
         let layer = try ScaledDotProductAttention(heads: heads, causal: causal)
+        layer.kernelISALevel = level
         let input = Tensor.uniform(shape: [n, t, 3 * d], low: -1.5, high: 1.5, using: &generator)
         try checkLayer(layer, input: input, generator: &generator, "attention causal=\(causal)") { x, _ in
             Reference.attention(x, n: n, t: t, d: d, heads: heads, causal: causal, mask: nil)

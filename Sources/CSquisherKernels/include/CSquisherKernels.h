@@ -53,6 +53,14 @@ void csq_pack_transpose_avx512(const float *src, long ld, long lines, long depth
 /// Double over [-9, 9]); exactly 0 for very negative inputs, never subnormal.
 void csq_gelu_avx512(long n, const float *x, float *y, float *dy, int tanhForm);
 
+/// Softmax in place over `row[0 ..< count]` (AVX-512F; call only at ISA level 3): `row[i] = e^(row[i] - max) / Σ`,
+/// the sum accumulated in double; `row[count ..< total]` set to 0. `count >= 1`.
+void csq_softmax_row_avx512(float *row, long count, long total);
+
+/// The backward of one softmax row (AVX-512F; call only at ISA level 3), in place over the gradient:
+/// `g[i] = p[i] · (g[i] − Σ_j p[j] g[j])` for `i < count`.
+void csq_softmax_backward_row_avx512(const float *p, float *g, long count);
+
 /// Benchmark helper: runs `iterations` rounds of independent FMA chains (no memory traffic) at ISA `level`
 /// (2 or 3) and stores the flop count in `*flops` (0 for levels without FMA); returns a checksum.
 /// Timing it gives the core's float32 FMA peak.
