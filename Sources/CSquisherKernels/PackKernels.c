@@ -9,6 +9,9 @@
 
 #define CSQ_PACK_TARGET __attribute__((target("avx512f")))
 
+/// Rows ahead that the copying pack prefetches (BENCHMARKS.md, "Matrix multiply").
+#define CSQ_PACK_PREFETCH_ROWS 4
+
 /// The mask of the first `count` lanes (all 16 when `count >= 16`, none when `count <= 0`).
 CSQ_PACK_TARGET static inline __mmask16 csq_lanes(long count) {
     if (count >= 16) return (__mmask16)0xFFFF;
@@ -23,6 +26,12 @@ void csq_pack_copy_avx512(const float *src, long ld, long depth, long count, lon
     long slivers = (count + width - 1) / width;
     for (long p = 0; p < depth; p++) {
         const float *s = src + p * ld;
+        // The rows are strided (a band of columns of a wider matrix, each row in another page): the
+        // hardware prefetcher does not follow them, so fetch the row a few ahead while this one is copied.
+        if (p + CSQ_PACK_PREFETCH_ROWS < depth) {
+            const char *ahead = (const char *)(s + CSQ_PACK_PREFETCH_ROWS * ld);
+            for (long byte = 0; byte < count * (long)sizeof(float); byte += 64) _mm_prefetch(ahead + byte, _MM_HINT_T0);
+        }
         for (long sliver = 0; sliver < slivers; sliver++) {
             const float *from = s + sliver * width;
             float *d = dst + sliver * width * depth + p * width;
