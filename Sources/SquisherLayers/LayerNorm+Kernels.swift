@@ -1,8 +1,11 @@
+import CSquisherKernels
 import SquisherTensor
 
 /// The row loops of ``LayerNorm``, 16 lanes at a time, rows split over the threads
 /// (``parallelChunks(count:alignment:minimumPerThread:_:)``). Row sums are accumulated in two
-/// 16-lane float accumulators (about `d/32` terms each) and combined in Double.
+/// 16-lane float accumulators (about `d/32` terms each) and combined in Double. With `vector`, each
+/// thread's rows run in the AVX-512 C kernels (`csq_layernorm_*_avx512`, the same passes with fused
+/// multiply-adds); callers pass it only on CPUs that have AVX-512F.
 enum LayerNormKernels {
     typealias Vector = SIMD16<Float>
 
@@ -37,10 +40,17 @@ enum LayerNormKernels {
     /// `weight`/`bias`, `y = x̂ ⊙ weight + bias` into `output`.
     static func forward(
         _ x: UnsafePointer<Float>, rows: Int, d: Int, eps: Float, normalized: UnsafeMutablePointer<Float>,
-        reciprocal: UnsafeMutablePointer<Float>, affine: (weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>)?
+        reciprocal: UnsafeMutablePointer<Float>, affine: (weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>)?,
+        vector: Bool
     ) {
         let pointers = KernelPointers(x: x, a: normalized, b: reciprocal, weight: affine?.weight, bias: affine?.bias, c: affine?.output)
         parallelChunks(count: rows, alignment: 1, minimumPerThread: minimumRows(d)) { start, end in
+            if vector {
+                csq_layernorm_forward_rows_avx512(
+                    pointers.x + start * d, end - start, d, eps, pointers.a + start * d, pointers.b + start,
+                    pointers.weight, pointers.bias, pointers.c.map { $0 + start * d })
+                return
+            }
             for r in start..<end {
                 let row = pointers.x + r * d, out = pointers.a + r * d
                 let mean = sums(row, nil, count: d).0 / Double(d)
@@ -68,10 +78,15 @@ enum LayerNormKernels {
     /// affine), written over `gradient` (which holds `dy` on entry).
     static func inputGradient(
         _ gradient: UnsafeMutablePointer<Float>, normalized: UnsafePointer<Float>, reciprocal: UnsafePointer<Float>,
-        weight: UnsafePointer<Float>?, rows: Int, d: Int
+        weight: UnsafePointer<Float>?, rows: Int, d: Int, vector: Bool
     ) {
         let pointers = KernelPointers(x: normalized, a: gradient, b: UnsafeMutablePointer(mutating: reciprocal), weight: weight, bias: nil, c: nil)
         parallelChunks(count: rows, alignment: 1, minimumPerThread: minimumRows(d)) { start, end in
+            if vector {
+                csq_layernorm_input_gradient_rows_avx512(
+                    pointers.a + start * d, pointers.x + start * d, pointers.b + start, pointers.weight, end - start, d)
+                return
+            }
             for r in start..<end {
                 let g = pointers.a + r * d, xhat = pointers.x + r * d
                 if let weight = pointers.weight { VectorMath.map2(count: d, g, weight, g) { g, w in g * w } }
@@ -84,7 +99,7 @@ enum LayerNormKernels {
     }
 
     /// `Σ_rows dy ⊙ x̂` and `Σ_rows dy` (`[d]` each), per thread in float, combined in Double.
-    static func parameterGradients(_ dy: UnsafePointer<Float>, normalized: UnsafePointer<Float>, rows: Int, d: Int) -> (weight: [Double], bias: [Double]) {
+    static func parameterGradients(_ dy: UnsafePointer<Float>, normalized: UnsafePointer<Float>, rows: Int, d: Int, vector: Bool) -> (weight: [Double], bias: [Double]) {
         let parts = GEMMConfiguration.current.threadParts(for: rows / minimumRows(d))
         var partial = [Float](repeating: 0, count: parts * 2 * d)
         let chunk = Swift.max(1, (rows + parts - 1) / parts)  // one chunk of rows per part
@@ -93,6 +108,10 @@ enum LayerNormKernels {
             parallelChunks(count: rows, alignment: chunk, minimumPerThread: 1) { start, end in
                 let part = start / chunk
                 let weightSum = pointers.a + part * 2 * d, biasSum = weightSum + d
+                if vector {
+                    csq_layernorm_parameter_sums_avx512(pointers.x + start * d, pointers.weight! + start * d, end - start, d, weightSum, biasSum)
+                    return
+                }
                 for r in start..<end {
                     let g = pointers.x + r * d, xhat = pointers.weight! + r * d
                     VectorMath.map2(count: d, g, biasSum, biasSum) { g, s in g + s }

@@ -59,6 +59,13 @@ public final class LayerNorm: Layer, CustomStringConvertible {
     /// Scalars per normalized row: `product(normalizedShape)`.
     public var featureCount: Int { normalizedShape.reduce(1, *) }
 
+    /// Instruction-set level of the row kernels: 3 (the default where the CPU has AVX-512F) runs the C
+    /// kernels `csq_layernorm_*_avx512`, lower levels the Swift lanes (as ``GEMMConfiguration/isaLevel``).
+    /// Lowering it is for tests and benchmarks; the two agree to float32 roundoff.
+    public var kernelISALevel: Int = GEMMKernelInfo.cpuISALevel
+
+    private var usesVectorKernels: Bool { min(kernelISALevel, GEMMKernelInfo.cpuISALevel) >= 3 }
+
     private func checkInput(_ input: Tensor, _ operation: String) throws(TensorError) {
         guard input.rank > normalizedShape.count, Array(input.shape.suffix(normalizedShape.count)) == normalizedShape else {
             throw .shapeMismatch(
@@ -69,7 +76,7 @@ public final class LayerNorm: Layer, CustomStringConvertible {
 
     /// Normalizes rows: `x̂`, the per-row `1/sqrt(var + eps)`, and the affine output when `affine`.
     private func normalize(_ input: Tensor, affine: Bool) -> (normalized: Tensor, reciprocal: [Float], output: Tensor?) {
-        let d = featureCount, rows = input.count / d, eps = eps
+        let d = featureCount, rows = input.count / d, eps = eps, vector = usesVectorKernels
         var normalized = Tensor(zeros: [0]), output: Tensor?
         var reciprocal = [Float](repeating: 0, count: rows)
         guard rows > 0 else { return (input, reciprocal, affine ? input : nil) }
@@ -77,7 +84,7 @@ public final class LayerNorm: Layer, CustomStringConvertible {
             input.withUnsafeBufferPointer { x in
                 reciprocal.withUnsafeMutableBufferPointer { rstd in
                     guard affine, let weight, let bias else {
-                        LayerNormKernels.forward(x.baseAddress!, rows: rows, d: d, eps: eps, normalized: xhat.baseAddress!, reciprocal: rstd.baseAddress!, affine: nil)
+                        LayerNormKernels.forward(x.baseAddress!, rows: rows, d: d, eps: eps, normalized: xhat.baseAddress!, reciprocal: rstd.baseAddress!, affine: nil, vector: vector)
                         return
                     }
                     output = Tensor(uninitializedShape: input.shape) { y in
@@ -85,7 +92,7 @@ public final class LayerNorm: Layer, CustomStringConvertible {
                             bias.value.withUnsafeBufferPointer { b in
                                 LayerNormKernels.forward(
                                     x.baseAddress!, rows: rows, d: d, eps: eps, normalized: xhat.baseAddress!, reciprocal: rstd.baseAddress!,
-                                    affine: (w.baseAddress!, b.baseAddress!, y.baseAddress!))
+                                    affine: (w.baseAddress!, b.baseAddress!, y.baseAddress!), vector: vector)
                             }
                         }
                     }
@@ -121,7 +128,7 @@ public final class LayerNorm: Layer, CustomStringConvertible {
             throw .invalidArgument(argument: "\(description) backward", reason: "called before forward")
         }
         try outputGradient.checkShape(normalized.shape, "\(description) backward (output gradient)")
-        let d = featureCount, rows = normalized.count / d
+        let d = featureCount, rows = normalized.count / d, vector = usesVectorKernels
         var inputGradient = outputGradient
         guard rows > 0 else { return inputGradient }
         normalized.withUnsafeBufferPointer { xhat in
@@ -129,10 +136,10 @@ public final class LayerNorm: Layer, CustomStringConvertible {
                 inputGradient.withUnsafeMutableBufferPointer { g in
                     if let weight {
                         weight.value.withUnsafeBufferPointer { w in
-                            LayerNormKernels.inputGradient(g.baseAddress!, normalized: xhat.baseAddress!, reciprocal: rstd.baseAddress!, weight: w.baseAddress!, rows: rows, d: d)
+                            LayerNormKernels.inputGradient(g.baseAddress!, normalized: xhat.baseAddress!, reciprocal: rstd.baseAddress!, weight: w.baseAddress!, rows: rows, d: d, vector: vector)
                         }
                     } else {
-                        LayerNormKernels.inputGradient(g.baseAddress!, normalized: xhat.baseAddress!, reciprocal: rstd.baseAddress!, weight: nil, rows: rows, d: d)
+                        LayerNormKernels.inputGradient(g.baseAddress!, normalized: xhat.baseAddress!, reciprocal: rstd.baseAddress!, weight: nil, rows: rows, d: d, vector: vector)
                     }
                 }
             }
@@ -140,7 +147,7 @@ public final class LayerNorm: Layer, CustomStringConvertible {
         if accumulateParameterGradients, let weight, let bias, weight.requiresGradient || bias.requiresGradient {
             let (weightGradient, biasGradient) = normalized.withUnsafeBufferPointer { xhat in
                 outputGradient.withUnsafeBufferPointer { dy in
-                    LayerNormKernels.parameterGradients(dy.baseAddress!, normalized: xhat.baseAddress!, rows: rows, d: d)
+                    LayerNormKernels.parameterGradients(dy.baseAddress!, normalized: xhat.baseAddress!, rows: rows, d: d, vector: vector)
                 }
             }
             if weight.requiresGradient {

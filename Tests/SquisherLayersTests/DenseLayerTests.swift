@@ -51,10 +51,13 @@ struct DenseLayerTests {
         #expect(full[0].scalars.contains { $0 != 0 })
     }
 
-    @Test("LayerNorm with non-trivial affine parameters", arguments: [[4], [2, 3]])
-    func layerNorm(normalizedShape: [Int]) throws {
+    /// Row lengths 4, 6 and 37 (masked tails, one full 32-lane step) at every row-kernel level this CPU
+    /// runs (AVX-512 C rows, Swift lanes).
+    @Test("LayerNorm with non-trivial affine parameters", arguments: [[4], [2, 3], [37]], Set([GEMMKernelInfo.cpuISALevel, 0]).sorted())
+    func layerNorm(normalizedShape: [Int], level: Int) throws {
         var generator = SplitMix64(seed: 22)
         let layer = try LayerNorm(normalizedShape: normalizedShape)
+        layer.kernelISALevel = level
         // PyTorch's initialization first: ones and zeros.
         #expect(layer.weight?.value.scalars.allSatisfy { $0 == 1 } == true)
         #expect(layer.bias?.value.scalars.allSatisfy { $0 == 0 } == true)
@@ -71,10 +74,11 @@ struct DenseLayerTests {
             relative: Tolerance.forwardRelative, absolute: Tolerance.forwardAbsolute, "LayerNorm.normalized")
     }
 
-    @Test("LayerNorm without affine parameters")
-    func layerNormPlain() throws {
+    @Test("LayerNorm without affine parameters", arguments: Set([GEMMKernelInfo.cpuISALevel, 0]).sorted())
+    func layerNormPlain(level: Int) throws {
         var generator = SplitMix64(seed: 23)
         let layer = try LayerNorm(normalizedShape: [6], eps: 1e-3, elementwiseAffine: false)
+        layer.kernelISALevel = level
         #expect(layer.namedParameters.isEmpty)
         let input = Tensor.uniform(shape: [4, 6], low: -1, high: 1, using: &generator)
         try checkLayer(layer, input: input, generator: &generator, "LayerNorm no affine") { x, _ in

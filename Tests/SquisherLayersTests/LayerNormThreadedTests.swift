@@ -28,10 +28,12 @@ struct LayerNormThreadedTests {
         return (dx, dw, db)
     }
 
-    @Test("forward, input gradient and parameter gradients of [3, 700, 48]")
-    func threadedRows() throws {
+    /// At every row-kernel level this CPU runs: the AVX-512 C rows (3, where available) and the Swift lanes (0).
+    @Test("forward, input gradient and parameter gradients of [3, 700, 48]", arguments: Set([GEMMKernelInfo.cpuISALevel, 0]).sorted())
+    func threadedRows(level: Int) throws {
         var generator = SplitMix64(seed: 41)
         let layer = try LayerNorm(normalizedShape: [48])
+        layer.kernelISALevel = level
         layer.weight!.value = Tensor.normal(shape: [48], mean: 1, standardDeviation: 0.3, using: &generator)
         layer.bias!.value = Tensor.normal(shape: [48], standardDeviation: 0.3, using: &generator)
         let input = Tensor.normal(shape: [3, 700, 48], mean: 0.5, standardDeviation: 2, using: &generator)

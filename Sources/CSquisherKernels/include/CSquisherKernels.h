@@ -61,6 +61,21 @@ void csq_softmax_row_avx512(float *row, long count, long total);
 /// `g[i] = p[i] · (g[i] − Σ_j p[j] g[j])` for `i < count`.
 void csq_softmax_backward_row_avx512(const float *p, float *g, long count);
 
+/// LayerNorm forward over `rows` rows of `d` floats (AVX-512F; call only at ISA level 3), as SquisherLayers'
+/// `LayerNormKernels.forward`: `normalized = (x − mean)·rstd`, `reciprocal[r] = rstd = 1/sqrt(var + eps)`
+/// (biased variance of the centred row, sums combined in double) and, when `y` is not NULL,
+/// `y = normalized ⊙ weight + bias`.
+void csq_layernorm_forward_rows_avx512(const float *x, long rows, long d, float eps, float *normalized, float *reciprocal,
+                                       const float *weight, const float *bias, float *y);
+
+/// LayerNorm input gradient over `rows` rows (AVX-512F; call only at ISA level 3), in place over `gradient`
+/// (which holds `dy`): `dx̂ = dy ⊙ weight` (weight NULL: `dy`), `dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂))`.
+void csq_layernorm_input_gradient_rows_avx512(float *gradient, const float *normalized, const float *reciprocal,
+                                              const float *weight, long rows, long d);
+
+/// Adds `Σ_rows dy ⊙ x̂` to `weightSum` and `Σ_rows dy` to `biasSum` (`d` floats each; AVX-512F, level 3 only).
+void csq_layernorm_parameter_sums_avx512(const float *dy, const float *normalized, long rows, long d, float *weightSum, float *biasSum);
+
 /// Benchmark helper: runs `iterations` rounds of independent FMA chains (no memory traffic) at ISA `level`
 /// (2 or 3) and stores the flop count in `*flops` (0 for levels without FMA); returns a checksum.
 /// Timing it gives the core's float32 FMA peak.
