@@ -18,7 +18,8 @@ import SquisherTensor
 ///
 /// Backward (per sample and head): `dV = Pᵀ dO`, `dP = dO Vᵀ`, `dS = P ⊙ (dP − rowsum(P ⊙ dP))`,
 /// `dQ = dS K / √d`, `dK = dSᵀ Q / √d`. Products run through the packed GEMM on strided views of
-/// the input; samples × heads are spread over the cores. The unmasked softmax rows and the softmax
+/// the input; samples × heads are spread over the cores; causal products run in query blocks that skip
+/// the keys above the diagonal (``causalQueryBlock``). The unmasked softmax rows and the softmax
 /// backward run in AVX-512 C kernels where the CPU has them (``kernelISALevel``).
 public final class ScaledDotProductAttention: Layer, CustomStringConvertible {
     public let typeName = "ScaledDotProductAttention"
@@ -80,19 +81,25 @@ public final class ScaledDotProductAttention: Layer, CustomStringConvertible {
                             let (sample, head) = (pair / h, pair % h)
                             let q = pointers.x + sample * t * 3 * d + head * hd
                             let pp = pointers.p + pair * t * t
-                            gemm(transposeA: false, transposeB: true, m: t, n: t, k: hd, alpha: scale,
-                                 a: q, lda: 3 * d, b: q + d, ldb: 3 * d, c: pp, ldc: t, configuration: single)
-                            for query in 0..<t {
-                                if let keep {
-                                    Self.maskedSoftmax(pp + query * t, count: causal ? query + 1 : t, total: t) { keep[sample * t + $0] }
-                                } else if vectorKernels {
-                                    csq_softmax_row_avx512(pp + query * t, causal ? query + 1 : t, t)
-                                } else {
-                                    Self.softmax(pp + query * t, count: causal ? query + 1 : t, total: t)
+                            // Query blocks; a causal block [r0, r1) sees keys 0 ..< r1 only (the softmax
+                            // writes the zeros beyond), so the products skip the masked upper triangle.
+                            for (r0, r1) in Self.queryBlocks(t: t, causal: causal) {
+                                let keys = causal ? r1 : t
+                                gemm(transposeA: false, transposeB: true, m: r1 - r0, n: keys, k: hd, alpha: scale,
+                                     a: q + r0 * 3 * d, lda: 3 * d, b: q + d, ldb: 3 * d, c: pp + r0 * t, ldc: t, configuration: single)
+                                for query in r0..<r1 {
+                                    if let keep {
+                                        Self.maskedSoftmax(pp + query * t, count: causal ? query + 1 : t, total: t) { keep[sample * t + $0] }
+                                    } else if vectorKernels {
+                                        csq_softmax_row_avx512(pp + query * t, causal ? query + 1 : t, t)
+                                    } else {
+                                        Self.softmax(pp + query * t, count: causal ? query + 1 : t, total: t)
+                                    }
                                 }
+                                gemm(transposeA: false, transposeB: false, m: r1 - r0, n: hd, k: keys,
+                                     a: pp + r0 * t, lda: t, b: q + 2 * d, ldb: 3 * d,
+                                     c: pointers.o + (sample * t + r0) * d + head * hd, ldc: d, configuration: single)
                             }
-                            gemm(transposeA: false, transposeB: false, m: t, n: hd, k: t,
-                                 a: pp, lda: t, b: q + 2 * d, ldb: 3 * d, c: pointers.o + sample * t * d + head * hd, ldc: d, configuration: single)
                         }
                     }
                 }
@@ -101,6 +108,18 @@ public final class ScaledDotProductAttention: Layer, CustomStringConvertible {
         cachedInput = input
         cachedProbabilities = probabilities
         return output
+    }
+
+    /// Query rows per block of a causal product: four 12-row GEMM tiles. At T = 128 the blocks skip 29%
+    /// of the products' work (keys above the diagonal); blocks of 32 skip more on paper but lose it to
+    /// the partial tiles and repacked keys of the smaller products (BENCHMARKS.md, "Transformers").
+    public static let causalQueryBlock = 48
+
+    /// The query blocks `[r0, r1)` of one (sample, head): blocks of ``causalQueryBlock`` rows when
+    /// `causal`, else one block of all `t` rows.
+    static func queryBlocks(t: Int, causal: Bool) -> [(Int, Int)] {
+        let block = causal ? causalQueryBlock : Swift.max(t, 1)
+        return stride(from: 0, to: t, by: block).map { ($0, Swift.min(t, $0 + block)) }
     }
 
     /// The GEMM settings of the per-(sample, head) products: one thread each, since the pairs are
@@ -156,7 +175,7 @@ public final class ScaledDotProductAttention: Layer, CustomStringConvertible {
         try outputGradient.checkShape([n, t, d], "\(description) backward (output gradient)")
         let h = heads, hd = d / h, scale = 1 / Float(hd).squareRoot()
         var inputGradient = Tensor(uninitializedShape: input.shape) { _ in }  // dQ, dK, dV blocks all written (beta = 0)
-        let single = Self.singleThreaded, parts = GEMMConfiguration.current.threadParts(for: n * h)
+        let causal = causal, single = Self.singleThreaded, parts = GEMMConfiguration.current.threadParts(for: n * h)
         let vectorKernels = min(kernelISALevel, GEMMKernelInfo.cpuISALevel) >= 3
         input.withUnsafeBufferPointer { x in
             probabilities.withUnsafeBufferPointer { p in
@@ -173,20 +192,37 @@ public final class ScaledDotProductAttention: Layer, CustomStringConvertible {
                                 let (dq, dk, dv) = (pointers.o + offset, pointers.o + offset + d, pointers.o + offset + 2 * d)
                                 let pp = UnsafePointer(pointers.p + pair * t * t)
                                 let g = pointers.extra! + sample * t * d + head * hd
-                                gemm(transposeA: true, transposeB: false, m: t, n: hd, k: t, a: pp, lda: t, b: g, ldb: d, c: dv, ldc: 3 * d, configuration: single)
-                                gemm(transposeA: false, transposeB: true, m: t, n: t, k: hd, a: g, lda: d, b: v, ldb: 3 * d, c: ds, ldc: t, configuration: single)
-                                for query in 0..<t {
-                                    let prow = pp + query * t, drow = ds + query * t
-                                    if vectorKernels {
-                                        csq_softmax_backward_row_avx512(prow, drow, t)
-                                        continue
-                                    }
-                                    var dot: Float = 0
-                                    for s in 0..<t { dot = prow[s] * drow[s] + dot }
-                                    for s in 0..<t { drow[s] = prow[s] * (drow[s] - dot) }
+                                // Causal: P and dS vanish above the diagonal, so each query block [r0, r1)
+                                // uses keys 0 ..< r1 and each key block [s0, s1) queries s0 ..< t only (the
+                                // blocks are the same partition, so nothing beyond a row's block is read).
+                                let blocks = Self.queryBlocks(t: t, causal: causal)
+                                for (s0, s1) in blocks {  // dV[s0 ..< s1] = P[from ..< t, s0 ..< s1]ᵀ dO[from ..< t]
+                                    let from = causal ? s0 : 0
+                                    gemm(transposeA: true, transposeB: false, m: s1 - s0, n: hd, k: t - from, a: pp + from * t + s0, lda: t,
+                                         b: g + from * d, ldb: d, c: dv + s0 * 3 * d, ldc: 3 * d, configuration: single)
                                 }
-                                gemm(transposeA: false, transposeB: false, m: t, n: hd, k: t, alpha: scale, a: ds, lda: t, b: k, ldb: 3 * d, c: dq, ldc: 3 * d, configuration: single)
-                                gemm(transposeA: true, transposeB: false, m: t, n: hd, k: t, alpha: scale, a: ds, lda: t, b: q, ldb: 3 * d, c: dk, ldc: 3 * d, configuration: single)
+                                for (r0, r1) in blocks {
+                                    let keys = causal ? r1 : t
+                                    gemm(transposeA: false, transposeB: true, m: r1 - r0, n: keys, k: hd, a: g + r0 * d, lda: d,
+                                         b: v, ldb: 3 * d, c: ds + r0 * t, ldc: t, configuration: single)
+                                    for query in r0..<r1 {
+                                        let prow = pp + query * t, drow = ds + query * t
+                                        if vectorKernels {
+                                            csq_softmax_backward_row_avx512(prow, drow, keys)
+                                            continue
+                                        }
+                                        var dot: Float = 0
+                                        for s in 0..<keys { dot = prow[s] * drow[s] + dot }
+                                        for s in 0..<keys { drow[s] = prow[s] * (drow[s] - dot) }
+                                    }
+                                    gemm(transposeA: false, transposeB: false, m: r1 - r0, n: hd, k: keys, alpha: scale, a: ds + r0 * t, lda: t,
+                                         b: k, ldb: 3 * d, c: dq + r0 * 3 * d, ldc: 3 * d, configuration: single)
+                                }
+                                for (s0, s1) in blocks {  // dK[s0 ..< s1] = dS[from ..< t, s0 ..< s1]ᵀ Q[from ..< t] / √d
+                                    let from = causal ? s0 : 0
+                                    gemm(transposeA: true, transposeB: false, m: s1 - s0, n: hd, k: t - from, alpha: scale, a: ds + from * t + s0, lda: t,
+                                         b: q + from * 3 * d, ldb: 3 * d, c: dk + s0 * 3 * d, ldc: 3 * d, configuration: single)
+                                }
                             }
                         }
                     }

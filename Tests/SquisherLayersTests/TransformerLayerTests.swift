@@ -41,6 +41,26 @@ struct TransformerLayerTests {
         #expect(output.isFinite)
     }
 
+    /// Causal products run in query blocks of ``ScaledDotProductAttention/causalQueryBlock`` rows that skip
+    /// the keys above the diagonal: T = 100 spans three blocks (48, 48, 4), with a padding mask too.
+    @Test("causal attention over several query blocks, against Double and finite differences", arguments: kernelLevels)
+    func causalBlocks(level: Int) throws {
+        var generator = SplitMix64(seed: 405)
+        let (n, t, d, heads) = (1, 100, 4, 2)
+        #expect(t > 2 * ScaledDotProductAttention.causalQueryBlock)
+        let layer = try ScaledDotProductAttention(heads: heads, causal: true)
+        layer.kernelISALevel = level
+        let input = Tensor.uniform(shape: [n, t, 3 * d], low: -1.5, high: 1.5, using: &generator)
+        try checkLayer(layer, input: input, generator: &generator, "causal attention T=\(t)") { x, _ in
+            Reference.attention(x, n: n, t: t, d: d, heads: heads, causal: true, mask: nil)
+        }
+        let mask: [Float] = (0..<(n * t)).map { $0 % 7 == 3 ? 0 : 1 }
+        layer.attentionMask = Tensor(uncheckedShape: [n, t], scalars: mask)
+        try checkLayer(layer, input: input, generator: &generator, "masked causal attention T=\(t)") { x, _ in
+            Reference.attention(x, n: n, t: t, d: d, heads: heads, causal: true, mask: mask.map(Double.init))
+        }
+    }
+
     static func gpt2Attention(_ generator: inout SplitMix64, d: Int = 4, heads: Int = 2) throws -> MultiHeadSelfAttention {
         try MultiHeadSelfAttention(
             heads: heads, causal: true,
