@@ -200,12 +200,11 @@ public final class Adam: Optimizer {
                         guard let gBase = g.baseAddress else { return }
                         let (gp, mp, vp, tp) = (SendablePointer(gBase), SendablePointer(m.baseAddress!), SendablePointer(v.baseAddress!), SendablePointer(t.baseAddress!))
                         parallelChunks(count: g.count, minimumPerThread: 1 << 16) { start, end in
-                            let count = end - start
-                            if let decay { for i in start..<end { tp.pointer[i] *= decay } }  // vectorized by the compiler
-                            // The element-wise rule in C (SIMD, FMA instructions instead of libm `fmaf` calls; bit-identical).
+                            // The element-wise rule in C (SIMD, FMA instructions instead of libm `fmaf` calls; bit-identical),
+                            // the decoupled decay θ·decay first in the same pass.
                             csq_adam_update(
-                                count, gp.pointer + start, mp.pointer + start, vp.pointer + start, tp.pointer + start, k.sign, k.l2,
-                                k.oneMinusBeta1, k.oneMinusBeta2, k.beta2, k.negativeStepSize, k.biasCorrection2Sqrt, k.eps)
+                                end - start, gp.pointer + start, mp.pointer + start, vp.pointer + start, tp.pointer + start, k.sign, k.l2,
+                                k.oneMinusBeta1, k.oneMinusBeta2, k.beta2, k.negativeStepSize, k.biasCorrection2Sqrt, k.eps, decay ?? 1)
                         }
                     }
                 }

@@ -83,11 +83,12 @@ double csq_fma_peak_probe(int level, long iterations, double *flops);
 
 /// Adam's element-wise update (PyTorch's single-tensor CPU Adam without AMSGrad), in place, bit-identical
 /// at every ISA level (FMA instructions where available, `fmaf` otherwise), for `i < n`:
+/// `theta[i] = theta[i]*decay` if `decay != 1` (AdamW's decoupled decay `param.mul_(1 - lr*wd)`, applied first);
 /// `g' = sign*g[i]` (then `fma(theta[i], l2, g')` if `l2 != 0`); `m[i] = fma(oneMinusBeta1, g' - m[i], m[i])`;
 /// `v[i] = fma(oneMinusBeta2*g', g', v[i]*beta2)`; `theta[i] = (negStep*m[i]) / (sqrt(v[i])/bc2sqrt + eps) + theta[i]`.
 void csq_adam_update(long n, const float *g, float *m, float *v, float *theta, float sign, float l2,
                      float oneMinusBeta1, float oneMinusBeta2, float beta2, float negStep, float bc2sqrt,
-                     float eps);
+                     float eps, float decay);
 
 /// The Squisher's EMA of squared gradients, in place: v = fma((1 - beta2) * g, g, v * beta2) per element
 /// (PyTorch Adam's exp_avg_sq rounding).
