@@ -4,6 +4,7 @@
 // AVX-512 register with fused multiply-adds, so results differ from the Swift path by a few ulp.
 
 #include "CSquisherKernels.h"
+#include "AVX512Lanes.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -75,7 +76,7 @@ CSQ_ACT_TARGET static inline void csq_gelu_tanh(__m512 x, __m512 *value, __m512 
 CSQ_ACT_TARGET
 void csq_gelu_avx512(long n, const float *x, float *y, float *dy, int tanhForm) {
     for (long i = 0; i < n; i += 16) {
-        __mmask16 lanes = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
+        __mmask16 lanes = csq_lanes(n - i);
         __m512 v = _mm512_maskz_loadu_ps(lanes, x + i), value, slope;
         if (tanhForm) csq_gelu_tanh(v, &value, &slope);
         else csq_gelu_exact(v, &value, &slope);
@@ -94,20 +95,20 @@ CSQ_ACT_TARGET
 void csq_softmax_row_avx512(float *row, long count, long total) {
     __m512 maximum = _mm512_set1_ps(-__builtin_inff());
     for (long i = 0; i < count; i += 16) {
-        __mmask16 lanes = count - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (count - i)) - 1u);
+        __mmask16 lanes = csq_lanes(count - i);
         maximum = _mm512_mask_max_ps(maximum, lanes, maximum, _mm512_maskz_loadu_ps(lanes, row + i));
     }
     __m512 shift = _mm512_set1_ps(_mm512_reduce_max_ps(maximum));
     __m512d sum = _mm512_setzero_pd();
     for (long i = 0; i < count; i += 16) {
-        __mmask16 lanes = count - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (count - i)) - 1u);
+        __mmask16 lanes = csq_lanes(count - i);
         __m512 e = _mm512_maskz_mov_ps(lanes, csq_exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(lanes, row + i), shift)));
         _mm512_mask_storeu_ps(row + i, lanes, e);
         sum = csq_add_lanes_pd(sum, e);
     }
     __m512 inverse = _mm512_set1_ps((float)(1.0 / _mm512_reduce_add_pd(sum)));
     for (long i = 0; i < count; i += 16) {
-        __mmask16 lanes = count - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (count - i)) - 1u);
+        __mmask16 lanes = csq_lanes(count - i);
         _mm512_mask_storeu_ps(row + i, lanes, _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, row + i), inverse));
     }
     for (long i = count; i < total; i++) row[i] = 0.0f;
@@ -117,12 +118,12 @@ CSQ_ACT_TARGET
 void csq_softmax_backward_row_avx512(const float *p, float *g, long count) {
     __m512 dot = _mm512_setzero_ps();
     for (long i = 0; i < count; i += 16) {
-        __mmask16 lanes = count - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (count - i)) - 1u);
+        __mmask16 lanes = csq_lanes(count - i);
         dot = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(lanes, p + i), _mm512_maskz_loadu_ps(lanes, g + i), dot);
     }
     __m512 d = _mm512_set1_ps(_mm512_reduce_add_ps(dot));
     for (long i = 0; i < count; i += 16) {
-        __mmask16 lanes = count - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (count - i)) - 1u);
+        __mmask16 lanes = csq_lanes(count - i);
         __m512 pv = _mm512_maskz_loadu_ps(lanes, p + i), gv = _mm512_maskz_loadu_ps(lanes, g + i);
         _mm512_mask_storeu_ps(g + i, lanes, _mm512_mul_ps(pv, _mm512_sub_ps(gv, d)));
     }

@@ -9,6 +9,7 @@
 //   theta = (negStep * m) / (sqrt(v) / bc2sqrt + eps) + theta     param.addcdiv_(exp_avg, denom, -step_size)
 // Vector sqrt and divide are correctly rounded (IEEE), like their scalar forms.
 #include "CSquisherKernels.h"
+#include "AVX512Lanes.h"
 #include <math.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -77,7 +78,7 @@ static void csq_adam_avx512(long n, const float *g, float *m, float *v, float *t
     const __m512 bc = _mm512_set1_ps(k->bc2sqrt), eps = _mm512_set1_ps(k->eps), decayFactor = _mm512_set1_ps(k->decay);
     const int decay = k->l2 != 0.0f, shrink = k->decay != 1.0f;
     for (long i = 0; i < n; i += 16) {
-        __mmask16 mask = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __mmask16 mask = csq_lanes(n - i);
         __m512 gi = _mm512_mul_ps(sign, _mm512_maskz_loadu_ps(mask, g + i));
         __m512 th = _mm512_maskz_loadu_ps(mask, theta + i);
         if (shrink) th = _mm512_mul_ps(th, decayFactor);

@@ -3,6 +3,7 @@
 // run sixteen, with masked loads and stores for the zero padding and the ragged ends.
 
 #include "CSquisherKernels.h"
+#include "AVX512Lanes.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -12,16 +13,9 @@
 /// Rows ahead that the copying pack prefetches (BENCHMARKS.md, "Matrix multiply").
 #define CSQ_PACK_PREFETCH_ROWS 4
 
-/// The mask of the first `count` lanes (all 16 when `count >= 16`, none when `count <= 0`).
-CSQ_PACK_TARGET static inline __mmask16 csq_lanes(long count) {
-    if (count >= 16) return (__mmask16)0xFFFF;
-    if (count <= 0) return 0;
-    return (__mmask16)((1u << count) - 1u);
-}
-
 CSQ_PACK_TARGET
 void csq_pack_copy_avx512(const float *src, long ld, long depth, long count, long width, float *dst) {
-    // Row by row of the source (sequential reads the hardware prefetcher follows), each row scattered
+    // Row by row of the source (each row read front to back), each row scattered
     // into the slivers; lanes at or beyond `count` load as zero (the padding of the last sliver).
     long slivers = (count + width - 1) / width;
     for (long p = 0; p < depth; p++) {

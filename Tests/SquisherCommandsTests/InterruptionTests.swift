@@ -45,7 +45,7 @@ struct InterruptionTests {
             initialized = count
         }
         let url = folder.appendingPathComponent("model.safetensors")
-        FileManager.default.createFile(atPath: url.path, contents: prefix + Data(header.utf8))
+        #expect(FileManager.default.createFile(atPath: url.path, contents: prefix + Data(header.utf8)), "writing the fixture \(url.path)")
         let handle = try FileHandle(forWritingTo: url)
         defer { try? handle.close() }
         try handle.seekToEnd()

@@ -53,7 +53,7 @@ struct DenseLayerTests {
 
     /// Row lengths 4, 6 and 37 (masked tails, one full 32-lane step) at every row-kernel level this CPU
     /// runs (AVX-512 C rows, Swift lanes).
-    @Test("LayerNorm with non-trivial affine parameters", arguments: [[4], [2, 3], [37]], Set([GEMMKernelInfo.cpuISALevel, 0]).sorted())
+    @Test("LayerNorm with non-trivial affine parameters", arguments: [[4], [2, 3], [37]], elementwiseKernelLevels)
     func layerNorm(normalizedShape: [Int], level: Int) throws {
         var generator = SplitMix64(seed: 22)
         let layer = try LayerNorm(normalizedShape: normalizedShape)
@@ -74,7 +74,7 @@ struct DenseLayerTests {
             relative: Tolerance.forwardRelative, absolute: Tolerance.forwardAbsolute, "LayerNorm.normalized")
     }
 
-    @Test("LayerNorm without affine parameters", arguments: Set([GEMMKernelInfo.cpuISALevel, 0]).sorted())
+    @Test("LayerNorm without affine parameters", arguments: elementwiseKernelLevels)
     func layerNormPlain(level: Int) throws {
         var generator = SplitMix64(seed: 23)
         let layer = try LayerNorm(normalizedShape: [6], eps: 1e-3, elementwiseAffine: false)

@@ -59,6 +59,10 @@ func awayFromZero(shape: [Int], margin: Float = 0.1, using generator: inout Spli
     Tensor.uniform(shape: shape, low: -1, high: 1, using: &generator).map { $0 < 0 ? $0 - margin : $0 + margin }
 }
 
+/// The element-wise kernel levels this CPU runs (`kernelISALevel` of GELU, LayerNorm and attention): the
+/// AVX-512 C kernels (3, where the CPU has them) and the portable Swift lanes (0). Tests run both.
+let elementwiseKernelLevels = Set([GEMMKernelInfo.cpuISALevel, 0]).sorted()
+
 /// Tolerances of the layer checks.
 enum Tolerance {
     /// Float32 forward vs Double reference: float32 has a unit roundoff of 6e-8; the kernels here

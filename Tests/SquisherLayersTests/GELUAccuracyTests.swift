@@ -26,7 +26,7 @@ struct GELUAccuracyTests {
     /// Every formula at every kernel level this CPU runs: the AVX-512 C kernel (3, where available) and
     /// the portable Swift lanes (0).
     static let cases: [(GELU.Approximation, Int)] = [GELU.Approximation.none, .tanh].flatMap { form in
-        Set([GEMMKernelInfo.cpuISALevel, 0]).sorted().map { (form, $0) }
+        elementwiseKernelLevels.map { (form, $0) }
     }
 
     @Test("forward and backward within 1e-5 relative over [-9, 9]", arguments: cases)

@@ -29,7 +29,7 @@ struct LayerNormThreadedTests {
     }
 
     /// At every row-kernel level this CPU runs: the AVX-512 C rows (3, where available) and the Swift lanes (0).
-    @Test("forward, input gradient and parameter gradients of [3, 700, 48]", arguments: Set([GEMMKernelInfo.cpuISALevel, 0]).sorted())
+    @Test("forward, input gradient and parameter gradients of [3, 700, 48]", arguments: elementwiseKernelLevels)
     func threadedRows(level: Int) throws {
         var generator = SplitMix64(seed: 41)
         let layer = try LayerNorm(normalizedShape: [48])

@@ -42,7 +42,7 @@ struct PyTorchTransformerOracleTests {
     func attention() throws {
         let file = try Self.oracle()
         // At every softmax kernel level this CPU runs (AVX-512 C rows, Swift loops).
-        for level in Set([GEMMKernelInfo.cpuISALevel, 0]).sorted() {
+        for level in elementwiseKernelLevels {
             let causal = try ScaledDotProductAttention(heads: 3, causal: true)
             causal.kernelISALevel = level
             try Self.check(causal, "attention_causal", file)

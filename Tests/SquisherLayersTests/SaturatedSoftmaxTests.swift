@@ -31,7 +31,7 @@ struct SaturatedSoftmaxTests {
     func attention() throws {
         // One sample, T = 3, one head of width 1: q = k = [0, 20, -20], so scores q_t k_s span ±400.
         // At every softmax kernel level this CPU runs (AVX-512 C rows, Swift loops).
-        for level in Set([GEMMKernelInfo.cpuISALevel, 0]).sorted() {
+        for level in elementwiseKernelLevels {
             let layer = try ScaledDotProductAttention(heads: 1, causal: true)
             layer.kernelISALevel = level
             let x = try Tensor(shape: [1, 3, 3], scalars: [0, 0, 1, 20, 20, 2, -20, -20, 3])

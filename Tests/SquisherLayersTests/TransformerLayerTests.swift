@@ -17,11 +17,8 @@ struct TransformerLayerTests {
         }
     }
 
-    /// The softmax kernel levels this CPU runs: the AVX-512 C rows (3, where available) and the Swift loops (0).
-    static let kernelLevels = Set([GEMMKernelInfo.cpuISALevel, 0]).sorted()
-
     @Test("scaled dot-product attention, causal and bidirectional, with and without a padding mask",
-          arguments: [false, true], kernelLevels)
+          arguments: [false, true], elementwiseKernelLevels)
     func attentionCore(causal: Bool, level: Int) throws {
         var generator = SplitMix64(seed: causal ? 402 : 403)
         let (n, t, d, heads) = (2, 4, 4, 2)
@@ -43,7 +40,7 @@ struct TransformerLayerTests {
 
     /// Causal products run in query blocks of ``ScaledDotProductAttention/causalQueryBlock`` rows that skip
     /// the keys above the diagonal: T = 100 spans three blocks (48, 48, 4), with a padding mask too.
-    @Test("causal attention over several query blocks, against Double and finite differences", arguments: kernelLevels)
+    @Test("causal attention over several query blocks, against Double and finite differences", arguments: elementwiseKernelLevels)
     func causalBlocks(level: Int) throws {
         var generator = SplitMix64(seed: 405)
         let (n, t, d, heads) = (1, 100, 4, 2)
