@@ -11,8 +11,8 @@ import SquisherTensor
 /// - `weight` (ones) and `bias` (zeros) have shape `normalizedShape`; absent without affine.
 /// - Backward: `dx = rstd * (dx̂ - mean(dx̂) - x̂ * mean(dx̂ * x̂))` with `dx̂ = dy * weight`,
 ///   `rstd = 1/sqrt(var + eps)`; `dweight += sum_rows dy * x̂`, `dbias += sum_rows dy`.
-/// Row loops run 16 lanes at a time with the rows split over the threads (``LayerNormKernels``);
-/// row sums are combined in `Double`. The forward keeps `x̂` (reused by ``normalized(_:)`` for the
+/// Row loops run 16 lanes at a time with the rows split over the threads (``LayerNormKernels``; AVX-512
+/// C kernels where the CPU has them, ``kernelISALevel``); row sums are combined in `Double`. The forward keeps `x̂` (reused by ``normalized(_:)`` for the
 /// same input, as the per-sample rule asks after every backward pass).
 public final class LayerNorm: Layer, CustomStringConvertible {
     public let typeName = "LayerNorm"
