@@ -12,7 +12,8 @@ import SquisherTensor
 /// with fractional error below 1.2e-7, the tanh form as `x · sigmoid(2u)`, both accurate in relative
 /// terms in the negative tail; the same formulas in one AVX-512 register with fused multiply-adds on
 /// CPUs that have it, ``kernelISALevel``), the elements split over ``GEMMConfiguration/maximumThreads`` threads.
-/// The forward keeps `gelu'(x)` (one tensor of the input's size), so each backward is one product.
+/// The forward keeps `gelu'(x)` (one tensor of the input's size), so each backward is one product. Outputs,
+/// derivatives and input gradients reuse the memory of earlier passes once nothing else holds it.
 public final class GELU: Layer, CustomStringConvertible {
     /// Which formula to evaluate (PyTorch's `approximate` argument).
     public enum Approximation: String, Sendable, Hashable {
@@ -28,6 +29,9 @@ public final class GELU: Layer, CustomStringConvertible {
     public var localParameters: [(name: String, parameter: Parameter)] { [] }
     /// The input shape and `gelu'(x)` of the last forward.
     private var cached: (shape: [Int], derivative: Tensor)?
+    /// Memory of the outputs, derivatives and input gradients, reused across passes (``ReusableTensor``;
+    /// two slots for the output, which the next layer keeps as its input until its own next forward).
+    private var outputBuffer = ReusableTensor(slots: 2), derivativeBuffer = ReusableTensor(), gradientBuffer = ReusableTensor()
 
     /// Instruction-set level of the forward's kernel: 3 (the default where the CPU has AVX-512F) runs the
     /// C kernel `csq_gelu_avx512`, lower levels the portable Swift lanes (0 = portable, as
@@ -53,8 +57,9 @@ public final class GELU: Layer, CustomStringConvertible {
         let approximate = approximate
         let vectorKernel = min(kernelISALevel, GEMMKernelInfo.cpuISALevel) >= 3
         var derivative = Tensor(zeros: [0])
-        let output = Tensor(uninitializedShape: input.shape) { out in
-            derivative = Tensor(uninitializedShape: input.shape) { slope in
+        cached = nil  // the last derivative's memory can then be reused
+        let output = outputBuffer.make(shape: input.shape) { out in
+            derivative = derivativeBuffer.make(shape: input.shape) { slope in
                 input.withUnsafeBufferPointer { x in
                     let (source, values, slopes) = (SendablePointer(x.baseAddress!), SendablePointer(out.baseAddress!), SendablePointer(slope.baseAddress!))
                     parallelChunks(count: x.count) { start, end in
@@ -98,7 +103,7 @@ public final class GELU: Layer, CustomStringConvertible {
         guard let (shape, derivative) = cached else { throw .invalidArgument(argument: "\(description) backward", reason: "called before forward") }
         try outputGradient.checkShape(shape, "\(description) backward (output gradient)")
         guard derivative.count > 0 else { return outputGradient }
-        return Tensor(uninitializedShape: shape) { out in
+        return gradientBuffer.make(shape: shape) { out in
             derivative.withUnsafeBufferPointer { d in
                 outputGradient.withUnsafeBufferPointer { g in
                     let (slopes, gradients, destination) = (SendablePointer(d.baseAddress!), SendablePointer(g.baseAddress!), SendablePointer(out.baseAddress!))

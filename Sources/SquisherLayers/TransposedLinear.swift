@@ -19,6 +19,9 @@ public final class TransposedLinear: Layer, CustomStringConvertible {
     /// `[outputFeatures]`.
     public let bias: Parameter
     private var cachedInput: Tensor?
+    /// Memory of the outputs and input gradients, reused by the next pass once nothing else holds the last
+    /// one (``ReusableTensor``).
+    private var outputBuffer = ReusableTensor(), inputGradientBuffer = ReusableTensor()
 
     /// Creates the layer with Hugging Face's initialization drawn from `generator`.
     public init(inputFeatures: Int, outputFeatures: Int, generator: inout SplitMix64) {
@@ -38,9 +41,10 @@ public final class TransposedLinear: Layer, CustomStringConvertible {
             throw .shapeMismatch(operation: "\(description) forward", expected: "input [N, ..., \(inputFeatures)]", actual: input.shape)
         }
         let rows = input.count / inputFeatures, o = outputFeatures
-        var output = Tensor(uninitializedShape: Array(input.shape.dropLast()) + [o]) { _ in }  // bias rows, then += x W
-        bias.value.withUnsafeBufferPointer { b in
-            output.withUnsafeMutableBufferPointer { y in
+        // Bias rows, then += x W, into the last pass's output memory when nothing holds it any more.
+        let output = outputBuffer.make(shape: Array(input.shape.dropLast()) + [o]) { y in
+            guard rows > 0, o > 0 else { return }
+            bias.value.withUnsafeBufferPointer { b in
                 fillBiasRows(b.baseAddress!, width: o, rows: rows, into: y.baseAddress!)
                 input.withUnsafeBufferPointer { x in
                     weight.value.withUnsafeBufferPointer { w in
@@ -80,7 +84,16 @@ public final class TransposedLinear: Layer, CustomStringConvertible {
             try bias.gradient.addScaled(outputGradient.reshaped([rows, o]).sumOverLeadingAxis())
         }
         guard computeInputGradient else { return nil }
-        // dX = Δ Wᵀ (`[rows, out] x [out, in]`).
-        return try Tensor.matmul(outputGradient.reshaped([rows, o]), weight.value, transposeB: true).reshaped(input.shape)
+        // dX = Δ Wᵀ (`[rows, out] x [out, in]`), into the last pass's memory when nothing holds it any more.
+        return inputGradientBuffer.make(shape: input.shape) { dx in
+            guard rows > 0, i > 0 else { return }
+            guard o > 0 else { return dx.update(repeating: 0) }
+            outputGradient.withUnsafeBufferPointer { dy in
+                weight.value.withUnsafeBufferPointer { w in
+                    gemm(transposeA: false, transposeB: true, m: rows, n: i, k: o,
+                         a: dy.baseAddress!, lda: o, b: w.baseAddress!, ldb: o, c: dx.baseAddress!, ldc: i)
+                }
+            }
+        }
     }
 }

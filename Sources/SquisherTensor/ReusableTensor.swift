@@ -10,36 +10,56 @@
 /// faults its pages in again, zero-filled by the kernel), which cost about 15-20% of a small CNN's
 /// training epoch.
 ///
-/// Between passes the holder keeps the last tensor alive (one activation's memory per holder).
+/// Between passes the holder keeps the last tensor alive (one activation's memory per holder). A holder
+/// of two slots also keeps the tensor before it: for an output that the next layer caches until its own
+/// next forward (so the last one is still held when this layer makes the next), the one before is free
+/// by then; it costs one more activation's memory between passes.
 public struct ReusableTensor: Sendable {
     /// The tensor made by the last call (shares its storage with the caller's copy).
     private var last: Tensor?
+    /// With two slots, the tensor made by the call before the last one.
+    private var earlier: Tensor?
+    /// 1 or 2: how many of the latest tensors are kept for reuse.
+    public let slots: Int
 
-    /// An empty holder: the first ``make(shape:initializingWith:)`` allocates.
-    public init() {}
+    /// An empty holder of `slots` (1 or 2, clamped) slots: the first ``make(shape:initializingWith:)`` allocates.
+    public init(slots: Int = 1) { self.slots = Swift.min(2, Swift.max(1, slots)) }
 
-    /// A tensor of `shape` whose scalars `body` must all write (they are not zero-filled): the
-    /// previous tensor's storage when nothing else references it and its count matches, else new memory.
+    /// A tensor of `shape` whose scalars `body` must all write (they are not zero-filled): the storage
+    /// of a kept tensor when nothing else references it and its count matches (the last one first), else
+    /// new memory.
     public mutating func make(shape: [Int], initializingWith body: (UnsafeMutableBufferPointer<Float>) -> Void) -> Tensor {
         let count = shape.reduce(1, *)
+        if !Self.reusable(&last, count: count), slots == 2, Self.reusable(&earlier, count: count) {
+            swap(&last, &earlier)
+        }
         // Checked and written in place (no temporary copy holding a second reference).
-        if wouldReuse(count: count), last != nil {
+        if Self.reusable(&last, count: count) {
             last!.storedShape = shape
             last!.storage.withUnsafeMutableBufferPointer { body($0) }
             return last!
         }
         let tensor = Tensor(uninitializedShape: shape, initializingWith: body)
+        if slots == 2 { earlier = last }
         last = tensor
         return tensor
     }
 
     /// Whether the next ``make(shape:initializingWith:)`` of `count` scalars would reuse memory (for tests).
     public mutating func wouldReuse(count: Int) -> Bool {
-        count > 0 && last?.storage.count == count && last?.storage.isUniquelyReferenced() == true
+        Self.reusable(&last, count: count) || (slots == 2 && Self.reusable(&earlier, count: count))
     }
 
-    /// Lets go of the kept tensor (its memory is freed if nothing else holds it).
-    public mutating func release() { last = nil }
+    /// Whether `kept` holds a tensor of `count > 0` scalars whose storage nothing else references.
+    private static func reusable(_ kept: inout Tensor?, count: Int) -> Bool {
+        count > 0 && kept?.storage.count == count && kept?.storage.isUniquelyReferenced() == true
+    }
+
+    /// Lets go of the kept tensors (their memory is freed if nothing else holds them).
+    public mutating func release() {
+        last = nil
+        earlier = nil
+    }
 }
 
 /// Stands for the storage object of a `[Float]` when asking for its reference count: any native Swift

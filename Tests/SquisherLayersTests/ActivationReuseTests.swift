@@ -2,7 +2,7 @@ import SquisherLayers
 import SquisherTensor
 import Testing
 
-/// Conv2d, ReLU, MaxPool2d and AvgPool2d reuse their output and input-gradient memory across passes
+/// Conv2d, ReLU, MaxPool2d, AvgPool2d and GELU reuse their output and input-gradient memory across passes
 /// (``ReusableTensor``): a later pass must equal a fresh layer's result bit for bit (same arithmetic,
 /// only the memory differs), must not change tensors the caller kept from an earlier pass, and must
 /// reuse the memory once the caller lets go.
@@ -17,10 +17,11 @@ struct ActivationReuseTests {
             try Conv2d(inputChannels: 40, outputChannels: 6, kernelSize: 2, stride: 2, generator: &generator),
             ReLU(), try MaxPool2d(kernelSize: 2), try MaxPool2d(kernelSize: 3, stride: 2),
             try AvgPool2d(kernelSize: 2), try AvgPool2d(kernelSize: (3, 2), stride: (1, 2)),
+            GELU(approximate: .tanh), GELU(),
         ]
     }
 
-    @Test("later passes equal a fresh layer's, keep held tensors and reuse released memory", arguments: 0..<7)
+    @Test("later passes equal a fresh layer's, keep held tensors and reuse released memory", arguments: 0..<9)
     func reuse(index: Int) throws {
         let layer = try Self.makeLayers()[index]
         let channels = index == 1 ? 40 : 3
@@ -50,5 +51,56 @@ struct ActivationReuseTests {
         #expect(y3.scalars == expectedY.scalars)
         #expect(dx3.scalars == expectedDx.scalars)
         #expect(y1.scalars == savedY1 && dx1.scalars == savedDx1)
+    }
+
+    /// GELU keeps two output slots: the next layer holds the last output as its cached input until its
+    /// own next forward, so the output before it is the one reused.
+    @Test("GELU reuses the output before the last while the next layer still holds the last")
+    func geluOutputWhileHeld() throws {
+        let layer = GELU(approximate: .tanh)
+        var generator = SplitMix64(seed: 91)
+        let inputs = (0..<4).map { _ in Tensor.uniform(shape: [3, 40], low: -3, high: 3, using: &generator) }
+        var held = try layer.forward(inputs[0], mode: .training)  // as c_proj's cached input
+        let firstAddress = Self.address(held)
+        held = try layer.forward(inputs[1], mode: .training)  // the first output is let go here
+        let kept = held.scalars
+        let third = try layer.forward(inputs[2], mode: .training)
+        #expect(Self.address(third) == firstAddress, "the output before the last was not reused")
+        #expect(held.scalars == kept, "the held output was overwritten")
+        #expect(third.scalars == (try GELU(approximate: .tanh).forward(inputs[2], mode: .training)).scalars)
+    }
+
+    /// `Conv1D` reuses its output and input-gradient memory once nothing holds the last ones; the values
+    /// equal a fresh layer's bit for bit, and tensors the caller keeps are never written.
+    @Test("Conv1D (TransposedLinear) output and input-gradient memory reused across passes")
+    func transposedLinear() throws {
+        var generator = SplitMix64(seed: 92)
+        let layer = TransposedLinear(inputFeatures: 12, outputFeatures: 7, generator: &generator)
+        layer.bias.value = Tensor.uniform(shape: [7], low: -1, high: 1, using: &generator)
+        let inputs = (0..<3).map { _ in Tensor.uniform(shape: [5, 4, 12], low: -1, high: 1, using: &generator) }
+        let dy = Tensor.uniform(shape: [5, 4, 7], low: -1, high: 1, using: &generator)
+        let y1 = try layer.forward(inputs[0], mode: .training)
+        let dx1 = try layer.backward(dy, accumulateParameterGradients: false)
+        let (savedY, savedDx) = (y1.scalars, dx1.scalars)
+        func secondPass() throws -> (UnsafePointer<Float>?, UnsafePointer<Float>?) {
+            let y2 = try layer.forward(inputs[1], mode: .training)
+            return (Self.address(y2), Self.address(try layer.backward(dy, accumulateParameterGradients: false)))
+        }
+        let (y2Address, dx2Address) = try secondPass()
+        #expect(Self.address(y1) != y2Address && Self.address(dx1) != dx2Address, "a held tensor was reused")
+        let y3 = try layer.forward(inputs[2], mode: .training)
+        let dx3 = try layer.backward(dy, accumulateParameterGradients: false)
+        #expect(Self.address(y3) == y2Address, "the output memory was not reused")
+        #expect(Self.address(dx3) == dx2Address, "the input-gradient memory was not reused")
+        #expect(y1.scalars == savedY && dx1.scalars == savedDx)
+        let fresh = TransposedLinear(inputFeatures: 12, outputFeatures: 7, generator: &generator)
+        fresh.weight.value = layer.weight.value
+        fresh.bias.value = layer.bias.value
+        #expect(y3.scalars == (try fresh.forward(inputs[2], mode: .training)).scalars)
+        #expect(dx3.scalars == (try fresh.backward(dy, accumulateParameterGradients: false)).scalars)
+        // Empty shapes: no rows, no output features.
+        let empty = TransposedLinear(inputFeatures: 3, outputFeatures: 0, generator: &generator)
+        _ = try empty.forward(Tensor(zeros: [2, 3]), mode: .training)
+        #expect(try empty.backward(Tensor(zeros: [2, 0]), accumulateParameterGradients: true).scalars == [0, 0, 0, 0, 0, 0])
     }
 }

@@ -43,4 +43,29 @@ struct ReusableTensorTests {
         let emptyReuse = empty.wouldReuse(count: 0)
         #expect(!emptyReuse)
     }
+
+    @Test("two slots: the tensor before the last is reused while the last is held, never a held one")
+    func twoSlots() {
+        var holder = ReusableTensor(slots: 2)
+        #expect(holder.slots == 2 && ReusableTensor(slots: 5).slots == 2 && ReusableTensor(slots: 0).slots == 1)
+        var first: Tensor? = holder.make(shape: [4]) { $0.update(repeating: 1) }
+        let firstAddress = first.map(Self.address)
+        let second = holder.make(shape: [4]) { $0.update(repeating: 2) }  // first still held: new memory
+        #expect(Self.address(second) != firstAddress)
+        let whileBothHeld = holder.wouldReuse(count: 4)
+        #expect(!whileBothHeld)
+        first = nil
+        let third = holder.make(shape: [2, 2]) { $0.update(repeating: 3) }  // second held, first free
+        #expect(Self.address(third) == firstAddress && third.shape == [2, 2])
+        #expect(second.scalars == [2, 2, 2, 2] && third.scalars == [3, 3, 3, 3])
+        var single = ReusableTensor()
+        var a: Tensor? = single.make(shape: [4]) { $0.update(repeating: 1) }
+        let b = single.make(shape: [4]) { $0.update(repeating: 2) }
+        a = nil
+        withExtendedLifetime(b) {
+            let oneSlotReuse = single.wouldReuse(count: 4)
+            #expect(!oneSlotReuse, "one slot keeps only the last tensor, which the caller holds")
+        }
+        #expect(a == nil)
+    }
 }
