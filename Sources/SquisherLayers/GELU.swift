@@ -55,7 +55,7 @@ public final class GELU: Layer, CustomStringConvertible {
             return input
         }
         let approximate = approximate
-        let vectorKernel = min(kernelISALevel, GEMMKernelInfo.cpuISALevel) >= 3
+        let vectorKernel = VectorMath.usesAVX512Kernels(level: kernelISALevel)
         var derivative = Tensor(zeros: [0])
         cached = nil  // the last derivative's memory can then be reused
         let output = outputBuffer.make(shape: input.shape) { out in

@@ -64,7 +64,7 @@ public final class LayerNorm: Layer, CustomStringConvertible {
     /// Lowering it is for tests and benchmarks; the two agree to float32 roundoff.
     public var kernelISALevel: Int = GEMMKernelInfo.cpuISALevel
 
-    private var usesVectorKernels: Bool { min(kernelISALevel, GEMMKernelInfo.cpuISALevel) >= 3 }
+    private var usesVectorKernels: Bool { VectorMath.usesAVX512Kernels(level: kernelISALevel) }
 
     private func checkInput(_ input: Tensor, _ operation: String) throws(TensorError) {
         guard input.rank > normalizedShape.count, Array(input.shape.suffix(normalizedShape.count)) == normalizedShape else {

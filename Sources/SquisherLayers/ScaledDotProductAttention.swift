@@ -71,7 +71,8 @@ public final class ScaledDotProductAttention: Layer, CustomStringConvertible {
         var output = Tensor(uninitializedShape: [n, t, d]) { _ in }
         let keep: [Bool]? = attentionMask.map { $0.scalars.map { $0 != 0 } }
         let causal = causal, single = Self.singleThreaded, parts = GEMMConfiguration.current.threadParts(for: n * h)
-        let vectorKernels = min(kernelISALevel, GEMMKernelInfo.cpuISALevel) >= 3
+        let blocks = Self.queryBlocks(t: t, causal: causal)  // the same for every (sample, head) pair
+        let vectorKernels = VectorMath.usesAVX512Kernels(level: kernelISALevel)
         input.withUnsafeBufferPointer { x in
             probabilities.withUnsafeMutableBufferPointer { p in
                 output.withUnsafeMutableBufferPointer { o in
@@ -83,7 +84,7 @@ public final class ScaledDotProductAttention: Layer, CustomStringConvertible {
                             let pp = pointers.p + pair * t * t
                             // Query blocks; a causal block [r0, r1) sees keys 0 ..< r1 only (the softmax
                             // writes the zeros beyond), so the products skip the masked upper triangle.
-                            for (r0, r1) in Self.queryBlocks(t: t, causal: causal) {
+                            for (r0, r1) in blocks {
                                 let keys = causal ? r1 : t
                                 gemm(transposeA: false, transposeB: true, m: r1 - r0, n: keys, k: hd, alpha: scale,
                                      a: q + r0 * 3 * d, lda: 3 * d, b: q + d, ldb: 3 * d, c: pp + r0 * t, ldc: t, configuration: single)
@@ -176,7 +177,8 @@ public final class ScaledDotProductAttention: Layer, CustomStringConvertible {
         let h = heads, hd = d / h, scale = 1 / Float(hd).squareRoot()
         var inputGradient = Tensor(uninitializedShape: input.shape) { _ in }  // dQ, dK, dV blocks all written (beta = 0)
         let causal = causal, single = Self.singleThreaded, parts = GEMMConfiguration.current.threadParts(for: n * h)
-        let vectorKernels = min(kernelISALevel, GEMMKernelInfo.cpuISALevel) >= 3
+        let blocks = Self.queryBlocks(t: t, causal: causal)  // the same for every (sample, head) pair
+        let vectorKernels = VectorMath.usesAVX512Kernels(level: kernelISALevel)
         input.withUnsafeBufferPointer { x in
             probabilities.withUnsafeBufferPointer { p in
                 outputGradient.withUnsafeBufferPointer { dy in
@@ -195,7 +197,6 @@ public final class ScaledDotProductAttention: Layer, CustomStringConvertible {
                                 // Causal: P and dS vanish above the diagonal, so each query block [r0, r1)
                                 // uses keys 0 ..< r1 and each key block [s0, s1) queries s0 ..< t only (the
                                 // blocks are the same partition, so nothing beyond a row's block is read).
-                                let blocks = Self.queryBlocks(t: t, causal: causal)
                                 for (s0, s1) in blocks {  // dV[s0 ..< s1] = P[from ..< t, s0 ..< s1]ᵀ dO[from ..< t]
                                     let from = causal ? s0 : 0
                                     gemm(transposeA: true, transposeB: false, m: s1 - s0, n: hd, k: t - from, a: pp + from * t + s0, lda: t,

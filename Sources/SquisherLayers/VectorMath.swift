@@ -1,7 +1,13 @@
+import SquisherTensor
+
 /// Elementary functions on 16 lanes at once, for the element-wise layers' hot loops (GELU,
 /// softmax): no libm call per element, multiply-adds written `a * b + c` (see STYLE.md).
 enum VectorMath {
     typealias Vector = SIMD16<Float>
+
+    /// Whether a layer whose `kernelISALevel` is `level` runs the AVX-512 C kernels: the level asks for
+    /// them (3) and the CPU has them; otherwise the Swift lanes of this enum run.
+    static func usesAVX512Kernels(level: Int) -> Bool { min(level, GEMMKernelInfo.cpuISALevel) >= 3 }
 
     /// `e^x` per lane (Cephes `expf`: `x = n ln 2 + r`, `|r| <= ln2/2`, degree-6 polynomial in `r`,
     /// `2^n` from the exponent bits). Relative error below 2 ulp on `[-87, 88]`. Below -87 the

@@ -30,11 +30,13 @@ public struct ReusableTensor: Sendable {
     /// new memory.
     public mutating func make(shape: [Int], initializingWith body: (UnsafeMutableBufferPointer<Float>) -> Void) -> Tensor {
         let count = shape.reduce(1, *)
-        if !Self.reusable(&last, count: count), slots == 2, Self.reusable(&earlier, count: count) {
+        var reuse = Self.reusable(&last, count: count)
+        if !reuse, slots == 2, Self.reusable(&earlier, count: count) {
             swap(&last, &earlier)
+            reuse = true
         }
         // Checked and written in place (no temporary copy holding a second reference).
-        if Self.reusable(&last, count: count) {
+        if reuse {
             last!.storedShape = shape
             last!.storage.withUnsafeMutableBufferPointer { body($0) }
             return last!
