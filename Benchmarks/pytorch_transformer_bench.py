@@ -22,6 +22,14 @@ exceed 120 s in all stops there, so the exact true Fisher of GPT-2 may be the me
 Prints `RESULT <model> <case> <median seconds>` lines.
 Usage: python pytorch_transformer_bench.py --models gpt2-tiny:256:32:16:32,... [--threads 2] [--repeats 5] [--cases ...]
   (model:samples:batch:length:true_fisher_samples; 0 true-Fisher samples skips that case)
+
+With --serve (how `squisher-bench transformers` runs it, so that every repeat of a case runs on both sides
+back to back), the script times one run at a time on request, one command per line on stdin:
+  PREPARE <model> <case>   build the case and run it once (warm-up) -> `PREPARED <model> <case>`
+                           or `FAILED <model> <case> <reason>`
+  TIME <model> <case>      one timed run of a prepared case         -> `TIME <model> <case> <seconds>`
+  RELEASE                  drop every prepared case                 -> `RELEASED`
+The answers are single lines; `INFO` lines may come before them. End of input ends the script.
 """
 import argparse
 import json
@@ -179,6 +187,57 @@ def true_fisher_case(key, samples, batch, length, chunk_bytes):
     return run
 
 
+def case_makers(spec, chunk_bytes):
+    """`key` and `{case: make}` of a `model:samples:batch:length:true_fisher_samples` spec."""
+    key, samples, batch, length, tf_samples = spec.split(":")
+    samples, batch, length, tf_samples = int(samples), int(batch), int(length), int(tf_samples)
+    makers = {"fwd_bwd": lambda: fwd_bwd_case(key, samples, batch, length),
+              "adamw_epoch": lambda: adamw_case(key, samples, batch, length),
+              "vmap_grad_sq": lambda: vmap_case(key, samples, batch, length),
+              "opacus_grad_sq": lambda: opacus_case(key, samples, batch, length)}
+    if tf_samples > 0:
+        makers["true_fisher_vmap"] = lambda: true_fisher_case(key, tf_samples, batch, length, chunk_bytes)
+    return key, makers
+
+
+def serve(makers):
+    """The --serve loop (see the module's doc): `makers` maps (model, case) to the case's maker."""
+    import gc
+    import sys
+    import time
+    prepared = {}
+    for line in sys.stdin:
+        fields = line.split()
+        if not fields:
+            continue
+        if fields[0] == "RELEASE":
+            prepared.clear()
+            gc.collect()
+            print("RELEASED", flush=True)
+            continue
+        if len(fields) != 3 or fields[0] not in ("PREPARE", "TIME"):
+            print(f"FAILED ? ? unknown command: {line.strip()[:200]}", flush=True)
+            continue
+        command, key, name = fields
+        try:
+            if command == "PREPARE":
+                if (key, name) not in makers:
+                    raise KeyError(f"no case {name} for model {key}")
+                run = makers[(key, name)]()
+                run()  # warm-up
+                prepared[(key, name)] = run
+                print(f"PREPARED {key} {name}", flush=True)
+            else:
+                run = prepared[(key, name)]
+                start = time.perf_counter()
+                run()
+                print(f"TIME {key} {name} {time.perf_counter() - start:.6f}", flush=True)
+        except Exception as error:  # report and go on: one failing peer must not hide the others
+            prepared.pop((key, name), None)
+            reason = f"{type(error).__name__}: {str(error)[:300]}".replace("\n", " ")
+            print(f"FAILED {key} {name} {reason}", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
@@ -187,6 +246,7 @@ def main():
     parser.add_argument("--cases", default="fwd_bwd,adamw_epoch,vmap_grad_sq,opacus_grad_sq,true_fisher_vmap")
     parser.add_argument("--true-fisher-chunk-mb", type=int, default=1024,
                         help="memory for the per-outcome gradients of one vmap chunk of the exact true Fisher (MB)")
+    parser.add_argument("--serve", action="store_true", help="time single runs on request (stdin commands)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
@@ -195,16 +255,12 @@ def main():
     import opacus
     print(f"INFO torch {torch.__version__} transformers {transformers.__version__} opacus {opacus.__version__} "
           f"threads {torch.get_num_threads()}", flush=True)
-    for spec in args.models.split(","):
-        key, samples, batch, length, tf_samples = spec.split(":")
-        samples, batch, length, tf_samples = int(samples), int(batch), int(length), int(tf_samples)
-        cases = [("fwd_bwd", lambda: fwd_bwd_case(key, samples, batch, length)),
-                 ("adamw_epoch", lambda: adamw_case(key, samples, batch, length)),
-                 ("vmap_grad_sq", lambda: vmap_case(key, samples, batch, length)),
-                 ("opacus_grad_sq", lambda: opacus_case(key, samples, batch, length))]
-        if tf_samples > 0:
-            cases.append(("true_fisher_vmap", lambda: true_fisher_case(key, tf_samples, batch, length, args.true_fisher_chunk_mb << 20)))
-        for name, make in cases:
+    models = [case_makers(spec, args.true_fisher_chunk_mb << 20) for spec in args.models.split(",")]
+    if args.serve:
+        serve({(key, name): make for key, makers in models for name, make in makers.items() if name in wanted})
+        return
+    for key, makers in models:
+        for name, make in makers.items():
             if name not in wanted:
                 continue
             try:

@@ -5,12 +5,13 @@ import Squisher
 /// (`squisher-bench transformers`): the tiny GPT-2 and BERT of the checkpoint fixtures and one
 /// GPT-2-small-shaped block, built from the configs in `Benchmarks/transformer_configs/` on both
 /// sides, on the same token ids (a fixed formula, ``tokenIDs(samples:length:vocabulary:)``), timed
-/// by `Benchmarks/pytorch_transformer_bench.py` (median of `repeats` after one warm-up) and on our
-/// side half before and half after it (each half after a warm-up; the median of all `repeats`), with
-/// the same thread count.
+/// against `Benchmarks/pytorch_transformer_bench.py` in its `--serve` mode, with the same thread
+/// count: each case is warmed up on both sides, then every repeat runs it once on each side back to
+/// back (which side goes first alternates), so that a change of the machine's load during the run
+/// weighs on both sides alike; each side's median of `repeats`.
 enum TransformerPeerBenchmark {
     static let optionsHelp =
-        "[--python PATH] [--no-python] [--threads 2] [--repeats 5] [--models gpt2-tiny,bert-tiny,gpt2-768] [--cases fwd_bwd,adamw_epoch,empirical_fisher,true_fisher_exact] [--profile model:case --loops K]"
+        "[--python PATH] [--no-python] [--threads 2] [--repeats 7] [--models gpt2-tiny,bert-tiny,gpt2-768] [--cases fwd_bwd,adamw_epoch,empirical_fisher,true_fisher_exact] [--profile model:case --loops K]"
 
     /// A benchmark model: its config file, the data sizes, and which head it has.
     struct Model {
@@ -117,19 +118,57 @@ enum TransformerPeerBenchmark {
         }
     }
 
-    /// Runs `Benchmarks/pytorch_transformer_bench.py`; returns `[model: [case: seconds]]` or nil with a reason printed.
-    static func runPython(_ python: String, threads: Int, repeats: Int, models: [Model], cases: Set<String>) -> [String: [String: Double]]? {
+    /// Starts `Benchmarks/pytorch_transformer_bench.py --serve` for `models`, or returns nil with a reason printed.
+    static func startPython(_ python: String, threads: Int, models: [Model], cases: Set<String>) -> PeerServer? {
         let sizes = models.map { "\($0.key):\($0.samples):\($0.batch):\($0.length):\($0.trueFisherSamples ?? 0)" }
-        return PeerProcess.run(
+        return PeerProcess.serve(
             python: python, script: configDirectory.appendingPathComponent("pytorch_transformer_bench.py"),
-            arguments: ["--threads", "\(threads)", "--repeats", "\(repeats)", "--models", sizes.joined(separator: ","),
-                        "--cases", cases.sorted().joined(separator: ",")],
+            arguments: ["--threads", "\(threads)", "--models", sizes.joined(separator: ","), "--cases", cases.sorted().joined(separator: ",")],
             threads: threads)
+    }
+
+    /// A peer whose timed runs of one case exceed this in all (seconds) is not repeated further (PyTorch's
+    /// exact true Fisher of GPT-2 tiny takes several seconds a run).
+    static let peerBudget = 120.0
+
+    /// Idle time before every timed run on either side (microseconds): PyTorch's OpenMP threads spin for
+    /// a few milliseconds after its last parallel region, which would otherwise fall into our next run.
+    static let settleMicroseconds: UInt32 = 20_000
+
+    /// Times `spec`'s case `c` on both sides, repeat by repeat (see the type's doc): our runs and, per
+    /// peer that could be prepared, its runs (fewer than `repeats` when ``peerBudget`` ran out).
+    static func measure(
+        _ c: Case, of spec: Model, repeats: Int, server: PeerServer?
+    ) throws -> (ours: [Double], peers: [String: [Double]]) {
+        let body = try runner(c.key, spec: spec)
+        try body()  // warm-up
+        var peers = server.map { server in c.peers.map(\.key).filter { server.prepare(model: spec.key, peerCase: $0) } } ?? []
+        var ours: [Double] = [], theirs: [String: [Double]] = [:]
+        for repeatIndex in 0..<repeats {
+            func runPeers() {
+                for peer in peers where theirs[peer, default: []].reduce(0, +) <= peerBudget {
+                    usleep(settleMicroseconds)
+                    if let seconds = server?.time(model: spec.key, peerCase: peer) {
+                        theirs[peer, default: []].append(seconds)
+                    } else {
+                        peers.removeAll { $0 == peer }  // failed (reason printed): its earlier runs still count
+                    }
+                }
+            }
+            if repeatIndex % 2 == 1 { runPeers() }
+            usleep(settleMicroseconds)
+            let start = DispatchTime.now().uptimeNanoseconds
+            try body()
+            ours.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            if repeatIndex % 2 == 0 { runPeers() }
+        }
+        server?.release()
+        return (ours, theirs)
     }
 
     struct Options {
         var python = "/tmp/peers/bin/python", usePython = true
-        var threads = 2, repeats = 5
+        var threads = 2, repeats = 7
         var models = TransformerPeerBenchmark.models
         var caseKeys: Set<String>?
         var profile: String?, loops = 20
@@ -189,38 +228,26 @@ enum TransformerPeerBenchmark {
 
         let selected = cases.filter { options.caseKeys?.contains($0.key) ?? true }
         guard !selected.isEmpty else { print("--cases names none of: \(cases.map(\.key).joined(separator: ", "))"); return 2 }
-        print("## Transformers: Squisher vs PyTorch / torch.func / Opacus (float32, \(options.threads) threads, median of \(options.repeats) after a warm-up; ours half before, half after the Python side)\n")
+        print("## Transformers: Squisher vs PyTorch / torch.func / Opacus (float32, \(options.threads) threads, median of \(options.repeats) after a warm-up; each repeat runs both sides back to back)\n")
         print("load average at start: \(PeerProcess.loadAverage())")
-        // Our runs straddle the Python side (half before, half after it, one warm-up each time), so that
-        // a change of the machine's load during the run weighs on both sides alike; the median of all.
-        var times: [String: [String: [Double]]] = [:]
-        func measureOurs(_ repeats: Int) throws {
-            for spec in options.models {
-                for c in selected where c.key != "true_fisher_exact" || spec.trueFisherSamples != nil {
-                    times[spec.key, default: [:]][c.key, default: []] += try timed(repeats, runner(c.key, spec: spec))
-                }
+        let peerCases = Set(selected.flatMap { $0.peers.map(\.key) })
+        let server = options.usePython ? startPython(options.python, threads: options.threads, models: options.models, cases: peerCases) : nil
+        var ours: [String: [String: Double]] = [:], peers: [String: [String: Double]] = [:]
+        for spec in options.models {
+            for c in selected where c.key != "true_fisher_exact" || spec.trueFisherSamples != nil {
+                let (mine, theirs) = try measure(c, of: spec, repeats: options.repeats, server: server)
+                ours[spec.key, default: [:]][c.key] = median(mine)
+                for (peer, times) in theirs where !times.isEmpty { peers[spec.key, default: [:]][peer] = median(times) }
             }
         }
-        try measureOurs((options.repeats + 1) / 2)
-        let peerCases = Set(selected.flatMap { $0.peers.map(\.key) })
-        let peers = options.usePython
-            ? runPython(options.python, threads: options.threads, repeats: options.repeats, models: options.models, cases: peerCases) : nil
-        try measureOurs(Swift.max(1, options.repeats / 2))
-        let ours = times.mapValues { $0.mapValues { $0.sorted()[$0.count / 2] } }
+        server?.finish()
         print("load average at end: \(PeerProcess.loadAverage())\n")
-        printTable(models: options.models, cases: selected, ours: ours, peers: peers)
+        printTable(models: options.models, cases: selected, ours: ours, peers: server == nil ? nil : peers)
         return 0
     }
 
-    /// Wall-clock seconds of `repeats` runs of `body` after one warm-up.
-    static func timed(_ repeats: Int, _ body: () throws -> Void) throws -> [Double] {
-        try body()
-        return try (0..<repeats).map { _ in
-            let start = DispatchTime.now().uptimeNanoseconds
-            try body()
-            return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        }
-    }
+    /// The median (upper median for an even count) of non-empty `times`.
+    static func median(_ times: [Double]) -> Double { times.sorted()[times.count / 2] }
 
     static func printTable(models: [Model], cases: [Case], ours: [String: [String: Double]], peers: [String: [String: Double]]?) {
         for spec in models {
