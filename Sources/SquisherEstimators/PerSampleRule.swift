@@ -149,17 +149,13 @@ public struct LinearSquaredGradientRule: PassSummableSquaredGradientRule, PerSam
                 try accumulators["bias", default: Tensor(zeros: [outFeatures])].addScaled(d2.sumOverLeadingAxis(), scale)
             }
         } else {
-            let sums = try SequenceLinearGradients(
+            temporaryBytes = try SequenceLinearGradients(
                 samples: n, positions: positions, inFeatures: inFeatures, outFeatures: outFeatures, transposed: false,
                 products: products
-            ).squaredSums(input: input, outputGradient: outputGradient, scale: scale)
-            temporaryBytes = 4 * (2 * outFeatures * inFeatures + 2 * outFeatures)
-            if linear.weight.requiresGradient {
-                try accumulators["weight", default: Tensor(zeros: [outFeatures, inFeatures])].addScaled(Tensor(uncheckedShape: [outFeatures, inFeatures], scalars: sums.weight))
-            }
-            if let bias = linear.bias, bias.requiresGradient {
-                try accumulators["bias", default: Tensor(zeros: [outFeatures])].addScaled(Tensor(uncheckedShape: [outFeatures], scalars: sums.bias))
-            }
+            ).addSquaredSums(
+                input: input, outputGradient: outputGradient, scale: scale,
+                weightShape: linear.weight.requiresGradient ? [outFeatures, inFeatures] : nil, bias: linear.bias?.requiresGradient == true,
+                into: &accumulators)
         }
         return temporaryBytes
     }

@@ -8,7 +8,7 @@ import SquisherTensor
 /// the **product** `Δ_nᵀ X_n` (`[out, in]`; `X_nᵀ Δ_n` for `[in, out]`) summed over positions before
 /// any square, and `Σ_t Δ_n[t]` for the bias. One GEMM per sample, on strided views of the batch
 /// (no copies); `visit` receives each sample's weight and bias gradients in scratch buffers that
-/// are overwritten by the next sample. The sums of squares (``squaredSums(input:outputGradient:scale:)``)
+/// are overwritten by the next sample. The sums of squares (``addSquaredSums(input:outputGradient:scale:weightShape:bias:into:)``)
 /// go through ``SequenceLinearSquares``, which squares each product block while it is in cache.
 struct SequenceLinearGradients {
     let samples: Int, positions: Int, inFeatures: Int, outFeatures: Int
@@ -50,14 +50,35 @@ struct SequenceLinearGradients {
         }
     }
 
-    /// `scale · Σ_n (per-sample gradient)²` for the weight and the bias (see ``SequenceLinearSquares``).
-    func squaredSums(input: Tensor, outputGradient: Tensor, scale: Float) throws -> (weight: [Float], bias: [Float]) {
+    /// Adds `scale · Σ_n (per-sample gradient)²` into `accumulators["weight"]` (shape `weightShape`, the
+    /// layer's layout) and, with `bias`, into `accumulators["bias"]` (`[out]`), each created as zeros
+    /// where absent; a nil `weightShape` skips the weight. In place (see ``SequenceLinearSquares``).
+    /// Returns the bytes of the temporaries it allocated.
+    @discardableResult
+    func addSquaredSums(
+        input: Tensor, outputGradient: Tensor, scale: Float, weightShape: [Int]?, bias: Bool,
+        into accumulators: inout [String: Tensor]
+    ) throws -> Int {
         guard input.count == samples * positions * inFeatures, outputGradient.count == samples * positions * outFeatures else {
             throw TensorError.shapeMismatch(
                 operation: "per-sample linear gradients", expected: "input [\(samples), \(positions), \(inFeatures)] and output gradient [\(samples), \(positions), \(outFeatures)]",
                 actual: outputGradient.shape)
         }
-        return SequenceLinearSquares(gradients: self).sums(input: input, outputGradient: outputGradient, scale: scale)
+        // Taken out of the dictionary while written, so that each is the only reference to its storage.
+        var weightSums = weightShape.map { accumulators.removeValue(forKey: "weight") ?? Tensor(zeros: $0) }
+        var biasSums = bias ? accumulators.removeValue(forKey: "bias") ?? Tensor(zeros: [outFeatures]) : nil
+        let squares = SequenceLinearSquares(gradients: self)
+        var bytes = 0
+        func add(_ weight: UnsafeMutablePointer<Float>?, _ bias: UnsafeMutablePointer<Float>?) {
+            bytes = squares.add(input: input, outputGradient: outputGradient, scale: scale, weight: weight, bias: bias)
+        }
+        func withBias(_ weight: UnsafeMutablePointer<Float>?) {
+            if biasSums == nil { add(weight, nil) } else { biasSums!.withUnsafeMutableBufferPointer { add(weight, $0.baseAddress) } }
+        }
+        if weightSums == nil { withBias(nil) } else { weightSums!.withUnsafeMutableBufferPointer { withBias($0.baseAddress) } }
+        if let weightSums { accumulators["weight"] = weightSums }
+        if let biasSums { accumulators["bias"] = biasSums }
+        return bytes
     }
 
     /// Each sample's gradients, made one sample at a time: `"weight"` (of shape `weight`, when

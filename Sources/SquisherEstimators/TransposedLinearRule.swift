@@ -34,20 +34,18 @@ public struct TransposedLinearSquaredGradientRule: PerSampleGradientRule {
         let linear = try self.layer(layer)
         let (i, o) = (linear.inputFeatures, linear.outputFeatures)
         let plan = gradients(linear, input)
-        var weight: Tensor, bias: Tensor
         if plan.positions == 1 {
             let x2 = try input.reshaped([plan.samples, i]).map { $0 * $0 }
             let d2 = try outputGradient.reshaped([plan.samples, o]).map { $0 * $0 }
-            weight = try Tensor.matmul(x2, d2, transposeA: true)
-            bias = try d2.sumOverLeadingAxis()
-        } else {
-            let sums = try plan.squaredSums(input: input, outputGradient: outputGradient, scale: 1)
-            weight = Tensor(uncheckedShape: [i, o], scalars: sums.weight)
-            bias = Tensor(uncheckedShape: [o], scalars: sums.bias)
+            if linear.weight.requiresGradient {
+                try accumulators["weight", default: Tensor(zeros: [i, o])].addScaled(Tensor.matmul(x2, d2, transposeA: true), scale)
+            }
+            if linear.bias.requiresGradient { try accumulators["bias", default: Tensor(zeros: [o])].addScaled(d2.sumOverLeadingAxis(), scale) }
+            return plan.scratchBytes + 4 * (input.count + outputGradient.count)
         }
-        if linear.weight.requiresGradient { try accumulators["weight", default: Tensor(zeros: [i, o])].addScaled(weight, scale) }
-        if linear.bias.requiresGradient { try accumulators["bias", default: Tensor(zeros: [o])].addScaled(bias, scale) }
-        return plan.scratchBytes + 4 * (input.count + outputGradient.count)
+        return try plan.addSquaredSums(
+            input: input, outputGradient: outputGradient, scale: scale, weightShape: linear.weight.requiresGradient ? [i, o] : nil,
+            bias: linear.bias.requiresGradient, into: &accumulators)
     }
 
     public func perSampleGradients(layer: any Layer, input: Tensor, outputGradient: Tensor) throws -> [String: PerSampleGradients] {

@@ -108,4 +108,43 @@ struct SequenceLinearSquaresTests {
         #expect(weightDeviation.normwise < 1e-5, "weight: \(weightDeviation)")
         #expect(biasDeviation.normwise < 1e-5, "bias: \(biasDeviation)")
     }
+
+    /// The sums go straight into the accumulators: a second call adds to the first (no reset, no
+    /// separate sums), in both splits; a frozen bias gets no accumulator.
+    @Test("a second batch adds into the first's sums (column split, sample split); frozen bias skipped", arguments: Products.all)
+    func addsIntoExistingSums(products: Products) throws {
+        var generator = SplitMix64(seed: 35)
+        let wide = TransposedLinear(inputFeatures: 600, outputFeatures: 1000, generator: &generator)
+        let narrow = Linear(inputFeatures: 70, outputFeatures: 40, generator: &generator)
+        narrow.bias?.requiresGradient = false
+        for (layer, inFeatures, outFeatures) in [(wide as any Layer, 600, 1000), (narrow as any Layer, 70, 40)] {
+            let batches = (0..<2).map { _ in
+                (Tensor.normal(shape: [5, 3, inFeatures], using: &generator), Tensor.normal(shape: [5, 3, outFeatures], using: &generator))
+            }
+            let scales: [Float] = [0.5, 3]
+            var sums: [String: Tensor] = [:]
+            var weight = [Double](repeating: 0, count: inFeatures * outFeatures), bias = [Double](repeating: 0, count: outFeatures)
+            for ((x, d), scale) in zip(batches, scales) {
+                if layer is Linear {
+                    _ = try LinearSquaredGradientRule(products: products.configuration)
+                        .accumulateSquaredGradients(layer: layer, input: x, outputGradient: d, scale: scale, into: &sums)
+                } else {
+                    _ = try TransposedLinearSquaredGradientRule(products: products.configuration)
+                        .accumulateSquaredGradients(layer: layer, input: x, outputGradient: d, scale: scale, into: &sums)
+                }
+                let reference = Self.reference(x, d)
+                for k in weight.indices { weight[k] += Double(scale) * reference.weight[k] }
+                for k in bias.indices { bias[k] += Double(scale) * reference.bias[k] }
+            }
+            let expectedWeight = layer is Linear ? Self.transposed(weight, rows: inFeatures, columns: outFeatures) : weight
+            let weightDeviation = Deviation(try #require(sums["weight"]).scalars, expectedWeight)
+            #expect(weightDeviation.normwise < 1e-5, "\(layer.typeName) weight: \(weightDeviation)")
+            if layer is Linear {
+                #expect(sums["bias"] == nil, "a frozen bias got an accumulator")
+            } else {
+                let biasDeviation = Deviation(try #require(sums["bias"]).scalars, bias)
+                #expect(biasDeviation.normwise < 1e-5, "\(layer.typeName) bias: \(biasDeviation)")
+            }
+        }
+    }
 }
