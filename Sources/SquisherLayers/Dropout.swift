@@ -9,6 +9,12 @@ import SquisherTensor
 /// Element `i` is kept when the `i`-th uniform draw (row-major, ``SplitMix64/nextUniformFloat()``)
 /// is `>= p`. Each training forward draws a fresh mask; backward reuses the cached mask
 /// (`dx = dy * mask / (1 - p)`), so it is repeatable. With `p = 1` everything is zeroed.
+///
+/// In training mode the mask, the output and the input gradient are written into the memory of earlier
+/// passes once nothing else holds it (``ReusableTensor``): the mask with one slot (only this layer keeps
+/// it, unless the caller holds it from ``mask``; a training forward lets go of the last one first), the
+/// output with two (the next layer keeps the last one as its input until its own next forward), the
+/// gradient with one. A tensor the caller still holds is never written.
 public final class Dropout: Layer, CustomStringConvertible {
     public let typeName = "Dropout"
     /// The probability of zeroing an element, in `[0, 1]`.
@@ -20,6 +26,8 @@ public final class Dropout: Layer, CustomStringConvertible {
     /// The multipliers of the last forward (`0` or `1/(1-p)` per element; nil after an evaluation forward).
     public private(set) var mask: Tensor?
     private var lastInputShape: [Int]?
+    /// Memory of the masks (one slot), outputs (two slots) and input gradients (one slot), reused across passes.
+    private var maskBuffer = ReusableTensor(), outputBuffer = ReusableTensor(slots: 2), gradientBuffer = ReusableTensor()
 
     /// Creates the layer, forking its random stream from `generator`.
     /// - Throws: ``TensorError/invalidArgument(argument:reason:)`` unless `0 <= probability <= 1`.
@@ -41,12 +49,12 @@ public final class Dropout: Layer, CustomStringConvertible {
             return input
         }
         let keepScale: Float = probability < 1 ? 1 / (1 - probability) : 0
-        var multipliers = Tensor(zeros: input.shape)
-        multipliers.withUnsafeMutableBufferPointer { m in
+        mask = nil  // only this layer holds the last mask: its memory can then be reused
+        let multipliers = maskBuffer.make(shape: input.shape) { m in
             for i in m.indices { m[i] = generator.nextUniformFloat() >= probability ? keepScale : 0 }
         }
         mask = multipliers
-        return try input * multipliers
+        return try outputBuffer.product(input, multipliers)
     }
 
     public func backward(_ outputGradient: Tensor, accumulateParameterGradients: Bool) throws(TensorError) -> Tensor {
@@ -55,6 +63,6 @@ public final class Dropout: Layer, CustomStringConvertible {
         }
         try outputGradient.checkShape(shape, "\(description) backward (output gradient)")
         guard let mask else { return outputGradient }
-        return try outputGradient * mask
+        return try gradientBuffer.product(outputGradient, mask)
     }
 }

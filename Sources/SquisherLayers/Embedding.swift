@@ -8,6 +8,9 @@ import SquisherTensor
 /// - `weight`: `[numEmbeddings, embeddingDim]`, initialized N(0, 1) as PyTorch.
 /// - Backward: `dweight[k] += sum over positions with id k of dy` (repeated ids accumulate);
 ///   the returned input gradient is zeros of the input's shape (ids are not differentiable).
+/// - The output is written into the memory of an earlier forward's once nothing else holds it
+///   (``ReusableTensor``, two slots: a next layer that keeps its input holds the last one until its
+///   own next forward); a tensor the caller still holds is never written.
 public final class Embedding: Layer, CustomStringConvertible {
     public let typeName = "Embedding"
     /// Rows of the table (the id range).
@@ -22,6 +25,8 @@ public final class Embedding: Layer, CustomStringConvertible {
 
     private var cachedInputShape: [Int]?
     private var cachedIDs: [Int] = []
+    /// Memory of the outputs, reused across passes (two slots).
+    private var outputBuffer = ReusableTensor(slots: 2)
 
     /// Creates the table with N(0, 1) entries drawn from `generator` in row-major order.
     /// - Throws: ``TensorError/invalidArgument(argument:reason:)`` unless both sizes are positive.
@@ -61,9 +66,9 @@ public final class Embedding: Layer, CustomStringConvertible {
     public func forward(_ input: Tensor, mode: LayerMode) throws(TensorError) -> Tensor {
         let ids = try ids(input)
         let d = embeddingDim
-        var output = Tensor(zeros: input.shape + [d])
-        weight.value.withUnsafeBufferPointer { w in
-            output.withUnsafeMutableBufferPointer { y in
+        // Every row is copied from the table (one per id), so nothing else needs writing.
+        let output = outputBuffer.make(shape: input.shape + [d]) { y in
+            weight.value.withUnsafeBufferPointer { w in
                 for (position, id) in ids.enumerated() {
                     (y.baseAddress! + position * d).update(from: w.baseAddress! + id * d, count: d)
                 }

@@ -4,7 +4,8 @@ import SquisherTensor
 /// `y_n = tanh(W h_n[0] + b)`. Input `[N, T, D]`, output `[N, D']`.
 ///
 /// Child `"dense"` (a ``Linear``, Hugging Face's `pooler.dense`) and the parameterless
-/// `"activation"`. Backward puts the gradient at position 0 and zeros elsewhere.
+/// `"activation"`. Backward puts the gradient at position 0 and zeros elsewhere, into the last
+/// backward's memory once the caller has let go of it (``ReusableTensor``, one slot).
 public final class FirstTokenPooler: ObservedLayerContainer {
     public let typeName = "FirstTokenPooler"
     /// The dense layer `D -> D'`.
@@ -14,6 +15,8 @@ public final class FirstTokenPooler: ObservedLayerContainer {
     public var localParameters: [(name: String, parameter: Parameter)] { [] }
     public var children: [(name: String, layer: any Layer)] { [("dense", dense), ("activation", activation)] }
     private var cache: (shape: [Int], first: Tensor, dense: Tensor)?
+    /// Memory of the input gradients `[N, T, D]`, reused across passes (one slot).
+    private var gradientBuffer = ReusableTensor()
 
     /// Wraps `dense`.
     public init(dense: Linear) { self.dense = dense }
@@ -44,12 +47,12 @@ public final class FirstTokenPooler: ObservedLayerContainer {
             computeInputGradient: computeInputGradient)
         guard computeInputGradient else { return Tensor(zeros: [0]) }
         let (n, t, d) = (cache.shape[0], cache.shape[1], cache.shape[2])
-        var inputGradient = Tensor(zeros: cache.shape)
-        dFirst.withUnsafeBufferPointer { g in
-            inputGradient.withUnsafeMutableBufferPointer { dx in
-                for sample in 0..<n { (dx.baseAddress! + sample * t * d).update(from: g.baseAddress! + sample * d, count: d) }
+        return gradientBuffer.make(shape: cache.shape) { dx in
+            guard let base = dx.baseAddress else { return }
+            dx.update(repeating: 0)
+            dFirst.withUnsafeBufferPointer { g in
+                for sample in 0..<n { (base + sample * t * d).update(from: g.baseAddress! + sample * d, count: d) }
             }
         }
-        return inputGradient
     }
 }

@@ -14,6 +14,14 @@ import SquisherTensor
 /// Row loops run 16 lanes at a time with the rows split over the threads (``LayerNormKernels``; AVX-512
 /// C kernels where the CPU has them, ``kernelISALevel``); row sums are combined in `Double`. The forward keeps `x̂` (reused by ``normalized(_:)`` for the
 /// same input, as the per-sample rule asks after every backward pass).
+///
+/// Memory reused across passes (``ReusableTensor``): the forward writes its output and `x̂` into the
+/// memory of an earlier forward's once nothing else holds it (the output with two slots, since the
+/// next layer keeps the last one as its input until its own next forward; `x̂` with one, since only
+/// this layer keeps it and a forward lets go of the last one first), and each backward writes its
+/// input gradient into the last backward's memory once the caller has let go of it. A tensor the
+/// caller still holds (an output, an `x̂` from ``normalized(_:)``, a gradient) is never written, and
+/// the backward passes after one forward all read that forward's `x̂`.
 public final class LayerNorm: Layer, CustomStringConvertible {
     public let typeName = "LayerNorm"
     /// The trailing axes normalized over.
@@ -28,6 +36,10 @@ public final class LayerNorm: Layer, CustomStringConvertible {
     private var cachedInput: Tensor?
     private var cachedNormalized: Tensor?
     private var cachedReciprocalStandardDeviation: [Float] = []
+    /// Memory of the outputs (two slots: the next layer holds the last one until its own next forward;
+    /// without affine, the output is `x̂`), of `x̂` with affine (one slot: only this layer holds it) and of
+    /// the input gradients (one slot), reused across passes.
+    private var outputBuffer = ReusableTensor(slots: 2), normalizedBuffer = ReusableTensor(), gradientBuffer = ReusableTensor()
 
     /// Creates the layer with PyTorch's initialization (weight ones, bias zeros).
     /// - Throws: ``TensorError/invalidArgument(argument:reason:)`` when `normalizedShape` is empty
@@ -74,32 +86,27 @@ public final class LayerNorm: Layer, CustomStringConvertible {
         }
     }
 
-    /// Normalizes rows: `x̂`, the per-row `1/sqrt(var + eps)`, and the affine output when `affine`.
-    private func normalize(_ input: Tensor, affine: Bool) -> (normalized: Tensor, reciprocal: [Float], output: Tensor?) {
-        let d = featureCount, rows = input.count / d, eps = eps, vector = usesVectorKernels
-        var normalized = Tensor(zeros: [0]), output: Tensor?
+    /// Runs the row kernels over `input` (`rows > 0` rows): `x̂` into `normalized`, and with `output` the
+    /// affine map into it; returns the per-row `1/sqrt(var + eps)`.
+    private func normalizeRows(_ input: Tensor, rows: Int, into normalized: UnsafeMutableBufferPointer<Float>, output: UnsafeMutableBufferPointer<Float>?) -> [Float] {
+        let d = featureCount, eps = eps, vector = usesVectorKernels
         var reciprocal = [Float](repeating: 0, count: rows)
-        guard rows > 0 else { return (input, reciprocal, affine ? input : nil) }
-        normalized = Tensor(uninitializedShape: input.shape) { xhat in
-            input.withUnsafeBufferPointer { x in
-                reciprocal.withUnsafeMutableBufferPointer { rstd in
-                    guard affine, let weight, let bias else {
-                        LayerNormKernels.forward(x.baseAddress!, rows: rows, d: d, eps: eps, normalized: xhat.baseAddress!, reciprocal: rstd.baseAddress!, affine: nil, vector: vector)
-                        return
-                    }
-                    output = Tensor(uninitializedShape: input.shape) { y in
-                        weight.value.withUnsafeBufferPointer { w in
-                            bias.value.withUnsafeBufferPointer { b in
-                                LayerNormKernels.forward(
-                                    x.baseAddress!, rows: rows, d: d, eps: eps, normalized: xhat.baseAddress!, reciprocal: rstd.baseAddress!,
-                                    affine: (w.baseAddress!, b.baseAddress!, y.baseAddress!), vector: vector)
-                            }
-                        }
+        input.withUnsafeBufferPointer { x in
+            reciprocal.withUnsafeMutableBufferPointer { rstd in
+                guard let output, let weight, let bias else {
+                    LayerNormKernels.forward(x.baseAddress!, rows: rows, d: d, eps: eps, normalized: normalized.baseAddress!, reciprocal: rstd.baseAddress!, affine: nil, vector: vector)
+                    return
+                }
+                weight.value.withUnsafeBufferPointer { w in
+                    bias.value.withUnsafeBufferPointer { b in
+                        LayerNormKernels.forward(
+                            x.baseAddress!, rows: rows, d: d, eps: eps, normalized: normalized.baseAddress!, reciprocal: rstd.baseAddress!,
+                            affine: (w.baseAddress!, b.baseAddress!, output.baseAddress!), vector: vector)
                     }
                 }
             }
         }
-        return (normalized, reciprocal, output)
+        return reciprocal
     }
 
     /// The normalized input `x̂ = (x - mean) / sqrt(var + eps)` before the affine map, same shape
@@ -111,16 +118,36 @@ public final class LayerNorm: Layer, CustomStringConvertible {
         try checkInput(input, "normalized")
         // The input of the last forward (compared by storage first, so this is O(1) for it): its x̂ is cached.
         if let cachedNormalized, let cachedInput, cachedInput == input { return cachedNormalized }
-        return normalize(input, affine: false).normalized
+        let rows = input.count / featureCount
+        guard rows > 0 else { return input }
+        // Fresh memory: the forward's x̂ stays cached for the backward passes.
+        return Tensor(uninitializedShape: input.shape) { xhat in _ = normalizeRows(input, rows: rows, into: xhat, output: nil) }
     }
 
+    /// The affine output (`x̂` itself without affine), written into the memory of an earlier output once
+    /// nothing else holds it; `x̂` likewise into the last forward's, whose cache this lets go of first.
     public func forward(_ input: Tensor, mode: LayerMode) throws(TensorError) -> Tensor {
         try checkInput(input, "forward")
-        let (normalized, reciprocal, output) = normalize(input, affine: true)
+        let rows = input.count / featureCount
+        guard rows > 0 else {
+            (cachedInput, cachedNormalized, cachedReciprocalStandardDeviation) = (input, input, [])
+            return input
+        }
+        cachedNormalized = nil  // only this layer holds the last x̂: its memory can then be reused
+        var normalized = Tensor(zeros: [0]), reciprocal: [Float] = []
+        let output: Tensor
+        if weight != nil, bias != nil {
+            output = outputBuffer.make(shape: input.shape) { y in
+                normalized = normalizedBuffer.make(shape: input.shape) { xhat in reciprocal = normalizeRows(input, rows: rows, into: xhat, output: y) }
+            }
+        } else {
+            output = outputBuffer.make(shape: input.shape) { xhat in reciprocal = normalizeRows(input, rows: rows, into: xhat, output: nil) }
+            normalized = output
+        }
         cachedInput = input
         cachedNormalized = normalized
         cachedReciprocalStandardDeviation = reciprocal
-        return output ?? normalized
+        return output
     }
 
     public func backward(_ outputGradient: Tensor, accumulateParameterGradients: Bool) throws(TensorError) -> Tensor {
@@ -129,11 +156,12 @@ public final class LayerNorm: Layer, CustomStringConvertible {
         }
         try outputGradient.checkShape(normalized.shape, "\(description) backward (output gradient)")
         let d = featureCount, rows = normalized.count / d, vector = usesVectorKernels
-        var inputGradient = outputGradient
-        guard rows > 0 else { return inputGradient }
-        normalized.withUnsafeBufferPointer { xhat in
-            cachedReciprocalStandardDeviation.withUnsafeBufferPointer { rstd in
-                inputGradient.withUnsafeMutableBufferPointer { g in
+        guard rows > 0 else { return outputGradient }
+        // dy copied into the last backward's memory once the caller has let go of it, then transformed in place.
+        let inputGradient = gradientBuffer.make(shape: normalized.shape) { g in
+            outputGradient.withUnsafeBufferPointer { dy in g.baseAddress!.update(from: dy.baseAddress!, count: g.count) }
+            normalized.withUnsafeBufferPointer { xhat in
+                cachedReciprocalStandardDeviation.withUnsafeBufferPointer { rstd in
                     if let weight {
                         weight.value.withUnsafeBufferPointer { w in
                             LayerNormKernels.inputGradient(g.baseAddress!, normalized: xhat.baseAddress!, reciprocal: rstd.baseAddress!, weight: w.baseAddress!, rows: rows, d: d, vector: vector)

@@ -12,6 +12,13 @@ import SquisherTensor
 /// Child names are free (dotted names flatten a deeper PyTorch path: BERT's `self.query` and
 /// `output.dense` under `attention`). The core is the child `"core"` (no parameters).
 /// ``attentionMask`` `[N, T]` (1 = token, 0 = padding) applies to the next forward.
+///
+/// With separate projections, the tensors this container makes itself reuse the memory of earlier
+/// passes once nothing else holds it (``ReusableTensor``): the concatenated queries, keys and values
+/// (two slots: the core keeps the last one as its input until its own next forward), the three parts
+/// of the core's input gradient and the input gradient, the sum of the projections' (one slot each: let
+/// go by the caller before the next backward). A forward lets go of the last pass's cached tensors
+/// first, so that the children can reuse their memory.
 public final class MultiHeadSelfAttention: ObservedLayerContainer {
     /// Where queries, keys and values come from.
     public enum Projections {
@@ -33,6 +40,10 @@ public final class MultiHeadSelfAttention: ObservedLayerContainer {
     private var cachedInput: Tensor?
     private var cachedProjected: Tensor?
     private var cachedAttended: Tensor?
+    /// Memory of the concatenated projections (two slots), of the three parts of the core's input
+    /// gradient and of the input gradient (one slot each), reused across passes.
+    private var projectedBuffer = ReusableTensor(slots: 2), inputGradientBuffer = ReusableTensor()
+    private var gradientPartBuffers = [ReusableTensor](repeating: ReusableTensor(), count: 3)
 
     /// Creates the layer around `heads` heads.
     /// - Throws: ``TensorError/invalidArgument(argument:reason:)`` unless `heads >= 1`.
@@ -63,14 +74,16 @@ public final class MultiHeadSelfAttention: ObservedLayerContainer {
         guard input.rank == 3 else {
             throw .shapeMismatch(operation: "\(typeName) forward", expected: "input [N, T, D]", actual: input.shape)
         }
+        // Let go of the last pass's tensors first, so that the children can reuse their memory.
+        (cachedInput, cachedProjected, cachedAttended) = (nil, nil, nil)
         let projected: Tensor
         switch projections {
         case .fused(_, let layer):
             projected = try layer.forward(input, mode: mode)
         case .separate(let query, let key, let value):
-            projected = try Self.concatenateLastAxis([
-                query.layer.forward(input, mode: mode), key.layer.forward(input, mode: mode), value.layer.forward(input, mode: mode),
-            ])
+            projected = try Self.concatenateLastAxis(
+                [query.layer.forward(input, mode: mode), key.layer.forward(input, mode: mode), value.layer.forward(input, mode: mode)],
+                into: &projectedBuffer)
         }
         let attended = try core.forward(projected, mode: mode)
         (cachedInput, cachedProjected, cachedAttended) = (input, projected, attended)
@@ -97,26 +110,34 @@ public final class MultiHeadSelfAttention: ObservedLayerContainer {
                 gradient, input: input, path: pathPrefix + name, accumulateParameterGradients: accumulate, observer: observer,
                 computeInputGradient: computeInputGradient)
         case .separate(let query, let key, let value):
-            let parts = try Self.splitLastAxis(gradient, parts: 3)
-            var inputGradient: Tensor?
+            let parts = try Self.splitLastAxis(gradient, parts: 3, into: &gradientPartBuffers)
+            var childGradients: [Tensor] = []
             for (index, child) in [query, key, value].enumerated() {
                 let g = try child.layer.observedBackward(
                     parts[index], input: input, path: pathPrefix + child.name, accumulateParameterGradients: accumulate,
                     observer: observer, computeInputGradient: computeInputGradient)
-                guard computeInputGradient else { continue }
-                if inputGradient == nil { inputGradient = g } else { try inputGradient!.addScaled(g) }
+                if computeInputGradient { childGradients.append(g) }
             }
-            return inputGradient ?? Tensor(zeros: [0])
+            guard let first = childGradients.first else { return Tensor(zeros: [0]) }
+            // The children's gradients summed in order, as `addScaled` would (one axpy each), into reused memory.
+            for g in childGradients.dropFirst() { try g.checkShape(first.shape, "addScaled") }
+            return inputGradientBuffer.make(shape: first.shape) { sum in
+                guard let out = sum.baseAddress else { return }
+                first.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: sum.count) }
+                for g in childGradients.dropFirst() {
+                    g.withUnsafeBufferPointer { axpy(count: sum.count, alpha: 1, x: $0.baseAddress!, y: out) }
+                }
+            }
         }
     }
 
-    /// `[..., a] ++ [..., b] ++ ... -> [..., a + b + ...]`.
-    static func concatenateLastAxis(_ tensors: [Tensor]) throws(TensorError) -> Tensor {
+    /// `[..., a] ++ [..., b] ++ ... -> [..., a + b + ...]`, into `buffer`'s reused memory.
+    static func concatenateLastAxis(_ tensors: [Tensor], into buffer: inout ReusableTensor) throws(TensorError) -> Tensor {
         let leading = Array(tensors[0].shape.dropLast())
         let widths = tensors.map { $0.shape.last ?? 0 }
         for tensor in tensors { try tensor.checkShape(leading + [tensor.shape.last ?? 0], "concatenating projections") }
         let total = widths.reduce(0, +), rows = leading.reduce(1, *)
-        return Tensor(uninitializedShape: leading + [total]) { out in
+        return buffer.make(shape: leading + [total]) { out in
             var column = 0
             for (tensor, width) in zip(tensors, widths) {
                 tensor.withUnsafeBufferPointer { x in
@@ -127,15 +148,15 @@ public final class MultiHeadSelfAttention: ObservedLayerContainer {
         }
     }
 
-    /// `[..., parts·w] -> parts × [..., w]`.
-    static func splitLastAxis(_ tensor: Tensor, parts: Int) throws(TensorError) -> [Tensor] {
+    /// `[..., parts·w] -> parts × [..., w]`, part `i` into `buffers[i]`'s reused memory.
+    static func splitLastAxis(_ tensor: Tensor, parts: Int, into buffers: inout [ReusableTensor]) throws(TensorError) -> [Tensor] {
         let total = tensor.shape.last ?? 0, width = total / parts, rows = tensor.count / max(total, 1)
         guard width * parts == total, total > 0 else {
             throw .shapeMismatch(operation: "splitting the attention input gradient", expected: "last axis divisible by \(parts)", actual: tensor.shape)
         }
         let leading = Array(tensor.shape.dropLast())
         return (0..<parts).map { part in
-            Tensor(uninitializedShape: leading + [width]) { out in
+            buffers[part].make(shape: leading + [width]) { out in
                 tensor.withUnsafeBufferPointer { x in
                     for row in 0..<rows { (out.baseAddress! + row * width).update(from: x.baseAddress! + row * total + part * width, count: width) }
                 }

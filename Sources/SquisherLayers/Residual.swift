@@ -8,6 +8,11 @@ import SquisherTensor
 /// pass `bodyName` to match a PyTorch module's attribute name.
 /// Backward: `dL/dx = dL/dy + body'ᵀ dL/dy`; the body is observed like any child (see
 /// ``LayerContainer``), so per-sample estimators see every parameter inside it.
+///
+/// The sum `x + body(x)` and the input gradient are written into the memory of earlier passes once
+/// nothing else holds it (``ReusableTensor``): the sum with two slots (the next layer keeps the last one
+/// as its input until its own next forward), the gradient with one. A tensor the caller still holds is
+/// never written.
 public final class Residual: ObservedLayerContainer {
     public let typeName = "Residual"
     /// The wrapped layer.
@@ -17,6 +22,8 @@ public final class Residual: ObservedLayerContainer {
     public var children: [(name: String, layer: any Layer)] { [(bodyName, body)] }
     public var localParameters: [(name: String, parameter: Parameter)] { [] }
     private var cachedInput: Tensor?
+    /// Memory of the outputs (two slots) and input gradients (one slot), reused across passes.
+    private var outputBuffer = ReusableTensor(slots: 2), gradientBuffer = ReusableTensor()
 
     /// Wraps `body` as `x + body(x)`.
     /// - Throws: ``TensorError/invalidArgument(argument:reason:)`` on an empty name or one with a dot.
@@ -32,7 +39,7 @@ public final class Residual: ObservedLayerContainer {
         let output = try body.forward(input, mode: mode)
         try output.checkShape(input.shape, "Residual(\(body.typeName)): the body's output must keep the input shape")
         cachedInput = input
-        return try input + output
+        return try outputBuffer.sum(input, output)
     }
 
     public func backward(
@@ -48,6 +55,6 @@ public final class Residual: ObservedLayerContainer {
             accumulateParameterGradients: accumulateParameterGradients, observer: observer,
             computeInputGradient: computeInputGradient)
         guard computeInputGradient else { return Tensor(zeros: [0]) }
-        return try outputGradient + bodyGradient
+        return try gradientBuffer.sum(outputGradient, bodyGradient)
     }
 }

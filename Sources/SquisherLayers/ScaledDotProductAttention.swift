@@ -21,6 +21,14 @@ import SquisherTensor
 /// the input; samples × heads are spread over the cores; causal products run in query blocks that skip
 /// the keys above the diagonal (``causalQueryBlock``). The unmasked softmax rows and the softmax
 /// backward run in AVX-512 C kernels where the CPU has them (``kernelISALevel``).
+///
+/// Memory reused across passes (``ReusableTensor``): the forward writes the probabilities into the last
+/// forward's memory (one slot: only this layer keeps them, and a forward lets go of the last ones
+/// first, unless the caller still holds them from ``probabilities``) and the output into an earlier
+/// forward's once nothing else holds it (two slots: the output projection keeps the last one as its
+/// input until its own next forward); each backward writes its input gradient into the last
+/// backward's memory once the caller has let go of it. The backward passes after one forward all read
+/// that forward's probabilities, which only the next forward replaces.
 public final class ScaledDotProductAttention: Layer, CustomStringConvertible {
     public let typeName = "ScaledDotProductAttention"
     /// The number of heads `H`.
@@ -39,6 +47,9 @@ public final class ScaledDotProductAttention: Layer, CustomStringConvertible {
     private var cachedInput: Tensor?
     /// Attention probabilities of the last forward, `[N, H, T, T]`.
     private var cachedProbabilities: Tensor?
+    /// Memory of the probabilities (one slot), outputs (two slots) and input gradients (one slot),
+    /// reused across passes.
+    private var probabilityBuffer = ReusableTensor(), outputBuffer = ReusableTensor(slots: 2), inputGradientBuffer = ReusableTensor()
 
     /// Creates the layer.
     /// - Throws: ``TensorError/invalidArgument(argument:reason:)`` unless `heads >= 1`.
@@ -66,16 +77,16 @@ public final class ScaledDotProductAttention: Layer, CustomStringConvertible {
     public func forward(_ input: Tensor, mode: LayerMode) throws(TensorError) -> Tensor {
         let (n, t, d) = try dimensions(input)
         let h = heads, hd = d / h, scale = 1 / Float(hd).squareRoot()
-        // Every entry is written below (products with beta = 0, softmax rows in full).
-        var probabilities = Tensor(uninitializedShape: [n, h, t, t]) { _ in }
-        var output = Tensor(uninitializedShape: [n, t, d]) { _ in }
+        cachedProbabilities = nil  // only this layer holds the last probabilities: their memory can then be reused
+        var probabilities = Tensor(zeros: [0])
         let keep: [Bool]? = attentionMask.map { $0.scalars.map { $0 != 0 } }
         let causal = causal, single = Self.singleThreaded, parts = GEMMConfiguration.current.threadParts(for: n * h)
         let blocks = Self.queryBlocks(t: t, causal: causal)  // the same for every (sample, head) pair
         let vectorKernels = VectorMath.usesAVX512Kernels(level: kernelISALevel)
-        input.withUnsafeBufferPointer { x in
-            probabilities.withUnsafeMutableBufferPointer { p in
-                output.withUnsafeMutableBufferPointer { o in
+        // Every entry of both is written below (products with beta = 0, softmax rows in full).
+        let output = outputBuffer.make(shape: [n, t, d]) { o in
+            probabilities = probabilityBuffer.make(shape: [n, h, t, t]) { p in
+                input.withUnsafeBufferPointer { x in
                     let pointers = AttentionPointers(x: x.baseAddress!, p: p.baseAddress!, o: o.baseAddress!, extra: nil)
                     DispatchQueue.concurrentPerform(iterations: parts) { part in
                         for pair in stride(from: part, to: n * h, by: parts) {
@@ -175,14 +186,14 @@ public final class ScaledDotProductAttention: Layer, CustomStringConvertible {
         let (n, t, d) = (input.shape[0], input.shape[1], input.shape[2] / 3)
         try outputGradient.checkShape([n, t, d], "\(description) backward (output gradient)")
         let h = heads, hd = d / h, scale = 1 / Float(hd).squareRoot()
-        var inputGradient = Tensor(uninitializedShape: input.shape) { _ in }  // dQ, dK, dV blocks all written (beta = 0)
         let causal = causal, single = Self.singleThreaded, parts = GEMMConfiguration.current.threadParts(for: n * h)
         let blocks = Self.queryBlocks(t: t, causal: causal)  // the same for every (sample, head) pair
         let vectorKernels = VectorMath.usesAVX512Kernels(level: kernelISALevel)
-        input.withUnsafeBufferPointer { x in
-            probabilities.withUnsafeBufferPointer { p in
-                outputGradient.withUnsafeBufferPointer { dy in
-                    inputGradient.withUnsafeMutableBufferPointer { dx in
+        // dQ, dK, dV blocks all written (beta = 0).
+        return inputGradientBuffer.make(shape: input.shape) { dx in
+            input.withUnsafeBufferPointer { x in
+                probabilities.withUnsafeBufferPointer { p in
+                    outputGradient.withUnsafeBufferPointer { dy in
                         let pointers = AttentionPointers(x: x.baseAddress!, p: UnsafeMutablePointer(mutating: p.baseAddress!), o: dx.baseAddress!, extra: dy.baseAddress!)
                         DispatchQueue.concurrentPerform(iterations: parts) { part in
                             let ds = UnsafeMutablePointer<Float>.allocate(capacity: t * t)
@@ -230,7 +241,6 @@ public final class ScaledDotProductAttention: Layer, CustomStringConvertible {
                 }
             }
         }
-        return inputGradient
     }
 }
 

@@ -10,7 +10,10 @@ import SquisherTensor
 /// - Children are the tables (each an ``Embedding``, observed with its own ids, so the per-sample
 ///   rule sums a sample's rows over the positions where they occur) and the norm, under free names
 ///   (`"wte"`, `"wpe"`; `"word_embeddings"`, `"position_embeddings"`, `"token_type_embeddings"`, `"LayerNorm"`).
-/// The ids are data: the input gradient is zeros.
+/// The ids are data: the input gradient is zeros. The sum of the tables' rows is written into the
+/// memory of an earlier forward's once nothing else holds it (``ReusableTensor``, two slots: the norm,
+/// or the first block, keeps the last one as its input until its own next forward); a forward lets go
+/// of the last pass's cache first.
 public final class SequenceEmbedding: ObservedLayerContainer {
     public let typeName = "SequenceEmbedding"
     /// The token table `[vocabulary, D]`.
@@ -25,6 +28,8 @@ public final class SequenceEmbedding: ObservedLayerContainer {
     public var tokenTypeIDs: Tensor?
     public var localParameters: [(name: String, parameter: Parameter)] { [] }
     private var cache: (ids: Tensor, positions: Tensor, types: Tensor?, sum: Tensor)?
+    /// Memory of the sums, reused across passes (two slots).
+    private var sumBuffer = ReusableTensor(slots: 2)
 
     /// Creates the embeddings.
     /// - Throws: ``TensorError/invalidArgument(argument:reason:)`` unless the tables share one width.
@@ -55,16 +60,29 @@ public final class SequenceEmbedding: ObservedLayerContainer {
         guard t <= position.layer.numEmbeddings else {
             throw .invalidArgument(argument: "\(typeName) sequence length \(t)", reason: "the position table '\(position.name)' has \(position.layer.numEmbeddings) rows")
         }
+        cache = nil  // the last sum can then be reused
         let positions = Tensor(uninitializedShape: [n, t]) { p in
             for sample in 0..<n { for step in 0..<t { p[sample * t + step] = Float(step) } }
         }
-        var sum = try token.layer.forward(input, mode: mode) + position.layer.forward(positions, mode: mode)
-        var types: Tensor?
+        let (tokens, places) = (try token.layer.forward(input, mode: mode), try position.layer.forward(positions, mode: mode))
+        var types: Tensor?, typeRows: Tensor?
         if let tokenType {
             let ids = tokenTypeIDs ?? Tensor(zeros: [n, t])
             try ids.checkShape([n, t], "\(typeName) token type ids (one per token)")
-            try sum.addScaled(tokenType.layer.forward(ids, mode: mode))
+            typeRows = try tokenType.layer.forward(ids, mode: mode)
             types = ids
+        }
+        // tokens + positions, then + types as `addScaled` (one axpy), into reused memory.
+        try places.checkShape(tokens.shape, "+")
+        if let typeRows { try typeRows.checkShape(tokens.shape, "addScaled") }
+        let sum = sumBuffer.make(shape: tokens.shape) { out in
+            tokens.withUnsafeBufferPointer { a in
+                places.withUnsafeBufferPointer { b in
+                    for i in 0..<out.count { out[i] = a[i] + b[i] }
+                }
+            }
+            guard let typeRows, let y = out.baseAddress else { return }
+            typeRows.withUnsafeBufferPointer { axpy(count: out.count, alpha: 1, x: $0.baseAddress!, y: y) }
         }
         cache = (input, positions, types, sum)
         guard let norm else { return sum }

@@ -11,6 +11,12 @@ import SquisherTensor
 /// `attention, norm1, mlp..., norm2`. The MLP's layers are children of the block itself under
 /// their own (possibly dotted) names: GPT-2's `mlp.c_fc`, `mlp.act`, `mlp.c_proj`; BERT's
 /// `intermediate.dense`, `intermediate.act`, `output.dense`. Every child is observed.
+///
+/// The block's own residual sums are written into the memory of earlier passes once nothing else
+/// holds it (``ReusableTensor``): each of the two forward sums with two slots (a norm or the next
+/// layer keeps the last one as its input until its own next forward), each of the two backward sums
+/// with one (let go before the next backward). A forward lets go of the last pass's cache first. A
+/// tensor the caller still holds is never written.
 public final class TransformerBlock: ObservedLayerContainer {
     /// Where the normalizations sit relative to the residual additions.
     public enum Arrangement: String, Sendable, Hashable {
@@ -34,6 +40,10 @@ public final class TransformerBlock: ObservedLayerContainer {
     public var localParameters: [(name: String, parameter: Parameter)] { [] }
 
     private var cache: (x: Tensor, attentionInput: Tensor, h: Tensor, mlpInput: Tensor, norm2Input: Tensor)?
+    /// Memory of the forward's first and second residual sums (two slots each) and of the backward's
+    /// inner and returned sums (one slot each), reused across passes.
+    private var firstSumBuffer = ReusableTensor(slots: 2), secondSumBuffer = ReusableTensor(slots: 2)
+    private var innerGradientBuffer = ReusableTensor(), inputGradientBuffer = ReusableTensor()
 
     /// Creates a block.
     /// - Parameter mlp: the MLP layers with their names (dots allowed), applied in order.
@@ -68,17 +78,18 @@ public final class TransformerBlock: ObservedLayerContainer {
     }
 
     public func forward(_ x: Tensor, mode: LayerMode) throws(TensorError) -> Tensor {
+        cache = nil  // let go of the last pass's tensors first, so that their memory can be reused
         switch arrangement {
         case .preNorm:
             let attentionInput = try norm1.layer.forward(x, mode: mode)
-            let h = try x + attention.layer.forward(attentionInput, mode: mode)
+            let h = try firstSumBuffer.sum(x, attention.layer.forward(attentionInput, mode: mode))
             let mlpInput = try norm2.layer.forward(h, mode: mode)
             cache = (x, attentionInput, h, mlpInput, h)
-            return try h + mlp.forward(mlpInput, mode: mode)
+            return try secondSumBuffer.sum(h, mlp.forward(mlpInput, mode: mode))
         case .postNorm:
-            let residual1 = try x + attention.layer.forward(x, mode: mode)
+            let residual1 = try firstSumBuffer.sum(x, attention.layer.forward(x, mode: mode))
             let h = try norm1.layer.forward(residual1, mode: mode)
-            let residual2 = try h + mlp.forward(h, mode: mode)
+            let residual2 = try secondSumBuffer.sum(h, mlp.forward(h, mode: mode))
             cache = (x, residual1, h, h, residual2)
             return try norm2.layer.forward(residual2, mode: mode)
         }
@@ -97,14 +108,14 @@ public final class TransformerBlock: ObservedLayerContainer {
         }
         switch arrangement {
         case .preNorm:
-            let dh = try outputGradient + child(norm2.layer, norm2.name, throughMLP(outputGradient), cache.h)
+            let dh = try innerGradientBuffer.sum(outputGradient, child(norm2.layer, norm2.name, throughMLP(outputGradient), cache.h))
             let dNormed = try child(attention.layer, attention.name, dh, cache.attentionInput)
-            return try dh + child(norm1.layer, norm1.name, dNormed, cache.x)
+            return try inputGradientBuffer.sum(dh, child(norm1.layer, norm1.name, dNormed, cache.x))
         case .postNorm:
             let dResidual2 = try child(norm2.layer, norm2.name, outputGradient, cache.norm2Input)
-            let dh = try dResidual2 + throughMLP(dResidual2)
+            let dh = try innerGradientBuffer.sum(dResidual2, throughMLP(dResidual2))
             let dResidual1 = try child(norm1.layer, norm1.name, dh, cache.attentionInput)
-            return try dResidual1 + child(attention.layer, attention.name, dResidual1, cache.x)
+            return try inputGradientBuffer.sum(dResidual1, child(attention.layer, attention.name, dResidual1, cache.x))
         }
     }
 }

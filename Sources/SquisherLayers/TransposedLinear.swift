@@ -7,6 +7,9 @@ import SquisherTensor
 /// - Input `[N, ..., inputFeatures]`, output `[N, ..., outputFeatures]` (acts on the last axis).
 /// - Initialization as Hugging Face: weight N(0, 0.02²), bias zeros.
 /// - Backward: `dW += Xᵀ Δ`, `db += Σ_rows Δ`, `dX = Δ Wᵀ` (rows = every leading position).
+/// - Outputs and input gradients reuse the memory of earlier passes once nothing else holds it
+///   (``ReusableTensor``: two slots for the output, which the next layer may keep as its input until its
+///   own next forward, one for the input gradient); a tensor the caller still holds is never written.
 public final class TransposedLinear: Layer, CustomStringConvertible {
     /// `"Conv1D"`, Hugging Face's class name; keys the per-sample rule.
     public let typeName = "Conv1D"
@@ -19,9 +22,10 @@ public final class TransposedLinear: Layer, CustomStringConvertible {
     /// `[outputFeatures]`.
     public let bias: Parameter
     private var cachedInput: Tensor?
-    /// Memory of the outputs and input gradients, reused by the next pass once nothing else holds the last
-    /// one (``ReusableTensor``).
-    private var outputBuffer = ReusableTensor(), inputGradientBuffer = ReusableTensor()
+    /// Memory of the outputs and input gradients, reused by a later pass once nothing else holds it
+    /// (``ReusableTensor``). Two slots for the outputs: `c_attn`'s is kept by the attention as its input
+    /// until the attention's next forward, which comes after `c_attn`'s.
+    private var outputBuffer = ReusableTensor(slots: 2), inputGradientBuffer = ReusableTensor()
 
     /// Creates the layer with Hugging Face's initialization drawn from `generator`.
     public init(inputFeatures: Int, outputFeatures: Int, generator: inout SplitMix64) {
