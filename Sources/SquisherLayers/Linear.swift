@@ -5,11 +5,6 @@ import SquisherTensor
 /// - `weight`: `[outputFeatures, inputFeatures]`; `bias`: `[outputFeatures]`.
 /// - Input `[N, ..., inputFeatures]`, output `[N, ..., outputFeatures]` (acts on the last axis).
 /// - Initialization as PyTorch: weight and bias uniform in ±1/sqrt(inputFeatures).
-///
-/// Outputs and input gradients reuse the memory of earlier passes once nothing else holds it
-/// (``ReusableTensor``): the output with two slots (a next layer that keeps its input holds the last
-/// one until its own next forward), the input gradient with one (let go by the caller before the next
-/// backward). A tensor the caller still holds is never written.
 public final class Linear: Layer {
     public let typeName = "Linear"
     /// Length of the last input axis (`in_features`).
@@ -21,8 +16,6 @@ public final class Linear: Layer {
     /// The offset, `[outputFeatures]`, or nil when created with `bias: false`.
     public let bias: Parameter?
     private var cachedInput: Tensor?
-    /// Memory of the outputs (two slots) and input gradients (one slot), reused across passes.
-    private var outputBuffer = ReusableTensor(slots: 2), inputGradientBuffer = ReusableTensor()
 
     /// Creates a layer with PyTorch's default initialization drawn from `generator`.
     public init(inputFeatures: Int, outputFeatures: Int, bias: Bool = true, generator: inout SplitMix64) {
@@ -67,16 +60,16 @@ public final class Linear: Layer {
         // beta = 1); products under the GEMM's parallel threshold run on this thread. The GEMM's
         // register tiles beat row dot products even for 32-wide layers (one horizontal sum per output),
         // except for one to three rows (a per-sample loop, online prediction): packing W would then cost
-        // more than reading it once per row. Written into an earlier output's memory once nothing else holds it
-        // (zero-filled first without a bias: the GEMM accumulates onto it).
-        return outputBuffer.make(shape: Array(input.shape.dropLast()) + [outputFeatures]) { y in
-            guard y.count > 0 else { return }
+        // more than reading it once per row.
+        var output = bias == nil
+            ? Tensor(zeros: [rows, outputFeatures])
+            : Tensor(uninitializedShape: [rows, outputFeatures]) { _ in }
+        guard output.count > 0 else { return try output.reshaped(Array(input.shape.dropLast()) + [outputFeatures]) }
+        output.withUnsafeMutableBufferPointer { y in
             if let bias {
                 bias.value.withUnsafeBufferPointer { b in
                     fillBiasRows(b.baseAddress!, width: outputFeatures, rows: rows, into: y.baseAddress!)
                 }
-            } else {
-                y.update(repeating: 0)
             }
             guard inputFeatures > 0 else { return }
             input.withUnsafeBufferPointer { x in
@@ -92,6 +85,7 @@ public final class Linear: Layer {
                 }
             }
         }
+        return try output.reshaped(Array(input.shape.dropLast()) + [outputFeatures])
     }
 
     public func backward(_ outputGradient: Tensor, accumulateParameterGradients: Bool) throws(TensorError) -> Tensor {
@@ -131,16 +125,7 @@ public final class Linear: Layer {
             }
         }
         guard computeInputGradient else { return nil }
-        // dL/dx = g · W (`[rows, out] x [out, in]`), into the last backward's memory once the caller has let go of it.
-        let (o, i) = (outputFeatures, inputFeatures)
-        return inputGradientBuffer.make(shape: input.shape) { dx in
-            guard rows > 0, i > 0 else { return }
-            guard o > 0 else { return dx.update(repeating: 0) }
-            g.withUnsafeBufferPointer { dy in
-                weight.value.withUnsafeBufferPointer { w in
-                    gemm(transposeA: false, transposeB: false, m: rows, n: i, k: o, a: dy.baseAddress!, lda: o, b: w.baseAddress!, ldb: i, beta: 0, c: dx.baseAddress!, ldc: i)
-                }
-            }
-        }
+        // dL/dx = g · W (`[rows, out] x [out, in]`).
+        return try Tensor.matmul(g, weight.value).reshaped(input.shape)
     }
 }
