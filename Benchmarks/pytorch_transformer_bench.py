@@ -27,7 +27,8 @@ With --serve (how `squisher-bench transformers` runs it, so that every repeat of
 back to back), the script times one run at a time on request, one command per line on stdin:
   PREPARE <model> <case>   build the case and run it once (warm-up) -> `PREPARED <model> <case>`
                            or `FAILED <model> <case> <reason>`
-  TIME <model> <case>      one timed run of a prepared case         -> `TIME <model> <case> <seconds>`
+  TIME <model> <case>      one untimed run of a prepared case (caches and threads warm again after the
+                           other side's run), then one timed run    -> `TIME <model> <case> <seconds>`
   RELEASE                  drop every prepared case                 -> `RELEASED`
 The answers are single lines; `INFO` lines may come before them. End of input ends the script.
 """
@@ -229,6 +230,7 @@ def serve(makers):
                 print(f"PREPARED {key} {name}", flush=True)
             else:
                 run = prepared[(key, name)]
+                run()  # re-warm: the other side ran in between
                 start = time.perf_counter()
                 run()
                 print(f"TIME {key} {name} {time.perf_counter() - start:.6f}", flush=True)

@@ -6,9 +6,10 @@ import Squisher
 /// GPT-2-small-shaped block, built from the configs in `Benchmarks/transformer_configs/` on both
 /// sides, on the same token ids (a fixed formula, ``tokenIDs(samples:length:vocabulary:)``), timed
 /// against `Benchmarks/pytorch_transformer_bench.py` in its `--serve` mode, with the same thread
-/// count: each case is warmed up on both sides, then every repeat runs it once on each side back to
-/// back (which side goes first alternates), so that a change of the machine's load during the run
-/// weighs on both sides alike; each side's median of `repeats`.
+/// count: each case is warmed up on both sides, then every repeat runs it on each side back to back
+/// (which side goes first alternates), each side's timed run right after an untimed one that warms its
+/// caches and threads again, so that a change of the machine's load during the run weighs on both
+/// sides alike and neither is timed cold; each side's median of `repeats`.
 enum TransformerPeerBenchmark {
     static let optionsHelp =
         "[--python PATH] [--no-python] [--threads 2] [--repeats 7] [--models gpt2-tiny,bert-tiny,gpt2-768] [--cases fwd_bwd,adamw_epoch,empirical_fisher,true_fisher_exact] [--profile model:case --loops K]"
@@ -131,8 +132,8 @@ enum TransformerPeerBenchmark {
     /// exact true Fisher of GPT-2 tiny takes several seconds a run).
     static let peerBudget = 120.0
 
-    /// Idle time before every timed run on either side (microseconds): PyTorch's OpenMP threads spin for
-    /// a few milliseconds after its last parallel region, which would otherwise fall into our next run.
+    /// Idle time before every side's runs (microseconds): PyTorch's OpenMP threads spin for a few
+    /// milliseconds after its last parallel region, which would otherwise fall into our next run.
     static let settleMicroseconds: UInt32 = 20_000
 
     /// Times `spec`'s case `c` on both sides, repeat by repeat (see the type's doc): our runs and, per
@@ -157,6 +158,7 @@ enum TransformerPeerBenchmark {
             }
             if repeatIndex % 2 == 1 { runPeers() }
             usleep(settleMicroseconds)
+            try body()  // re-warm: the other side ran in between
             let start = DispatchTime.now().uptimeNanoseconds
             try body()
             ours.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
@@ -228,7 +230,7 @@ enum TransformerPeerBenchmark {
 
         let selected = cases.filter { options.caseKeys?.contains($0.key) ?? true }
         guard !selected.isEmpty else { print("--cases names none of: \(cases.map(\.key).joined(separator: ", "))"); return 2 }
-        print("## Transformers: Squisher vs PyTorch / torch.func / Opacus (float32, \(options.threads) threads, median of \(options.repeats) after a warm-up; each repeat runs both sides back to back)\n")
+        print("## Transformers: Squisher vs PyTorch / torch.func / Opacus (float32, \(options.threads) threads, median of \(options.repeats) after a warm-up; each repeat runs both sides back to back, each timed after an untimed run)\n")
         print("load average at start: \(PeerProcess.loadAverage())")
         let peerCases = Set(selected.flatMap { $0.peers.map(\.key) })
         let server = options.usePython ? startPython(options.python, threads: options.threads, models: options.models, cases: peerCases) : nil
