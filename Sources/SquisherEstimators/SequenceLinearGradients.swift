@@ -67,6 +67,8 @@ struct SequenceLinearGradients {
         // Taken out of the dictionary while written, so that each is the only reference to its storage.
         var weightSums = weightShape.map { accumulators.removeValue(forKey: "weight") ?? Tensor(zeros: $0) }
         var biasSums = bias ? accumulators.removeValue(forKey: "bias") ?? Tensor(zeros: [outFeatures]) : nil
+        if let weightShape, let weightSums { try weightSums.checkShape(weightShape, "accumulated squared weight gradients") }
+        if let biasSums { try biasSums.checkShape([outFeatures], "accumulated squared bias gradients") }
         let squares = SequenceLinearSquares(gradients: self)
         var bytes = 0
         func add(_ weight: UnsafeMutablePointer<Float>?, _ bias: UnsafeMutablePointer<Float>?) {
