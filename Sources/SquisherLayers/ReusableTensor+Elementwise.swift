@@ -7,24 +7,25 @@ extension ReusableTensor {
     /// `lhs + rhs` element-wise, as `lhs + rhs`.
     /// - Throws: ``TensorError/shapeMismatch(operation:expected:actual:)`` when the shapes differ (as `+`).
     mutating func sum(_ lhs: Tensor, _ rhs: Tensor) throws(TensorError) -> Tensor {
-        try rhs.checkShape(lhs.shape, "+")
-        return make(shape: lhs.shape) { out in
-            lhs.withUnsafeBufferPointer { a in
-                rhs.withUnsafeBufferPointer { b in
-                    for i in 0..<out.count { out[i] = a[i] + b[i] }
-                }
-            }
-        }
+        try combine(lhs, rhs, "+") { $0 + $1 }
     }
 
     /// `lhs ⊙ rhs` element-wise, as `lhs * rhs`.
     /// - Throws: ``TensorError/shapeMismatch(operation:expected:actual:)`` when the shapes differ (as `*`).
     mutating func product(_ lhs: Tensor, _ rhs: Tensor) throws(TensorError) -> Tensor {
-        try rhs.checkShape(lhs.shape, "*")
+        try combine(lhs, rhs, "*") { $0 * $1 }
+    }
+
+    /// `combine(lhs[i], rhs[i])` for every element (as `Tensor.zipWith`), into reused memory.
+    @inline(__always)
+    private mutating func combine(
+        _ lhs: Tensor, _ rhs: Tensor, _ operation: String, _ combine: (Float, Float) -> Float
+    ) throws(TensorError) -> Tensor {
+        try rhs.checkShape(lhs.shape, operation)
         return make(shape: lhs.shape) { out in
             lhs.withUnsafeBufferPointer { a in
                 rhs.withUnsafeBufferPointer { b in
-                    for i in 0..<out.count { out[i] = a[i] * b[i] }
+                    for i in 0..<out.count { out[i] = combine(a[i], b[i]) }
                 }
             }
         }
